@@ -1,0 +1,225 @@
+"""The ``video-index`` command: ``index``, ``models`` and ``show``.
+
+``video-index index --input X --output DIR [flags] [Beam flags]`` runs the job;
+flags it does not know are an error, not silently dropped. Local runs show live
+progress on stderr; every run ends with the counts and a table of top labels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from typing import Optional, Sequence
+
+PROG = "video-index"
+_LOCAL_RUNNERS = (None, "DirectRunner", "direct", "PortableRunner")
+
+
+class UsageError(Exception):
+    """Printed as one line, exit status 2."""
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    commands = {"index": _index, "models": _models, "show": _show}
+    if command not in commands:
+        print(f"{PROG}: error: unknown command {command!r} (index, models, show)", file=sys.stderr)
+        return 2
+    try:
+        return commands[command](rest)
+    except UsageError as error:
+        print(f"{PROG} {command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+_USAGE = f"""usage: {PROG} COMMAND [flags]
+
+commands:
+  index   --input X --output DIR [--model M] [...]  index a folder, glob, manifest or video
+  models                                          list the registered models
+  show    DIR [--html FILE]                       summarise an index (or write an HTML report)
+
+'{PROG} index --help' lists the index flags; Beam flags (--runner, ...) pass through."""
+
+
+def _index(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        _print_index_help()
+        return 0
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        # Beam and TF talk a lot at WARNING about things a user cannot act on.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        logging.getLogger("apache_beam").setLevel(logging.ERROR)
+
+    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+
+    from beam_pipeline.options import ConfigError, IndexConfig
+
+    _reject_unknown_flags(argv)
+    options = PipelineOptions(argv)
+    try:
+        config = IndexConfig.from_options(options)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    runner = options.view_as(StandardOptions).runner
+    local = runner in _LOCAL_RUNNERS
+    return run_index(config, options, local=local)
+
+
+def _reject_unknown_flags(argv: list[str]) -> None:
+    from apache_beam.options.pipeline_options import PipelineOptions, _BeamArgumentParser
+
+    import beam_pipeline.options  # noqa: F401 - registers VideoIndexOptions
+
+    class Parser(_BeamArgumentParser):
+        def error(self, message):  # one line, not argparse's usage block
+            raise UsageError(message)
+
+    parser = Parser(allow_abbrev=False)
+    seen = {}
+    for cls in PipelineOptions.__subclasses__():
+        seen.setdefault(str(cls), cls)
+    for cls in seen.values():
+        cls._add_argparse_args(parser)
+    _, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise UsageError(f"unknown argument {unknown[0]!r} (see 'video-index index --help')")
+
+
+def _print_index_help() -> None:
+    from beam_pipeline.options import VideoIndexOptions
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} index", add_help=False)
+    VideoIndexOptions._add_argparse_args(parser)
+    parser.add_argument("--verbose", action="store_true", help="log Beam and TF at INFO")
+    text = parser.format_help()
+    print(text + "\nAny Beam flag also works, e.g. --runner, --direct_num_workers.")
+
+
+def run_index(config, options, local: bool = True) -> int:
+    """Run the job for ``config``; print progress (local) and the summary."""
+    import dataclasses
+
+    import apache_beam as beam
+
+    from beam_pipeline import report
+    from beam_pipeline.models.loaders import resolve_source
+    from beam_pipeline.pipeline import build_pipeline
+    from beam_pipeline.runner import runner_for
+
+    spec = config.model
+    if spec.source.startswith("builtin:"):
+        # Build the default model once, here, rather than in every worker at once.
+        print(f"{PROG}: preparing model {spec.name} (first run builds it, ~1 min)", file=sys.stderr)
+        resolve_source(spec.source)
+    progress = None
+    stop = threading.Event()
+    with tempfile.TemporaryDirectory(prefix="video-index-") as tmp:
+        if local:
+            progress_path = os.path.join(tmp, "progress")
+            config = dataclasses.replace(config, progress_path=progress_path)
+            progress = threading.Thread(
+                target=_show_progress, args=(progress_path, stop), daemon=True
+            )
+            progress.start()
+        started = time.time()
+        try:
+            with beam.Pipeline(runner=runner_for(options), options=options) as p:
+                build_pipeline(p, config)
+        finally:
+            stop.set()
+            if progress is not None:
+                progress.join()
+        elapsed = time.time() - started
+    summary = report.load_summary(config.output, run_id=config.run_id)
+    record = report.write_run_record(config, summary, elapsed)
+    print(report.format_summary(summary, config.output, record), file=sys.stdout)
+    return 0
+
+
+def _show_progress(path: str, stop: threading.Event) -> None:
+    from transforms import metrics as m
+
+    tty = sys.stderr.isatty()
+    started = time.monotonic()
+    last_line = 0.0
+    while True:
+        done = stop.wait(0.5)
+        totals = m.read_progress(path)
+        elapsed = max(time.monotonic() - started, 1e-6)
+        line = (
+            f"listed {totals[m.LISTED]} | decoded {totals[m.DECODED]} | "
+            f"indexed {totals[m.INDEXED]} | failed {totals[m.FAILED]} | "
+            f"clips {totals[m.CLASSIFIED]}/{totals[m.CLIPS]} "
+            f"({totals[m.CLASSIFIED] / elapsed:.2f} clips/s) | {elapsed:.0f}s"
+        )
+        if tty:
+            print(f"\r{line}\033[K", end="" if not done else "\n", file=sys.stderr, flush=True)
+        elif done or time.monotonic() - last_line >= 15:
+            print(line, file=sys.stderr, flush=True)
+            last_line = time.monotonic()
+        if done:
+            return
+
+
+def _models(argv: list[str]) -> int:
+    from beam_pipeline.models.registry import registered
+
+    as_json = "--json" in argv
+    rows = [spec.summary() for spec in registered().values()]
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    header = f"{'name':<22} {'kind':<7} {'px':>4} {'fps':>5} {'frames':>6} {'clip_s':>6} {'classes':>7}  source"
+    print(header)
+    for spec in registered().values():
+        print(
+            f"{spec.name:<22} {spec.kind:<7} {spec.size:>4} {spec.fps:>5g} "
+            f"{spec.frames_per_clip:>6} {spec.clip_seconds:>6.2f} {spec.num_classes:>7}  {spec.source}"
+        )
+    return 0
+
+
+def _show(argv: list[str]) -> int:
+    from beam_pipeline import report
+
+    parser = argparse.ArgumentParser(prog=f"{PROG} show")
+    parser.add_argument("output", help="the index folder (the --output of a run)")
+    parser.add_argument("--html", help="also write a self-contained HTML report here")
+    parser.add_argument("--top", type=int, default=50, help="videos shown in the table")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    try:
+        summary = report.load_summary(args.output)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    print(report.format_summary(summary, args.output, None, limit=args.top))
+    if args.html:
+        report.write_html(summary, args.output, args.html)
+        print(f"report: {args.html}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

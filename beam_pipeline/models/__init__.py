@@ -1,0 +1,1 @@
+"""Model specs, the registry, loaders and the I3D builder."""

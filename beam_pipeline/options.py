@@ -1,0 +1,128 @@
+"""The job's flags (a PipelineOptions subclass) and the frozen config made from them.
+
+Flags are declared once here; ``IndexConfig.from_options`` validates them into one
+frozen object that ``build_pipeline`` hands to the stages through constructors.
+Every flag takes ``--dash-case`` or Beam's ``--snake_case`` spelling.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+from typing import Optional
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipeline.models.registry import DEFAULT_MODEL, resolve_model
+from beam_pipeline.models.spec import ModelSpec, SpecError
+from transforms.manifest import VIDEO_EXTENSIONS, InputError, input_kind
+from transforms.sampling import ClipSampling
+from transforms.video_io import DecodeLimits
+
+SHORT_VIDEO_POLICIES = ("loop", "repeat_last")
+
+
+class ConfigError(ValueError):
+    """A bad flag or input; the message is the one-line error the user sees."""
+
+
+def _flag(parser, name: str, **kwargs) -> None:
+    dest = name.replace("-", "_")
+    spellings = [f"--{name}"] if dest == name else [f"--{name}", f"--{dest}"]
+    parser.add_argument(*spellings, dest=dest, **kwargs)
+
+
+class VideoIndexOptions(PipelineOptions):
+    @classmethod
+    def _add_argparse_args(cls, parser):
+        _flag(parser, "input", help="folder, glob, manifest (.csv/.jsonl/.txt) or video; any fsspec URL")
+        _flag(parser, "output", help="folder (local or bucket) that receives the index tables")
+        _flag(parser, "model", default=DEFAULT_MODEL, help="registered name, TF Hub handle, SavedModel dir or spec file")
+        _flag(parser, "label-file", default=None, help="class names file for a --model that has none")
+        _flag(parser, "model-path", default=None, help="where a registered model's SavedModel is (local or bucket), instead of its hub handle")
+        _flag(parser, "clip-stride-s", type=float, default=None, help="seconds between clip starts (default: one clip length)")
+        _flag(parser, "max-clips-per-video", type=int, default=None, help="cap on clips per video (default: none)")
+        _flag(parser, "short-video", default="loop", help="a video shorter than one clip: loop | repeat_last")
+        _flag(parser, "top-k", type=int, default=5, help="labels kept per clip and per video")
+        _flag(parser, "batch-size", type=int, default=None, help="clips per model call (default: the model's)")
+        _flag(parser, "max-pixels-per-frame", type=int, default=DecodeLimits.max_pixels_per_frame)
+        _flag(parser, "max-duration-s", type=float, default=DecodeLimits.max_duration_s)
+        _flag(parser, "max-decode-s", type=float, default=DecodeLimits.max_decode_s)
+        _flag(parser, "extensions", default=",".join(VIDEO_EXTENSIONS), help="file extensions taken from a folder")
+        _flag(parser, "run-id", default=None, help="name of this run (default: UTC time + random)")
+
+
+def new_run_id() -> str:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class IndexConfig:
+    input: str
+    output: str
+    model: ModelSpec
+    sampling: ClipSampling
+    limits: DecodeLimits
+    top_k: int
+    batch_size: int
+    extensions: tuple[str, ...]
+    run_id: str
+    progress_path: Optional[str] = None
+
+    @classmethod
+    def from_options(cls, options: PipelineOptions, check_input: bool = True) -> "IndexConfig":
+        opts = options.view_as(VideoIndexOptions)
+        if not opts.input:
+            raise ConfigError("--input is required (a folder, glob, manifest or video)")
+        if not opts.output:
+            raise ConfigError("--output is required (a folder for the index tables)")
+        if check_input:
+            try:
+                input_kind(opts.input)
+            except InputError as error:
+                raise ConfigError(str(error)) from None
+        try:
+            spec = resolve_model(opts.model, opts.label_file, opts.model_path)
+        except SpecError as error:
+            raise ConfigError(str(error)) from None
+        except FileNotFoundError as error:
+            raise ConfigError(f"cannot read {error.filename or error}") from None
+        if opts.clip_stride_s is not None and opts.clip_stride_s <= 0:
+            raise ConfigError("--clip-stride-s must be positive")
+        if opts.max_clips_per_video is not None and opts.max_clips_per_video < 1:
+            raise ConfigError("--max-clips-per-video must be at least 1")
+        if opts.short_video not in SHORT_VIDEO_POLICIES:
+            raise ConfigError(f"--short-video must be one of {', '.join(SHORT_VIDEO_POLICIES)}")
+        if opts.top_k < 1:
+            raise ConfigError("--top-k must be at least 1")
+        if opts.batch_size is not None and opts.batch_size < 1:
+            raise ConfigError("--batch-size must be at least 1")
+        for name in ("max_pixels_per_frame", "max_duration_s", "max_decode_s"):
+            if getattr(opts, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        extensions = tuple(
+            e if e.startswith(".") else f".{e}"
+            for e in (x.strip().lower() for x in opts.extensions.split(","))
+            if e
+        )
+        return cls(
+            input=opts.input,
+            output=opts.output.rstrip("/"),
+            model=spec,
+            sampling=spec.clip_sampling(
+                stride_s=opts.clip_stride_s,
+                max_clips=opts.max_clips_per_video,
+                short_video=opts.short_video,
+            ),
+            limits=DecodeLimits(
+                max_pixels_per_frame=opts.max_pixels_per_frame,
+                max_duration_s=opts.max_duration_s,
+                max_decode_s=opts.max_decode_s,
+            ),
+            top_k=min(opts.top_k, spec.num_classes),
+            batch_size=opts.batch_size or spec.max_batch_size,
+            extensions=extensions,
+            run_id=opts.run_id or new_run_id(),
+        )

@@ -1,0 +1,39 @@
+"""The local runner: Beam's FnApiRunner, as the DirectRunner uses it for batch jobs.
+
+Beam 2.77's DirectRunner first tries the Prism runner, which downloads a binary
+from GitHub on first use: on a machine without that access a local run would
+stall or depend on it. This builds the FnApiRunner the same way the DirectRunner
+does for a batch pipeline, so ``--direct_num_workers`` and
+``--direct_running_mode`` still apply.
+"""
+
+from __future__ import annotations
+
+from apache_beam.runners.runner import PipelineRunner
+
+
+class LocalRunner(PipelineRunner):
+    """The DirectRunner's batch path (FnApiRunner), without the Prism attempt."""
+
+    def run_pipeline(self, pipeline, options):
+        from apache_beam.portability.api import beam_provision_api_pb2
+        from apache_beam.runners.portability.fn_api_runner import fn_runner
+        from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+        encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+        provision_info = fn_runner.ExtendedProvisionInfo(
+            beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
+        )
+        return fn_runner.FnApiRunner(provision_info=provision_info).run_pipeline(
+            pipeline, options
+        )
+
+
+def runner_for(options):
+    """LocalRunner where the user asked for the DirectRunner (or nothing); else None."""
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    name = options.view_as(StandardOptions).runner
+    if name in (None, "DirectRunner", "direct"):
+        return LocalRunner()
+    return None

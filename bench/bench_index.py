@@ -1,0 +1,172 @@
+"""Benchmarks of the spine (not tests): throughput ratio and memory ratio.
+
+    python bench/bench_index.py throughput [--model i3d-kinetics-400] [--clips 24]
+    python bench/bench_index.py memory [--long-min 30] [--short-min 1]
+
+throughput: on a corpus built from ../shared/media, (a) the whole job's clips/s
+(LocalRunner, in this process: list, decode, classify, summarise, write) and (b) the
+model alone on the same clips at the same batch size (decoded beforehand, outside the
+clock), in one run; prints both and their ratio (a / b).
+
+memory: generates a long and a short low-resolution video, indexes each in its own
+child process and prints each child's peak RSS and their ratio (long / short).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+SHARED = Path(os.environ.get("VIDEO_INDEX_SHARED", REPO.parent / "shared"))
+CORPUS = [  # real clips of several codecs and sizes
+    "mmaction2/test.mp4",
+    "mmaction2/test.avi",
+    "mmaction2/test_video_structuralize.mp4",
+    "moviepy/chaplin.mp4",
+    "kinetics-i3d/v_CricketShot_g04_c01_rgb.gif",
+    "derived/mpeg4.mkv",
+]
+
+
+def throughput(args) -> dict:
+    import apache_beam as beam
+    import numpy as np
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipeline.models.loaders import ClipModel
+    from beam_pipeline.options import IndexConfig
+    from beam_pipeline.pipeline import build_pipeline
+    from beam_pipeline.report import current_rows
+    from beam_pipeline.runner import LocalRunner
+    from transforms.clips import read_clips
+
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = Path(tmp) / "corpus.txt"
+        manifest.write_text("\n".join(str(SHARED / "media" / c) for c in CORPUS) + "\n")
+        argv = [
+            f"--input={manifest}",
+            f"--output={tmp}/out",
+            f"--model={args.model}",
+            f"--max-clips-per-video={args.clips_per_video}",
+        ]
+        if args.batch_size:
+            argv.append(f"--batch-size={args.batch_size}")
+        options = PipelineOptions(argv)
+        config = IndexConfig.from_options(options)
+        spec = config.model
+
+        # (b) first loads the model, so (a) does not pay the one-off SavedModel build.
+        model = ClipModel.load(spec)
+        clips = []
+        for name in CORPUS:
+            with read_clips(str(SHARED / "media" / name), config.sampling, spec.frame_spec(), config.limits) as reader:
+                clips += [clip.frames for clip in reader]
+        model.predict(np.stack(clips[:1]))  # warm-up: graph tracing
+        started = time.perf_counter()
+        for i in range(0, len(clips), config.batch_size):
+            model.predict(np.stack(clips[i : i + config.batch_size]))
+        model_s = time.perf_counter() - started
+        del model
+
+        started = time.perf_counter()
+        with beam.Pipeline(runner=LocalRunner(), options=options) as p:
+            build_pipeline(p, config)
+        pipeline_s = time.perf_counter() - started
+        indexed_clips = current_rows(config.output)["clips"].num_rows
+
+    model_rate = len(clips) / model_s
+    e2e_rate = indexed_clips / pipeline_s
+    return {
+        "model": spec.name,
+        "batch_size": config.batch_size,
+        "clips": len(clips),
+        "indexed_clips": indexed_clips,
+        "end_to_end_clips_per_s": round(e2e_rate, 3),
+        "model_only_clips_per_s": round(model_rate, 3),
+        "ratio_end_to_end_over_model": round(e2e_rate / model_rate, 3),
+    }
+
+
+def write_long_video(path: Path, minutes: float, fps: int = 25, size=(160, 120)) -> None:
+    """A low-resolution test pattern that moves, so the encoder has real work."""
+    import av
+    import numpy as np
+
+    frames = int(minutes * 60 * fps)
+    base = np.zeros((size[1], size[0], 3), np.uint8)
+    xs = np.arange(size[0], dtype=np.uint16)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            base[:, :, 0] = ((xs + i) % 256).astype(np.uint8)
+            base[:, :, 1] = (i * 3) % 256
+            frame = av.VideoFrame.from_ndarray(base, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+
+
+def peak_rss_of(cmd: list[str]) -> tuple[int, float]:
+    """Run a child; its peak RSS in MiB (from wait4's rusage) and wall seconds."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd} failed: {proc.stderr.read().decode()[-2000:]}")
+    return usage.ru_maxrss // 1024, elapsed
+
+
+def memory(args) -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, minutes in (("short", args.short_min), ("long", args.long_min)):
+            video = Path(tmp) / f"{name}.mp4"
+            write_long_video(video, minutes)
+            cmd = [
+                sys.executable, "-m", "beam_pipeline", "index",
+                f"--input={video}", f"--output={tmp}/out-{name}",
+                f"--model={args.model}", f"--clip-stride-s={args.stride_s}",
+            ]
+            rss, wall = peak_rss_of(cmd)
+            results[name] = {"minutes": minutes, "peak_rss_mib": rss, "wall_s": round(wall, 1)}
+    results["ratio_long_over_short"] = round(
+        results["long"]["peak_rss_mib"] / results["short"]["peak_rss_mib"], 3
+    )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    t = sub.add_parser("throughput")
+    t.add_argument("--model", default="i3d-kinetics-400")
+    t.add_argument("--clips-per-video", type=int, default=4)
+    t.add_argument("--batch-size", type=int, default=None)
+    m = sub.add_parser("memory")
+    m.add_argument("--model", default="i3d-kinetics-400")
+    m.add_argument("--long-min", type=float, default=30.0)
+    m.add_argument("--short-min", type=float, default=1.0)
+    m.add_argument("--stride-s", type=float, default=60.0, help="keeps model time small; decode still reads every frame")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    result = throughput(args) if args.what == "throughput" else memory(args)
+    print(json.dumps(result, indent=1))
+    _ = resource  # peak RSS of this process is not what memory() reports
+
+
+if __name__ == "__main__":
+    main()

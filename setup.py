@@ -1,0 +1,31 @@
+"""video-index: the same package runs locally and on Dataflow workers (--setup_file)."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="video-index",
+    version="0.1.0",
+    description="Index a video archive with action-recognition models on Apache Beam",
+    python_requires=">=3.10",
+    packages=find_packages(include=["beam_pipeline", "beam_pipeline.*", "transforms", "transforms.*"]),
+    package_data={"beam_pipeline.models": ["labels/*.txt"]},
+    install_requires=[
+        "apache-beam>=2.60,<3",
+        "tensorflow>=2.16,<2.22",
+        "tensorflow-hub>=0.16",
+        # PyAV: streamed decode from file objects with real timestamps and rotation.
+        "av>=12",
+        "opencv-python-headless>=4.8",
+        "pyarrow>=14",
+        "fsspec>=2024.2",
+        "gcsfs>=2024.2",
+        "s3fs>=2024.2",
+        "numpy>=1.24",
+        "PyYAML>=6",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6"],
+        "dataflow": ["apache-beam[gcp]>=2.60,<3"],
+    },
+    entry_points={"console_scripts": ["video-index=beam_pipeline.cli:main"]},
+)

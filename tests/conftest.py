@@ -1,0 +1,66 @@
+"""Fixtures shared by the tiers: the ../shared folder and a tiny colour model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VIDEO_INDEX_SHARED", REPO.parent / "shared"))
+MEDIA = SHARED / "media"
+
+COLOUR_LABELS = ("red", "green", "blue")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: needs the real I3D model or long media")
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    if not MEDIA.is_dir():
+        pytest.skip(f"shared media not found at {MEDIA} (set VIDEO_INDEX_SHARED)")
+    return MEDIA
+
+
+@pytest.fixture(scope="session")
+def colour_model_dir(tmp_path_factory) -> Path:
+    """A SavedModel that names a clip's dominant colour: [B,T,H,W,3] in [0,1] -> [B,3].
+
+    Its logits are 10 x the mean of each channel, so a red clip's top-1 is 'red';
+    plumbing tests use it where the real I3D would only add minutes.
+    """
+    import tensorflow as tf
+
+    class ColourModel(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.float32)])
+        def __call__(self, clips):
+            return 10.0 * tf.reduce_mean(clips, axis=[1, 2, 3])
+
+    path = tmp_path_factory.mktemp("models") / "colour"
+    module = ColourModel()
+    tf.saved_model.save(
+        module, str(path), signatures={"serving_default": module.__call__.get_concrete_function()}
+    )
+    (path / "labels.txt").write_text("\n".join(COLOUR_LABELS) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def colour_spec(colour_model_dir):
+    from beam_pipeline.models.spec import ModelSpec
+
+    return ModelSpec(
+        name="colour",
+        source=str(colour_model_dir),
+        size=32,
+        fps=10.0,
+        frames_per_clip=8,
+        labels=COLOUR_LABELS,
+        max_batch_size=3,
+    )
+
+
+from tests.cloud import gcs_emulator, s3_server  # noqa: E402,F401 - session fixtures

@@ -1,0 +1,90 @@
+"""The video-index command: one-line errors, the models list, and a full local run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def run_cli(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, "-m", "beam_pipeline", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["index", "--output", "x"], "--input is required"),
+        (["index", "--input", "/no/such/dir", "--output", "x"], "input not found"),
+        (["index", "--input", ".", "--output", "x", "--clip-strid-s", "2"], "unknown argument '--clip-strid-s'"),
+        (["index", "--input", ".", "--output", "x", "--top-k", "0"], "--top-k must be at least 1"),
+        (["index", "--input", ".", "--output", "x", "--top-k", "many"], "invalid int value: 'many'"),
+        (["index", "--input", ".", "--output", "x", "--model", "nope"], "unknown model 'nope'"),
+        (["frobnicate"], "unknown command"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_models_lists_every_registered_model():
+    result = run_cli("models")
+    assert result.returncode == 0
+    for name in ["i3d-kinetics-400"] + [f"movinet-a{i}-{m}" for i in range(6) for m in ("base", "stream")]:
+        assert name in result.stdout
+    rows = json.loads(run_cli("models", "--json").stdout)
+    assert {r["name"]: r["size"] for r in rows}["movinet-a4-base"] == 290
+
+
+def test_index_help_lists_flags():
+    result = run_cli("index", "--help")
+    assert result.returncode == 0 and "--clip-stride-s" in result.stdout
+
+
+@pytest.mark.slow
+def test_index_shared_media_with_i3d(media_dir, tmp_path):
+    """The acceptance run: every input file lands in exactly one table."""
+    out = tmp_path / "out"
+    # Two clips per video keep the run to minutes; the accounting is what is tested.
+    result = run_cli("index", "--input", str(media_dir), "--output", str(out), "--max-clips-per-video", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    from beam_pipeline.report import current_rows
+    from transforms.manifest import VIDEO_EXTENSIONS
+
+    tables = current_rows(str(out))
+    inputs = {
+        str(p.relative_to(media_dir)) for p in media_dir.rglob("*")
+        if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+    }
+    videos = {r["video_id"]: r for r in tables["videos"].to_pylist()}
+    failures = {r["video_id"]: r for r in tables["failures"].to_pylist()}
+    assert set(videos) | set(failures) == inputs
+    assert not set(videos) & set(failures)
+    for name in ["moviepy/result.webm", "derived/not_a_video.mp4", "derived/audio_only.mp4",
+                 "derived/truncated_moov_at_end.mp4"]:
+        assert failures[name]["stage"] == "decode" and failures[name]["message"], name
+    for name in ["decord/corrupted.mp4", "derived/truncated_faststart.mp4"]:
+        assert name in videos, failures.get(name)
+    assert videos["kinetics-i3d/v_CricketShot_g04_c01_rgb.gif"]["labels"][0] == "playing cricket"
+    assert videos["kinetics-i3d/v_CricketShot_g04_c01_rgb.gif"]["scores"][0] >= 0.9
+    assert videos["mmaction2/test.mp4"]["labels"][0] == "cleaning pool"
+    # The summary printed at the end agrees with the tables, and a run record exists.
+    assert f"{len(videos)} videos indexed, {len(failures)} failed" in result.stdout
+    (record,) = list((out / "runs").glob("*.json"))
+    counts = json.loads(record.read_text())["counts"]
+    assert (counts["videos"], counts["failures"]) == (len(videos), len(failures))

@@ -1,0 +1,103 @@
+"""Model specs, the registry, the loaders and the RunInference handler (tier 2)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from apache_beam.ml.inference.base import PredictionResult
+
+from beam_pipeline.models.handler import ClipModelHandler, build_handler
+from beam_pipeline.models.loaders import ClipModel
+from beam_pipeline.models.registry import DEFAULT_MODEL, registered, resolve_model
+from beam_pipeline.models.spec import ModelSpec, SpecError, spec_from_file
+from transforms.records import ClipKey
+
+MOVINET_FACTS = {  # variant: (px, fps, training frames)
+    "a0": (172, 5, 50), "a1": (172, 5, 50), "a2": (224, 5, 50),
+    "a3": (256, 12, 120), "a4": (290, 8, 80), "a5": (320, 12, 120),
+}
+
+
+def test_registry_lists_i3d_and_every_movinet():
+    specs = registered()
+    assert specs[DEFAULT_MODEL].num_classes == 400
+    assert specs[DEFAULT_MODEL].labels[0] == "abseiling"
+    for variant, (px, fps, frames) in MOVINET_FACTS.items():
+        base, stream = specs[f"movinet-{variant}-base"], specs[f"movinet-{variant}-stream"]
+        assert (base.size, base.fps, base.frames_per_clip) == (px, fps, frames)
+        assert (stream.size, stream.fps, stream.kind) == (px, fps, "stream")
+        assert base.num_classes == stream.num_classes == 600
+        assert base.source.endswith(f"/{variant}/base/kinetics-600/classification/3")
+
+
+def test_spec_rejects_nonsense():
+    with pytest.raises(SpecError):
+        ModelSpec(name="x", source="y", kind="banana")
+    with pytest.raises(SpecError):
+        ModelSpec(name="x", source="y", value_range=(1.0, 0.0))
+
+
+def test_hub_handles_resolve_to_registered_specs():
+    assert resolve_model("deepmind/i3d-kinetics-400/1").frames_per_clip == 64
+    spec = resolve_model("https://tfhub.dev/tensorflow/movinet/a2/base/kinetics-600/classification/3")
+    assert spec.name == "movinet-a2-base"
+    with pytest.raises(SpecError, match="unknown model"):
+        resolve_model("no-such-model")
+
+
+def test_saved_model_dir_needs_labels(colour_model_dir):
+    with pytest.raises(SpecError, match="--label-file"):
+        resolve_model(str(colour_model_dir))
+    spec = resolve_model(str(colour_model_dir), labels_path=str(colour_model_dir / "labels.txt"))
+    assert spec.labels == ("red", "green", "blue")
+
+
+def test_spec_file_with_relative_paths(tmp_path, colour_model_dir):
+    (tmp_path / "classes.txt").write_text("r\ng\nb\n")
+    spec_path = tmp_path / "colour.json"
+    spec_path.write_text(json.dumps({"path": str(colour_model_dir), "label_file": "classes.txt",
+                                     "size": 16, "fps": 5, "frames_per_clip": 4, "value_range": [0, 1]}))
+    spec = spec_from_file(str(spec_path))
+    assert (spec.name, spec.size, spec.labels) == ("colour", 16, ("r", "g", "b"))
+    spec_path.write_text(json.dumps({"path": "x", "labels": ["a"], "colour": 1}))
+    with pytest.raises(SpecError, match="unknown keys"):
+        spec_from_file(str(spec_path))
+
+
+def solid_clip(rgb, frames=8, size=32) -> np.ndarray:
+    clip = np.zeros((frames, size, size, 3), np.uint8)
+    clip[...] = rgb
+    return clip
+
+
+def test_clip_model_maps_uint8_to_the_model_range(colour_spec):
+    model = ClipModel.load(colour_spec)
+    logits = model.predict(np.stack([solid_clip((255, 0, 0)), solid_clip((0, 0, 51))]))
+    # The colour model returns 10 x channel means of its [0, 1] input.
+    np.testing.assert_allclose(logits, [[10, 0, 0], [0, 0, 2]], atol=1e-3)
+    with pytest.raises(ValueError, match="uint8"):
+        model.predict(np.zeros((1, 8, 32, 32, 3), np.float32))
+
+
+def test_label_count_mismatch_is_a_clear_error(colour_spec):
+    import dataclasses
+
+    model = ClipModel.load(dataclasses.replace(colour_spec, labels=("a", "b")))
+    with pytest.raises(ValueError, match="label list"):
+        model.predict(solid_clip((1, 2, 3))[None])
+
+
+def test_handler_lifecycle_and_keys(colour_spec):
+    handler = build_handler(colour_spec, max_batch_size=2)
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 2}
+    model = handler.load_model()
+    keys = [ClipKey("v", "/v", i, 0.0, 1.0) for i in range(2)]
+    results = list(handler.run_inference(
+        [(keys[0], solid_clip((0, 255, 0))), (keys[1], solid_clip((0, 0, 255)))], model))
+    assert [k for k, _ in results] == keys
+    assert all(isinstance(r, PredictionResult) for _, r in results)
+    assert [int(np.argmax(r.inference)) for _, r in results] == [1, 2]
+    unkeyed = ClipModelHandler(colour_spec)
+    assert unkeyed.get_num_bytes([solid_clip((0, 0, 0))]) == 8 * 32 * 32 * 3

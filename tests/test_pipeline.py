@@ -1,0 +1,123 @@
+"""Whole graphs on a TestPipeline (tier 3): build_pipeline over generated videos.
+
+The colour model (conftest) names a clip's dominant colour, so each video's label
+is known before the run; the real I3D is exercised in test_cli_e2e.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.testing.test_pipeline import TestPipeline
+
+from beam_pipeline.options import IndexConfig
+from beam_pipeline.pipeline import build_pipeline
+from beam_pipeline.report import current_rows
+from transforms.video_io import DecodeLimits
+
+COLOURS = {"red": (230, 10, 10), "green": (10, 230, 10), "blue": (10, 10, 230)}
+
+
+def write_colour_video(path: Path, rgb, seconds: float, fps: int = 10, size=(48, 32)) -> Path:
+    """A lossless video of one solid colour (ffv1 in Matroska)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=fps)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv444p"
+        frame_rgb = np.zeros((size[1], size[0], 3), np.uint8)
+        frame_rgb[...] = rgb
+        for i in range(int(round(seconds * fps))):
+            frame = av.VideoFrame.from_ndarray(frame_rgb, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.fixture
+def colour_archive(tmp_path) -> Path:
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_colour_video(archive / "red.mkv", COLOURS["red"], 3.0)
+    write_colour_video(archive / "green.mkv", COLOURS["green"], 0.5)  # shorter than a clip
+    write_colour_video(archive / "blue.mkv", COLOURS["blue"], 1.6)
+    (archive / "notes.mp4").write_text("this is not a video")
+    (archive / "empty.webm").write_bytes(b"")
+    return archive
+
+
+def make_config(colour_spec, input_uri: str, output: str, **overrides) -> IndexConfig:
+    config = IndexConfig(
+        input=input_uri,
+        output=output,
+        model=colour_spec,
+        sampling=colour_spec.clip_sampling(),
+        limits=DecodeLimits(),
+        top_k=2,
+        batch_size=colour_spec.max_batch_size,
+        extensions=(".mkv", ".mp4", ".webm"),
+        run_id="test-run",
+    )
+    return dataclasses.replace(config, **overrides)
+
+
+def test_every_video_lands_in_exactly_one_table(colour_spec, colour_archive, tmp_path):
+    out = tmp_path / "out"
+    config = make_config(colour_spec, str(colour_archive), str(out))
+    with TestPipeline() as p:
+        build_pipeline(p, config)
+    tables = current_rows(str(out))
+    videos = {r["video_id"]: r for r in tables["videos"].to_pylist()}
+    failures = {r["video_id"]: r for r in tables["failures"].to_pylist()}
+    assert set(videos) == {"red.mkv", "green.mkv", "blue.mkv"}
+    assert set(failures) == {"notes.mp4", "empty.webm"}
+    for name, row in videos.items():
+        assert row["labels"][0] == name.split(".")[0]
+        assert row["scores"][0] > 0.9
+        assert row["model"] == "colour" and row["run_id"] == "test-run"
+    assert all(f["stage"] == "decode" and f["message"] for f in failures.values())
+    # 3 s at 10 fps in 8-frame clips: 0-0.8, 0.8-1.6, 1.6-2.4 and one aligned to the end.
+    red = sorted(
+        (c["start_s"], c["end_s"]) for c in tables["clips"].to_pylist() if c["video_id"] == "red.mkv"
+    )
+    expected = [(0.0, 0.8), (0.8, 1.6), (1.6, 2.4), (2.2, 3.0)]
+    assert [t for pair in red for t in pair] == pytest.approx([t for pair in expected for t in pair])
+    assert videos["red.mkv"]["num_clips"] == 4
+    assert videos["green.mkv"]["num_clips"] == 1  # looped to fill one clip
+    assert videos["red.mkv"]["duration_s"] == pytest.approx(3.0, abs=0.11)
+    assert (videos["red.mkv"]["width"], videos["red.mkv"]["height"]) == (48, 32)
+
+
+def test_decode_limits_become_failure_rows(colour_spec, colour_archive, tmp_path):
+    out = tmp_path / "out"
+    config = make_config(
+        colour_spec, str(colour_archive), str(out), limits=DecodeLimits(max_duration_s=2.0)
+    )
+    with TestPipeline() as p:
+        build_pipeline(p, config)
+    tables = current_rows(str(out))
+    failures = {r["video_id"]: r for r in tables["failures"].to_pylist()}
+    assert failures["red.mkv"]["error_type"] == "DecodeLimitExceeded"
+    assert "red.mkv" not in tables["clips"].column("video_id").to_pylist()
+    assert {r["video_id"] for r in tables["videos"].to_pylist()} == {"green.mkv", "blue.mkv"}
+
+
+def test_multiprocess_direct_runner_gives_the_same_index(colour_spec, colour_archive, tmp_path):
+    from beam_pipeline.runner import LocalRunner
+    import apache_beam as beam
+
+    out = tmp_path / "out"
+    config = make_config(colour_spec, str(colour_archive), str(out))
+    options = PipelineOptions(["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    with beam.Pipeline(runner=LocalRunner(), options=options) as p:
+        build_pipeline(p, config)
+    tables = current_rows(str(out))
+    assert tables["videos"].num_rows == 3 and tables["failures"].num_rows == 2
+    assert tables["clips"].num_rows == 4 + 1 + 2

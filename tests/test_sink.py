@@ -1,0 +1,61 @@
+"""WriteIndex and reading the index back."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pyarrow.dataset as ds
+from apache_beam.testing.test_pipeline import TestPipeline
+
+from beam_pipeline.report import current_rows, load_summary, format_summary
+from transforms.sink import WriteIndex, write_rows
+
+
+def video_row(video_id: str, run_id: str, label: str = "a") -> dict:
+    return {
+        "video_id": video_id, "uri": f"/{video_id}", "size": 1, "version": "v", "duration_s": 1.0,
+        "fps": 25.0, "width": 4, "height": 4, "num_frames": 25, "decode_errors": 0, "num_clips": 1,
+        "labels": [label], "scores": [0.9], "model": "m", "run_id": run_id,
+    }
+
+
+def failure_row(video_id: str, run_id: str) -> dict:
+    return {"video_id": video_id, "uri": f"/{video_id}", "stage": "decode", "error_type": "E",
+            "message": "bad", "size": 1, "version": "v", "model": "m", "run_id": run_id}
+
+
+def test_write_rows_is_atomic_and_readable(tmp_path):
+    path = write_rows(str(tmp_path), "videos", [video_row("x", "r1")], "r1-part")
+    assert path.endswith("videos/r1-part.parquet")
+    assert list((tmp_path / "videos" / "_tmp").iterdir()) == []
+    # pyarrow.dataset over the folder skips the _tmp folder by itself.
+    table = ds.dataset(str(tmp_path / "videos"), format="parquet").to_table()
+    assert table.column("video_id").to_pylist() == ["x"]
+
+
+def test_write_index_flushes_in_pieces(tmp_path):
+    rows = [video_row(f"v{i}", "r1") for i in range(7)]
+    with TestPipeline() as p:
+        tables = {
+            "videos": p | "V" >> beam.Create(rows),
+            "clips": p | "C" >> beam.Create([]),
+            "failures": p | "F" >> beam.Create([failure_row("bad", "r1")]),
+        }
+        tables | WriteIndex(str(tmp_path), "r1", flush_rows=3)
+    files = sorted((tmp_path / "videos").glob("*.parquet"))
+    assert len(files) >= 3  # 7 rows, at most 3 per file
+    current = current_rows(str(tmp_path))
+    assert sorted(current["videos"].column("video_id").to_pylist()) == [f"v{i}" for i in range(7)]
+    assert current["failures"].column("video_id").to_pylist() == ["bad"]
+
+
+def test_newest_run_wins_across_tables(tmp_path):
+    out = str(tmp_path)
+    write_rows(out, "videos", [video_row("x", "r1"), video_row("y", "r1")], "r1-a")
+    write_rows(out, "failures", [failure_row("x", "r2")], "r2-a")
+    write_rows(out, "videos", [video_row("y", "r2", "b"), video_row("y", "r2", "b")], "r2-b")
+    current = current_rows(out)
+    assert current["videos"].column("video_id").to_pylist() == ["y"]
+    assert current["videos"].column("labels").to_pylist() == [["b"]]
+    assert current["failures"].column("video_id").to_pylist() == ["x"]
+    text = format_summary(load_summary(out), out, None)
+    assert "1 videos indexed, 1 failed" in text

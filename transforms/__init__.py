@@ -1,0 +1,1 @@
+"""The pipeline's stages (Beam composites) and the Beam-free code under them."""

@@ -1,0 +1,329 @@
+"""ReadManifest: an input (directory, glob, manifest file or one video) → VideoRefs.
+
+Takes one input string on any fsspec URL (local path, ``gs://``, ``s3://``,
+``https://``) and gives the distinct videos to index as ``VideoRef`` records, plus
+``Failure`` rows for manifest rows that cannot be used. Only these small refs cross
+the shuffle that spreads decode across workers.
+
+Input forms:
+  * a directory: every file below it whose extension is a video extension;
+  * a glob (``gs://bucket/archive/**/*.mp4``): the files it matches, any extension;
+  * a manifest (``.csv``, ``.jsonl``, ``.txt``): one video per row; CSV and JSONL
+    rows name ``uri`` (or ``path``/``url``) and optionally ``video_id`` (or ``id``);
+    a TXT manifest has one URI per line, ``#`` comments allowed. Relative paths are
+    taken from the manifest's folder;
+  * a single video file.
+
+``video_id`` is the manifest's id where given, else the path relative to the
+directory (or glob prefix, or manifest folder), else the URI itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import posixpath
+from typing import Iterable, Iterator, Optional, Union
+
+import apache_beam as beam
+import fsspec
+from apache_beam import pvalue
+
+from transforms.metrics import StageMetrics
+from transforms.records import Failure, VideoRef
+from transforms.storage import retrying
+
+STAGE = "manifest"
+VIDEO_EXTENSIONS = (
+    ".3gp .asf .avi .flv .gif .m2ts .m4v .mkv .mov .mp4 .mpeg .mpg .mts .mxf .ogv "
+    ".ts .vob .webm .wmv"
+).split()
+MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".txt")
+_URI_COLUMNS = ("uri", "path", "url")
+_ID_COLUMNS = ("video_id", "id")
+
+
+class InputError(ValueError):
+    """The input root cannot be read at all; the message is the one-line reason."""
+
+
+def _protocol(fs: fsspec.AbstractFileSystem) -> str:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol
+
+
+def _full_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    """A path as the URI people would type: plain for local files, with scheme else."""
+    protocol = _protocol(fs)
+    if protocol in ("file", "local"):
+        return path
+    if protocol in ("http", "https"):
+        return path
+    return f"{protocol}://{path}"
+
+
+def _version(info: dict) -> Optional[str]:
+    """What changes when the object changes: generation, ETag or mtime."""
+    for key in ("generation", "ETag", "etag", "mtime", "LastModified", "updated", "created"):
+        value = info.get(key)
+        if value not in (None, ""):
+            return str(value).strip('"')
+    return None
+
+
+def input_kind(input_uri: str) -> str:
+    """``glob``, ``manifest``, ``directory`` or ``file``; raises InputError if unreadable."""
+    if any(ch in input_uri for ch in "*?["):
+        return "glob"
+    try:
+        fs, path = fsspec.core.url_to_fs(input_uri)
+        if fs.isdir(path):
+            return "directory"
+        if not fs.exists(path):
+            raise InputError(f"input not found: {input_uri}")
+    except InputError:
+        raise
+    except Exception as error:  # noqa: BLE001 - storage errors vary by backend
+        raise InputError(f"cannot read input {input_uri}: {error}") from None
+    if input_uri.lower().endswith(MANIFEST_EXTENSIONS):
+        return "manifest"
+    return "file"
+
+
+def list_input(
+    input_uri: str, extensions: Iterable[str] = VIDEO_EXTENSIONS
+) -> Iterator[Union[VideoRef, Failure]]:
+    """Every video an input names, streamed; bad manifest rows come as Failures."""
+    kind = input_kind(input_uri)
+    fs, path = fsspec.core.url_to_fs(input_uri)
+    if kind == "manifest":
+        yield from _read_manifest(fs, path, input_uri)
+        return
+    if kind == "file":
+        info = retrying(fs.info, path)
+        yield VideoRef(posixpath.basename(path), _full_uri(fs, path), info.get("size"), _version(info))
+        return
+    if kind == "glob":
+        root = path.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0].rsplit("/", 1)[0]
+        found = retrying(fs.glob, path, detail=True)
+        wanted = None  # a glob says itself which files it means
+    else:
+        root = path.rstrip("/")
+        found = retrying(fs.find, path, detail=True)
+        wanted = tuple(ext.lower() for ext in extensions)
+    for file_path in sorted(found):
+        info = found[file_path]
+        if info.get("type") == "directory":
+            continue
+        if wanted is not None and not file_path.lower().endswith(wanted):
+            continue
+        video_id = posixpath.relpath(file_path, root) if root else file_path
+        yield VideoRef(video_id, _full_uri(fs, file_path), info.get("size"), _version(info))
+
+
+def _read_manifest(
+    fs: fsspec.AbstractFileSystem, path: str, manifest_uri: str
+) -> Iterator[Union[VideoRef, Failure]]:
+    base = path.rsplit("/", 1)[0] if "/" in path else ""
+    lower = path.lower()
+    with fs.open(path, "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        if lower.endswith(".csv"):
+            rows = _csv_rows(text)
+        elif lower.endswith(".jsonl"):
+            rows = _jsonl_rows(text)
+        else:
+            rows = _txt_rows(text)
+        for line_no, uri, video_id, problem in rows:
+            where = f"{manifest_uri}:{line_no}"
+            if problem:
+                yield Failure(where, uri or where, STAGE, "ManifestError", problem)
+                continue
+            yield VideoRef(video_id or uri, _resolve(fs, base, uri))
+
+
+def _resolve(fs: fsspec.AbstractFileSystem, base: str, uri: str) -> str:
+    if "://" in uri or uri.startswith("/"):
+        return uri
+    return _full_uri(fs, posixpath.normpath(posixpath.join(base, uri)))
+
+
+Row = tuple[int, str, Optional[str], Optional[str]]  # line, uri, video_id, problem
+
+
+def _txt_rows(text: io.TextIOBase) -> Iterator[Row]:
+    for line_no, line in enumerate(text, start=1):
+        uri = line.strip()
+        if uri and not uri.startswith("#"):
+            yield line_no, uri, None, None
+
+
+def _csv_rows(text: io.TextIOBase) -> Iterator[Row]:
+    reader = csv.reader(text)
+    header: Optional[list[str]] = None
+    uri_col, id_col = 0, None
+    for row in reader:
+        line_no = reader.line_num
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        cells = [cell.strip() for cell in row]
+        if header is None:
+            header = [cell.lower() for cell in cells]
+            named = [c for c in _URI_COLUMNS if c in header]
+            if named:
+                uri_col = header.index(named[0])
+                ids = [c for c in _ID_COLUMNS if c in header]
+                id_col = header.index(ids[0]) if ids else None
+                continue
+            # No header: uri first, optional id second.
+            id_col = 1 if len(cells) > 1 else None
+        if uri_col >= len(cells) or not cells[uri_col]:
+            yield line_no, ",".join(cells), None, "row has no uri"
+            continue
+        video_id = cells[id_col] if id_col is not None and id_col < len(cells) else None
+        yield line_no, cells[uri_col], video_id or None, None
+
+
+def _jsonl_rows(text: io.TextIOBase) -> Iterator[Row]:
+    for line_no, line in enumerate(text, start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            yield line_no, line[:200], None, f"not JSON: {error}"
+            continue
+        if not isinstance(record, dict):
+            yield line_no, line[:200], None, "row is not a JSON object"
+            continue
+        uri = next((record[c] for c in _URI_COLUMNS if isinstance(record.get(c), str)), None)
+        if not uri:
+            yield line_no, line[:200], None, "row has no 'uri'"
+            continue
+        video_id = next((str(record[c]) for c in _ID_COLUMNS if record.get(c) is not None), None)
+        yield line_no, uri, video_id, None
+
+
+def stat(ref: VideoRef) -> VideoRef:
+    """The ref with its size and version from storage; raises if it is not there."""
+    if ref.size is not None and ref.version is not None:
+        return ref
+    fs, path = fsspec.core.url_to_fs(ref.uri)
+    info = retrying(fs.info, path)
+    if info.get("type") == "directory":
+        raise IsADirectoryError(f"{ref.uri} is a directory")
+    return ref._replace(size=info.get("size"), version=_version(info))
+
+
+class _ListInputFn(beam.DoFn):
+    def __init__(self, extensions: tuple[str, ...], progress_path: Optional[str]):
+        self._extensions = extensions
+        self._progress_path = progress_path
+
+    def setup(self):
+        self._metrics = StageMetrics(STAGE, self._progress_path)
+
+    def process(self, input_uri: str):
+        for item in list_input(input_uri, self._extensions):
+            if isinstance(item, Failure):
+                self._metrics.failure()
+                yield pvalue.TaggedOutput("failures", item)
+            else:
+                self._metrics.listed()
+                yield item
+
+
+def _dedupe_uri(uri_refs: tuple[str, Iterable[VideoRef]]) -> VideoRef:
+    # The same file named twice is indexed once, under the first id in sort order.
+    _, refs = uri_refs
+    return min(refs)
+
+
+class _DedupeIdFn(beam.DoFn):
+    """Two different files under one video_id: the first keeps it, the rest fail."""
+
+    def process(self, id_refs: tuple[str, Iterable[VideoRef]]):
+        _, refs = id_refs
+        first, *others = sorted(refs)
+        yield first
+        for ref in others:
+            yield pvalue.TaggedOutput(
+                "failures",
+                Failure(
+                    ref.video_id,
+                    ref.uri,
+                    STAGE,
+                    "DuplicateVideoId",
+                    f"video_id {ref.video_id!r} is already used by {first.uri}",
+                ),
+            )
+
+
+class _StatFn(beam.DoFn):
+    def __init__(self, progress_path: Optional[str]):
+        self._progress_path = progress_path
+
+    def setup(self):
+        self._metrics = StageMetrics(STAGE, self._progress_path)
+
+    def process(self, ref: VideoRef):
+        try:
+            yield stat(ref)
+        except Exception as error:  # noqa: BLE001 - errors are data
+            self._metrics.failure()
+            yield pvalue.TaggedOutput(
+                "failures", Failure.from_exception(ref.video_id, ref.uri, STAGE, error)
+            )
+
+
+class ReadManifest(beam.PTransform):
+    """An input string → ``{'refs': PCollection[VideoRef], 'failures': PCollection[Failure]}``.
+
+    Refs are distinct by URI and by video_id, shuffled so that decode spreads across
+    workers, and carry size and version from storage.
+    """
+
+    def __init__(
+        self,
+        input_uri: str,
+        extensions: Iterable[str] = VIDEO_EXTENSIONS,
+        progress_path: Optional[str] = None,
+    ):
+        super().__init__()
+        self._input_uri = input_uri
+        self._extensions = tuple(extensions)
+        self._progress_path = progress_path
+
+    def expand(self, pbegin: pvalue.PBegin) -> dict[str, pvalue.PCollection]:
+        listed = (
+            pbegin
+            | "Input" >> beam.Create([self._input_uri])
+            | "List"
+            >> beam.ParDo(_ListInputFn(self._extensions, self._progress_path)).with_outputs(
+                "failures", main="refs"
+            )
+        )
+        distinct = (
+            listed.refs
+            | "KeyByUri" >> beam.Map(lambda ref: (ref.uri, ref))
+            | "GroupByUri" >> beam.GroupByKey()
+            | "OnePerUri" >> beam.Map(_dedupe_uri)
+            | "KeyById" >> beam.Map(lambda ref: (ref.video_id, ref))
+            | "GroupById" >> beam.GroupByKey()
+            | "OnePerId" >> beam.ParDo(_DedupeIdFn()).with_outputs("failures", main="refs")
+        )
+        stated = (
+            distinct.refs
+            # Only these small refs cross a shuffle; decode → inference stay fused.
+            | "Spread" >> beam.Reshuffle()
+            | "Stat"
+            >> beam.ParDo(_StatFn(self._progress_path)).with_outputs("failures", main="refs")
+        )
+        failures = (
+            listed.failures,
+            distinct.failures,
+            stated.failures,
+        ) | "Failures" >> beam.Flatten()
+        return {"refs": stated.refs, "failures": failures}

@@ -1,0 +1,79 @@
+"""Each stage's counters in one small collector, and the local progress feed.
+
+Beam metrics (``video_index`` namespace) show on every runner's UI. For a local run
+the CLI also gives a progress path: each event appends one short line to that file
+(an ``O_APPEND`` write, atomic for lines this short, so worker processes can share
+it) and the CLI turns the lines into a live display. Remote runners get no path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from typing import Optional
+
+from apache_beam.metrics import Metrics
+
+NAMESPACE = "video_index"
+
+LISTED = "listed"
+DECODED = "decoded"
+CLIPS = "clips"
+CLASSIFIED = "classified"
+INDEXED = "indexed"
+FAILED = "failed"
+
+
+class StageMetrics:
+    """Counters for one stage; cheap to build in ``DoFn.setup``."""
+
+    def __init__(self, stage: str, progress_path: Optional[str] = None):
+        self._stage = stage
+        self._progress_path = progress_path
+        self._counters: dict[str, object] = {}
+        self._decode_seconds = Metrics.distribution(NAMESPACE, "decode_ms_per_video")
+
+    def _inc(self, event: str, n: int = 1) -> None:
+        counter = self._counters.get(event)
+        if counter is None:
+            counter = self._counters[event] = Metrics.counter(NAMESPACE, f"{self._stage}_{event}")
+        counter.inc(n)
+        if self._progress_path:
+            fd = os.open(self._progress_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, f"{event} {n}\n".encode())
+            finally:
+                os.close(fd)
+
+    def listed(self, n: int = 1) -> None:
+        self._inc(LISTED, n)
+
+    def decoded(self, num_clips: int, decode_ms: int) -> None:
+        self._inc(DECODED)
+        self._decode_seconds.update(decode_ms)
+
+    def clips(self, n: int = 1) -> None:
+        self._inc(CLIPS, n)
+
+    def classified(self, n: int = 1) -> None:
+        self._inc(CLASSIFIED, n)
+
+    def indexed(self, n: int = 1) -> None:
+        self._inc(INDEXED, n)
+
+    def failure(self, n: int = 1) -> None:
+        self._inc(FAILED, n)
+
+
+def read_progress(path: str) -> Counter:
+    """Totals of the events appended to a progress file so far."""
+    totals: Counter = Counter()
+    try:
+        with open(path, "rb") as f:
+            for line in f:
+                event, _, n = line.decode(errors="replace").partition(" ")
+                if n.strip().isdigit():
+                    totals[event] += int(n)
+    except FileNotFoundError:
+        pass
+    return totals

@@ -1,0 +1,134 @@
+"""Typed records that flow between the stages.
+
+Frames travel as ``uint8 [T, H, W, 3] RGB``; conversion to float happens at the
+model input.  Times are seconds from the start of the video stream (first frame at
+its real presentation time, not re-based), carried as ``fractions.Fraction`` inside
+the core and written out as float.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from fractions import Fraction
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+
+class VideoRef(NamedTuple):
+    """One distinct video to index, as read from the manifest.
+
+    ``version`` is what tells a changed file from an unchanged one: an mtime, an ETag
+    or a generation, whatever the storage gives; None where it gives nothing.
+    """
+
+    video_id: str
+    uri: str
+    size: Optional[int] = None
+    version: Optional[str] = None
+
+
+class VideoInfo(NamedTuple):
+    """What decoding learned about a video; emitted once per decoded video."""
+
+    video_id: str
+    uri: str
+    duration_s: float
+    fps: float
+    width: int
+    height: int
+    num_clips: int
+    num_frames: int
+    decode_errors: int = 0
+
+
+class DecodeResult(NamedTuple):
+    """The last word of decode on one video: its info, or why it failed.
+
+    ``num_clips`` is how many clips decode emitted before it ended, so that a
+    video is known complete once that many clip outcomes have come back, whatever
+    the order, bundle or worker they arrive in.
+    """
+
+    ref: VideoRef
+    num_clips: int
+    info: Optional[VideoInfo] = None
+    failure: Optional["Failure"] = None
+
+
+class ClipKey(NamedTuple):
+    """Identity of one clip: the key that RunInference carries beside the frames."""
+
+    video_id: str
+    uri: str
+    clip_index: int
+    start_s: float
+    end_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Clip:
+    """One model input. ``frames``: uint8 [T, H, W, 3] RGB, already cropped/resized."""
+
+    key: ClipKey
+    frames: np.ndarray
+
+
+class ClipPrediction(NamedTuple):
+    """A clip's logits as the model gave them: float32 [C]."""
+
+    key: ClipKey
+    logits: np.ndarray
+
+
+class Failure(NamedTuple):
+    """A video that could not be indexed, and why. ``stage`` names the stage."""
+
+    video_id: str
+    uri: str
+    stage: str
+    error_type: str
+    message: str
+
+    @classmethod
+    def from_exception(
+        cls, video_id: str, uri: str, stage: str, error: BaseException
+    ) -> "Failure":
+        message = str(error) or repr(error)
+        return cls(video_id, uri, stage, type(error).__name__, message[:2000])
+
+
+class ClipScores(NamedTuple):
+    """One classified clip's top-k, kept in place of its logits.
+
+    A stream model gives one of these per second of video, so a whole video's result
+    stays small: ``labels`` best first, ``scores`` their softmax probabilities.
+    """
+
+    clip_index: int
+    start_s: float
+    end_s: float
+    labels: tuple[str, ...]
+    scores: tuple[float, ...]
+
+
+class VideoResult(NamedTuple):
+    """A whole-video model's outcome for one video (stream and frame-sequence models).
+
+    Either ``info`` with the clips' and the video's top-k (``labels`` / ``scores``),
+    or the ``failure`` that stopped the video (then nothing else is used).
+    ``decode_ms`` is the time spent decoding it, model time excluded.
+    """
+
+    ref: VideoRef
+    info: Optional[VideoInfo] = None
+    clips: tuple[ClipScores, ...] = ()
+    labels: tuple[str, ...] = ()
+    scores: tuple[float, ...] = ()
+    failure: Optional[Failure] = None
+    decode_ms: int = 0
+
+
+def seconds(t: Fraction | float) -> float:
+    """A timestamp as the float seconds written to the tables."""
+    return float(t)

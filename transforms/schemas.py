@@ -1,0 +1,60 @@
+"""The Parquet schemas of the index: one explicit pyarrow schema per table.
+
+``videos/``: one row per indexed video; ``clips/``: one row per classified clip of
+an indexed video; ``failures/``: one row per input that could not be indexed. Every
+distinct input is in exactly one of ``videos/`` and ``failures/``.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+VIDEOS = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("size", pa.int64()),
+        pa.field("version", pa.string()),
+        pa.field("duration_s", pa.float64()),
+        pa.field("fps", pa.float64()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("num_frames", pa.int64()),
+        pa.field("decode_errors", pa.int64()),
+        pa.field("num_clips", pa.int32()),
+        pa.field("labels", pa.list_(pa.string())),
+        pa.field("scores", pa.list_(pa.float32())),
+        pa.field("model", pa.string()),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+CLIPS = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("clip_index", pa.int32(), nullable=False),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("labels", pa.list_(pa.string())),
+        pa.field("scores", pa.list_(pa.float32())),
+        pa.field("model", pa.string()),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+FAILURES = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("error_type", pa.string()),
+        pa.field("message", pa.string()),
+        pa.field("size", pa.int64()),
+        pa.field("version", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+TABLES = {"videos": VIDEOS, "clips": CLIPS, "failures": FAILURES}

@@ -1,0 +1,120 @@
+"""WriteIndex: table rows → Parquet files under ``OUTPUT/{videos,clips,failures}/``.
+
+Takes ``{'videos', 'clips', 'failures'}`` PCollections of row dicts (schemas in
+``transforms.schemas``) and writes each table as Parquet files through fsspec, so
+the same code writes to a local folder, ``gs://`` or ``s3://``.
+
+A file is written under ``TABLE/_tmp/`` and then moved into place, so a reader
+never sees a half-written file (readers such as ``pyarrow.dataset`` and DuckDB's
+``TABLE/*.parquet`` skip ``_``-prefixed paths). Rows are committed every
+``flush_rows`` rows or ``flush_s`` seconds, not only when a bundle ends, so a
+killed run keeps what it finished. A runner that retries a bundle can commit some
+rows twice; readers keep one row per video (``transforms.index.read_table``).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Optional
+
+import apache_beam as beam
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam import pvalue
+
+from transforms.schemas import TABLES
+from transforms.storage import retrying
+
+
+def write_rows(output: str, table: str, rows: list[dict], file_stem: str) -> str:
+    """Write rows as one Parquet file of ``table``, atomically; returns its URI.
+
+    The write to ``_tmp/`` and the move into place are retried together on transient
+    storage errors (``transforms.storage.retrying``). A retry rewrites the temporary
+    file whole and moves it onto the same final name, which only this call uses, so
+    a retried commit still leaves exactly one complete file.
+    """
+    schema = TABLES[table]
+    fs, root = fsspec.core.url_to_fs(output.rstrip("/"))
+    table_dir = f"{root}/{table}"
+    tmp_path = f"{table_dir}/_tmp/{file_stem}.parquet"
+    final_path = f"{table_dir}/{file_stem}.parquet"
+    arrow_table = pa.Table.from_pylist(rows, schema=schema)
+
+    def commit(path: str) -> None:
+        fs.makedirs(f"{table_dir}/_tmp", exist_ok=True)
+        with fs.open(tmp_path, "wb") as f:
+            pq.write_table(arrow_table, f, compression="zstd")
+        try:
+            fs.mv(tmp_path, path)
+        except FileNotFoundError:
+            # A move whose answer was lost, retried inside the storage client, finds
+            # its source gone: it is committed if the final file is there instead.
+            fs.invalidate_cache()
+            if fs.exists(tmp_path) or not fs.exists(path):
+                raise
+
+    retrying(commit, final_path)
+    return final_path
+
+
+class _WriteTableFn(beam.DoFn):
+    def __init__(self, output: str, table: str, run_id: str, flush_rows: int, flush_s: float):
+        self._output = output
+        self._table = table
+        self._run_id = run_id
+        self._flush_rows = flush_rows
+        self._flush_s = flush_s
+
+    def setup(self):
+        # One writer id per DoFn instance: file names never collide across workers.
+        self._writer = uuid.uuid4().hex[:12]
+        self._files = 0
+
+    def start_bundle(self):
+        self._rows: list[dict] = []
+        self._first_at: Optional[float] = None
+
+    def process(self, row: dict):
+        if not self._rows:
+            self._first_at = time.monotonic()
+        self._rows.append(row)
+        if (
+            len(self._rows) >= self._flush_rows
+            or time.monotonic() - self._first_at >= self._flush_s
+        ):
+            self._flush()
+        return ()
+
+    def finish_bundle(self):
+        self._flush()
+
+    def _flush(self) -> None:
+        if not self._rows:
+            return
+        stem = f"{self._run_id}-{self._writer}-{self._files:05d}"
+        write_rows(self._output, self._table, self._rows, stem)
+        self._files += 1
+        self._rows = []
+
+
+class WriteIndex(beam.PTransform):
+    """``{'videos', 'clips', 'failures'}`` rows → Parquet tables under ``output``."""
+
+    def __init__(
+        self, output: str, run_id: str, flush_rows: int = 2000, flush_s: float = 20.0
+    ):
+        super().__init__()
+        self._output = output
+        self._run_id = run_id
+        self._flush_rows = flush_rows
+        self._flush_s = flush_s
+
+    def expand(self, tables: dict[str, pvalue.PCollection]) -> pvalue.PDone:
+        for table, rows in tables.items():
+            rows | f"Write{table.capitalize()}" >> beam.ParDo(
+                _WriteTableFn(self._output, table, self._run_id, self._flush_rows, self._flush_s)
+            )
+        return pvalue.PDone(next(iter(tables.values())).pipeline)

@@ -1,0 +1,297 @@
+"""Open a video on any fsspec URL and stream its frames with real timestamps.
+
+Takes a URI (local path, ``gs://``, ``s3://``, ``https://``) and gives ``SourceInfo``
+and, frame by frame, ``DecodedFrame(t, frame)``: ``t`` the presentation time in
+seconds as a ``Fraction``, ``frame`` the decoder's frame, converted to RGB uint8
+``[H, W, 3]`` (display orientation) only when someone asks, so frames a sampler drops
+are never converted.
+
+Why PyAV rather than ``cv2.VideoCapture``: PyAV reads from a Python file object, so
+fsspec streams the bytes from a bucket (no temp copy, nothing but the decoder's own
+buffers in memory); it gives the real presentation timestamps (VFR, odd time bases)
+and the display-matrix rotation; and it converts any pixel format or bit depth to
+RGB in swscale, resizing in the same pass.
+
+Robustness: a corrupt packet is counted (``decode_errors``) and skipped; a truncated
+file ends where its decodable data ends. A file with no decodable video raises a
+``VideoDecodeError`` subclass with a one-line reason. ``DecodeLimits`` bound pixels
+per frame, duration and wall-clock decode time. Alpha is dropped (frames are taken
+as if over black, which is what the colour planes hold).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from fractions import Fraction
+from typing import Iterator, NamedTuple, Optional
+
+import av
+import fsspec
+import numpy as np
+
+from transforms.storage import retrying
+
+# Bytes fsspec reads ahead per request from a bucket: large enough that a decoder's
+# small reads do not each become a request, small enough to keep memory flat.
+_BLOCK_SIZE = 4 * 1024 * 1024
+
+
+class VideoDecodeError(Exception):
+    """A video that cannot be decoded; the message is the one-line reason."""
+
+
+class UnreadableVideo(VideoDecodeError):
+    """Not a container PyAV can open (empty, not a video, truncated header)."""
+
+
+class NoVideoStream(VideoDecodeError):
+    """A container without a video stream (audio only, data)."""
+
+
+class DecodeLimitExceeded(VideoDecodeError):
+    """A video over one of the DecodeLimits."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeLimits:
+    """Bounds against hostile or absurd files; each exceeded one fails the video."""
+
+    max_pixels_per_frame: int = 8192 * 4320
+    max_duration_s: float = 4 * 3600.0
+    max_decode_s: float = 1800.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceInfo:
+    """What the container says: display size (after rotation), rate, duration."""
+
+    width: int
+    height: int
+    fps: Optional[float]
+    duration_s: Optional[float]
+    codec: str
+    pix_fmt: Optional[str]
+    rotation: int
+
+
+class DecodedFrame(NamedTuple):
+    t: Fraction
+    frame: av.VideoFrame
+
+
+class VideoReader:
+    """``with VideoReader(uri, limits) as reader``: ``reader.info``, ``reader.frames()``.
+
+    After iterating: ``frames_decoded``, ``decode_errors``, ``first_t``, ``last_t``,
+    ``duration_s`` (decoded: last - first + one frame).
+    """
+
+    def __init__(self, uri: str, limits: DecodeLimits = DecodeLimits()):
+        self.uri = uri
+        self.limits = limits
+        self.frames_decoded = 0
+        self.decode_errors = 0
+        self.first_t: Optional[Fraction] = None
+        self.display_size: Optional[tuple[int, int]] = None  # known from the first frame
+        self.last_t: Optional[Fraction] = None
+        self._frame_step: Optional[Fraction] = None
+        self._file = None
+        self._container = None
+
+    def __enter__(self) -> "VideoReader":
+        try:
+            self._file = retrying(fsspec.open, self.uri, "rb", block_size=_BLOCK_SIZE).open()
+        except FileNotFoundError:
+            raise
+        try:
+            self._container = av.open(self._file, mode="r", metadata_errors="ignore")
+        except (av.FFmpegError, ValueError, EOFError) as error:
+            self.close()
+            raise UnreadableVideo(_reason(error)) from None
+        try:
+            self.info = self._open_stream()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _open_stream(self) -> SourceInfo:
+        container = self._container
+        if not container.streams.video:
+            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            raise NoVideoStream(f"no video stream (streams: {', '.join(kinds)})")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        self._stream = stream
+        ctx = stream.codec_context
+        width, height = ctx.width, ctx.height
+        if width * height > self.limits.max_pixels_per_frame:
+            raise DecodeLimitExceeded(
+                f"frame {width}x{height} is over max_pixels_per_frame={self.limits.max_pixels_per_frame}"
+            )
+        rate = stream.average_rate or stream.base_rate or stream.guessed_rate
+        fps = float(rate) if rate else None
+        self._frame_step = Fraction(1) / Fraction(rate) if rate else Fraction(1, 25)
+        duration = None
+        if stream.duration and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / av.time_base
+        if duration is not None and duration > self.limits.max_duration_s:
+            raise DecodeLimitExceeded(
+                f"duration {duration:.0f} s is over max_duration_s={self.limits.max_duration_s:g}"
+            )
+        # The display matrix is only on decoded frames in PyAV; peek at it lazily.
+        self._rotation: Optional[int] = None
+        self._time_base = stream.time_base or Fraction(1, 90000)
+        return SourceInfo(
+            width=width,
+            height=height,
+            fps=fps,
+            duration_s=duration,
+            codec=ctx.name,
+            pix_fmt=ctx.format.name if ctx.format else None,
+            rotation=0,
+        )
+
+    def frames(self) -> Iterator[DecodedFrame]:
+        """Decoded frames in presentation order, with times that never go backwards.
+
+        Timestamps follow ffmpeg's best-effort rule: the frame pts, unless pts has
+        been seen going backwards more often than dts has (AVI with packed B-frames
+        numbers its pts out of order), then dts; missing both, the previous time plus
+        one frame.
+        """
+        started = time.monotonic()
+        limits = self.limits
+        last_pts = last_dts = None
+        faulty_pts = faulty_dts = 0
+        for packet in self._demux():
+            try:
+                decoded = packet.decode()
+            except av.FFmpegError:
+                self.decode_errors += 1
+                continue
+            for frame in decoded:
+                pts, dts = frame.pts, frame.dts
+                if pts is not None and last_pts is not None and pts <= last_pts:
+                    faulty_pts += 1
+                if dts is not None and last_dts is not None and dts <= last_dts:
+                    faulty_dts += 1
+                last_pts = pts if pts is not None else last_pts
+                last_dts = dts if dts is not None else last_dts
+                stamp = pts if (pts is not None and (faulty_pts <= faulty_dts or dts is None)) else dts
+                if stamp is not None:
+                    t = Fraction(stamp) * self._time_base
+                elif self.last_t is not None:
+                    t = self.last_t + self._frame_step
+                else:
+                    t = Fraction(0)
+                if self.last_t is not None and t < self.last_t:
+                    t = self.last_t  # never backwards: a late duplicate holds its place
+                if self.first_t is None:
+                    self.first_t = t
+                self.last_t = t
+                self.frames_decoded += 1
+                if self._rotation is None:
+                    self._rotation = _rotation_of(frame)
+                    self.display_size = display_size(frame)
+                if t - self.first_t > limits.max_duration_s:
+                    raise DecodeLimitExceeded(
+                        f"decoded past max_duration_s={limits.max_duration_s:g}"
+                    )
+                if time.monotonic() - started > limits.max_decode_s:
+                    raise DecodeLimitExceeded(
+                        f"decoding took over max_decode_s={limits.max_decode_s:g}"
+                    )
+                yield DecodedFrame(t, frame)
+
+    def _demux(self):
+        """Packets of the video stream; a broken tail ends the stream, not the job."""
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                return
+            except av.FFmpegError:
+                # A truncated or corrupt tail: keep what was decoded, say so, and
+                # drain the frames the decoder still holds (a clean end of stream
+                # gets its flush packet from demux itself).
+                self.decode_errors += 1
+                yield _FlushPacket(self._stream)
+                return
+            yield packet
+
+    @property
+    def rotation(self) -> int:
+        return self._rotation or 0
+
+    @property
+    def duration_s(self) -> Optional[Fraction]:
+        if self.first_t is None:
+            return None
+        return self.last_t - self.first_t + self._frame_step
+
+    def to_rgb(self, frame: av.VideoFrame, width: Optional[int] = None, height: Optional[int] = None) -> np.ndarray:
+        """The frame as RGB uint8 ``[H, W, 3]`` in display orientation.
+
+        ``width``/``height`` are display sizes to resize to during conversion (swscale,
+        bilinear); for a frame rotated by 90 or 270 degrees the decoder's own size is
+        the transpose.
+        """
+        rotation = _rotation_of(frame)
+        quarter = (round(rotation / 90) % 4) if rotation else 0
+        kwargs = {}
+        if width is not None and height is not None:
+            if quarter % 2:
+                width, height = height, width
+            kwargs = {"width": width, "height": height, "interpolation": "BILINEAR"}
+        rgb = frame.to_ndarray(format="rgb24", **kwargs)
+        if quarter:
+            # The display matrix says rotate counterclockwise by `rotation` degrees.
+            rgb = np.ascontiguousarray(np.rot90(rgb, k=quarter))
+        return rgb
+
+
+class _FlushPacket:
+    """Stands in for the empty packet that drains the decoder at end of stream."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def decode(self):
+        return self._stream.codec_context.decode(None)
+
+
+def _rotation_of(frame: av.VideoFrame) -> int:
+    try:
+        return int(round(frame.rotation or 0))
+    except (AttributeError, TypeError, ValueError):
+        return 0
+
+
+def display_size(frame: av.VideoFrame) -> tuple[int, int]:
+    """(width, height) of a decoded frame as it is shown (after rotation)."""
+    quarter = round(_rotation_of(frame) / 90) % 4
+    if quarter % 2:
+        return frame.height, frame.width
+    return frame.width, frame.height
+
+
+def _reason(error: BaseException) -> str:
+    """PyAV's message without the file name it appends (the row has the URI)."""
+    text = getattr(error, "strerror", None) or str(error) or type(error).__name__
+    return text.split(": '", 1)[0].strip() or type(error).__name__
