@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up (once) and run video-index on this machine with the DirectRunner.
-#   ./run_local.sh                      index the embedded demo (examples/demo_manifest.txt)
+#   ./run_local.sh                      index the embedded demo (examples/demo_manifest.csv)
 #   ./run_local.sh --input DIR_OR_GLOB_OR_MANIFEST --output OUT [flags]
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,7 +10,7 @@ usage: ./run_local.sh [--input X --output DIR] [video-index index flags]
 
 Creates .venv if missing, installs video-index, builds the default I3D model once
 (into ~/.cache/video-index), then runs 'video-index index' with the DirectRunner.
-Without --input it indexes the demo manifest examples/demo_manifest.txt (clips
+Without --input it indexes the demo manifest examples/demo_manifest.csv (clips
 from ../shared/media) into out/demo. All flags: ./run_local.sh --input X --output Y --help
 USAGE
   exit 0
@@ -24,6 +24,6 @@ if [ "$has_input" = 0 ]; then
     echo "run_local.sh: the demo reads ../shared/media, which is not here; pass --input" >&2
     exit 2
   fi
-  args=(--input examples/demo_manifest.txt --output out/demo "${args[@]}")
+  args=(--input examples/demo_manifest.csv --output out/demo "${args[@]}")
 fi
 exec video-index index "${args[@]}"

@@ -69,6 +69,10 @@ def _index(argv: list[str]) -> int:
         # Beam and TF talk a lot at WARNING about things a user cannot act on.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         logging.getLogger("apache_beam").setLevel(logging.ERROR)
+        # FFmpeg's complaints about a corrupt packet: the row's decode_errors counts them.
+        logging.getLogger("libav").setLevel(logging.CRITICAL)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_drop_beam_noise)
 
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -83,6 +87,12 @@ def _index(argv: list[str]) -> int:
     runner = options.view_as(StandardOptions).runner
     local = runner in _LOCAL_RUNNERS
     return run_index(config, options, local=local)
+
+
+def _drop_beam_noise(record: logging.LogRecord) -> bool:
+    # RunInference logs this from the root logger on every bundle where the
+    # `resource` module lacks what it wants; it says nothing about the job.
+    return "Resource module is not available" not in record.getMessage()
 
 
 def _reject_unknown_flags(argv: list[str]) -> None:

@@ -36,20 +36,64 @@ def _flag(parser, name: str, **kwargs) -> None:
 class VideoIndexOptions(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser):
-        _flag(parser, "input", help="folder, glob, manifest (.csv/.jsonl/.txt) or video; any fsspec URL")
+        _flag(
+            parser,
+            "input",
+            help="folder, glob, manifest (.csv/.jsonl/.txt) or video; any fsspec URL",
+        )
         _flag(parser, "output", help="folder (local or bucket) that receives the index tables")
-        _flag(parser, "model", default=DEFAULT_MODEL, help="registered name, TF Hub handle, SavedModel dir or spec file")
-        _flag(parser, "label-file", default=None, help="class names file for a --model that has none")
-        _flag(parser, "model-path", default=None, help="where a registered model's SavedModel is (local or bucket), instead of its hub handle")
-        _flag(parser, "clip-stride-s", type=float, default=None, help="seconds between clip starts (default: one clip length)")
-        _flag(parser, "max-clips-per-video", type=int, default=None, help="cap on clips per video (default: none)")
-        _flag(parser, "short-video", default="loop", help="a video shorter than one clip: loop | repeat_last")
+        _flag(
+            parser,
+            "model",
+            default=DEFAULT_MODEL,
+            help="registered name, TF Hub handle, SavedModel dir or spec file",
+        )
+        _flag(
+            parser, "label-file", default=None, help="class names file for a --model that has none"
+        )
+        _flag(
+            parser,
+            "model-path",
+            default=None,
+            help="where a registered model's SavedModel is (local or bucket), instead of its hub handle",
+        )
+        _flag(
+            parser,
+            "clip-stride-s",
+            type=float,
+            default=None,
+            help="seconds between clip starts (default: one clip length)",
+        )
+        _flag(
+            parser,
+            "max-clips-per-video",
+            type=int,
+            default=None,
+            help="cap on clips per video (default: none)",
+        )
+        _flag(
+            parser,
+            "short-video",
+            default="loop",
+            help="a video shorter than one clip: loop | repeat_last",
+        )
         _flag(parser, "top-k", type=int, default=5, help="labels kept per clip and per video")
-        _flag(parser, "batch-size", type=int, default=None, help="clips per model call (default: the model's)")
+        _flag(
+            parser,
+            "batch-size",
+            type=int,
+            default=None,
+            help="clips per model call (default: the model's)",
+        )
         _flag(parser, "max-pixels-per-frame", type=int, default=DecodeLimits.max_pixels_per_frame)
         _flag(parser, "max-duration-s", type=float, default=DecodeLimits.max_duration_s)
         _flag(parser, "max-decode-s", type=float, default=DecodeLimits.max_decode_s)
-        _flag(parser, "extensions", default=",".join(VIDEO_EXTENSIONS), help="file extensions taken from a folder")
+        _flag(
+            parser,
+            "extensions",
+            default=",".join(VIDEO_EXTENSIONS),
+            help="file extensions taken from a folder",
+        )
         _flag(parser, "run-id", default=None, help="name of this run (default: UTC time + random)")
 
 

@@ -44,7 +44,9 @@ def current_rows(output: str) -> dict[str, pa.Table]:
     newest: dict[tuple[str, str], str] = {}
     for t in (videos, failures):
         for vid, uri, run in zip(
-            t.column("video_id").to_pylist(), t.column("uri").to_pylist(), t.column("run_id").to_pylist()
+            t.column("video_id").to_pylist(),
+            t.column("uri").to_pylist(),
+            t.column("run_id").to_pylist(),
         ):
             key = (vid, uri)
             if run is not None and (key not in newest or run > newest[key]):
@@ -56,7 +58,9 @@ def current_rows(output: str) -> dict[str, pa.Table]:
         mask = [
             newest.get((vid, uri)) == run
             for vid, uri, run in zip(
-                t.column("video_id").to_pylist(), t.column("uri").to_pylist(), t.column("run_id").to_pylist()
+                t.column("video_id").to_pylist(),
+                t.column("uri").to_pylist(),
+                t.column("run_id").to_pylist(),
             )
         ]
         t = t.filter(pa.array(mask, type=pa.bool_()))
@@ -203,12 +207,14 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
         lines.append(f"{'failed video':<44} {'stage':<9} reason")
         for row in sorted(failures.to_pylist(), key=lambda r: r["video_id"])[:limit]:
             reason = f"{row['error_type']}: {row['message']}".replace("\n", " ")
-            lines.append(f"{_clip_text(row['video_id'], 44):<44} {row['stage']:<9} {_clip_text(reason, 90)}")
+            lines.append(
+                f"{_clip_text(row['video_id'], 44):<44} {row['stage']:<9} {_clip_text(reason, 90)}"
+            )
     return "\n".join(lines)
 
 
 def _clip_text(text: str, width: int) -> str:
-    return text if len(text) <= width else "…" + text[-(width - 1):]
+    return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
 def write_html(summary: Summary, output: str, path: str) -> None:
@@ -229,7 +235,8 @@ def write_html(summary: Summary, output: str, path: str) -> None:
     ]
     for row in sorted(summary.videos.to_pylist(), key=lambda r: r["video_id"]):
         labels = "<br>".join(
-            f"{html.escape(l)} {s:.2f}" for l, s in zip(row["labels"][:3], row["scores"][:3])
+            f"{html.escape(label)} {score:.2f}"
+            for label, score in zip(row["labels"][:3], row["scores"][:3])
         )
         duration = max(row["duration_s"] or 0.0, 1e-6)
         segments = []

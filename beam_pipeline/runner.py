@@ -24,9 +24,7 @@ class LocalRunner(PipelineRunner):
         provision_info = fn_runner.ExtendedProvisionInfo(
             beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
         )
-        return fn_runner.FnApiRunner(provision_info=provision_info).run_pipeline(
-            pipeline, options
-        )
+        return fn_runner.FnApiRunner(provision_info=provision_info).run_pipeline(pipeline, options)
 
 
 def runner_for(options):

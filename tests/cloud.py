@@ -93,7 +93,10 @@ class GcsEmulator(Emulator):
         self.faults_served = 0
 
     def fail_next(
-        self, count: int = 1, status: int = 503, method: Optional[str] = None,
+        self,
+        count: int = 1,
+        status: int = 503,
+        method: Optional[str] = None,
         path_contains: str = "",
     ) -> None:
         """Answer the next ``count`` matching requests with ``status``."""
@@ -107,8 +110,10 @@ class GcsEmulator(Emulator):
     def _take_fault(self, method: str, path: str) -> Optional[int]:
         with self._lock:
             for fault in self._faults:
-                if fault.remaining > 0 and fault.method in (None, method) and (
-                    fault.path_contains in path
+                if (
+                    fault.remaining > 0
+                    and fault.method in (None, method)
+                    and (fault.path_contains in path)
                 ):
                     fault.remaining -= 1
                     self.faults_served += 1
@@ -184,8 +189,12 @@ def _move_to(request, response, storage, *args, **kwargs):
     bucket = request.params["bucket_name"]
     try:
         dest = objects._copy(
-            request.base_url, storage, bucket, request.params["object_id"],
-            bucket, request.params["dest_object_id"],
+            request.base_url,
+            storage,
+            bucket,
+            request.params["object_id"],
+            bucket,
+            request.params["dest_object_id"],
         )
     except NotFound:
         response.status = HTTPStatus.NOT_FOUND
@@ -210,8 +219,10 @@ def _patched_gcs_routes(emulator: GcsEmulator) -> Iterator[None]:
     saved_handlers, saved_handle = server.HANDLERS, server.Router.handle
     probe = f"{settings.API_ENDPOINT}/b/{BUCKET}/o/a/moveTo/o/b"
     if not any(re.fullmatch(regex, probe) and "POST" in h for regex, h in server.HANDLERS):
-        handler = _move_to if hasattr(objects, "_copy") and hasattr(objects, "_delete") else (
-            _moveto_unsupported
+        handler = (
+            _move_to
+            if hasattr(objects, "_copy") and hasattr(objects, "_delete")
+            else (_moveto_unsupported)
         )
         route = (
             rf"^{re.escape(settings.API_ENDPOINT)}/b/(?P<bucket_name>[-.\w]+)/o/"
@@ -328,8 +339,13 @@ def s3_server(tmp_path_factory) -> Iterator[Emulator]:
             "AWS_CONFIG_FILE": str(empty),
             "AWS_SHARED_CREDENTIALS_FILE": str(empty),
         }
-        unset = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
-                 "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL")
+        unset = (
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_SECURITY_TOKEN",
+            "AWS_ENDPOINT_URL",
+        )
         stack.enter_context(_environ(env, unset))
         stack.callback(clear_fs_cache, "s3", "s3a")
         clear_fs_cache("s3", "s3a")

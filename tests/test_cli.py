@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,11 @@ def run_cli(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run(
         [sys.executable, "-m", "beam_pipeline", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -26,9 +29,15 @@ def run_cli(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
     [
         (["index", "--output", "x"], "--input is required"),
         (["index", "--input", "/no/such/dir", "--output", "x"], "input not found"),
-        (["index", "--input", ".", "--output", "x", "--clip-strid-s", "2"], "unknown argument '--clip-strid-s'"),
+        (
+            ["index", "--input", ".", "--output", "x", "--clip-strid-s", "2"],
+            "unknown argument '--clip-strid-s'",
+        ),
         (["index", "--input", ".", "--output", "x", "--top-k", "0"], "--top-k must be at least 1"),
-        (["index", "--input", ".", "--output", "x", "--top-k", "many"], "invalid int value: 'many'"),
+        (
+            ["index", "--input", ".", "--output", "x", "--top-k", "many"],
+            "invalid int value: 'many'",
+        ),
         (["index", "--input", ".", "--output", "x", "--model", "nope"], "unknown model 'nope'"),
         (["frobnicate"], "unknown command"),
     ],
@@ -45,7 +54,9 @@ def test_bad_arguments_give_one_line_and_exit_2(args, message):
 def test_models_lists_every_registered_model():
     result = run_cli("models")
     assert result.returncode == 0
-    for name in ["i3d-kinetics-400"] + [f"movinet-a{i}-{m}" for i in range(6) for m in ("base", "stream")]:
+    for name in ["i3d-kinetics-400"] + [
+        f"movinet-a{i}-{m}" for i in range(6) for m in ("base", "stream")
+    ]:
         assert name in result.stdout
     rows = json.loads(run_cli("models", "--json").stdout)
     assert {r["name"]: r["size"] for r in rows}["movinet-a4-base"] == 290
@@ -61,22 +72,29 @@ def test_index_shared_media_with_i3d(media_dir, tmp_path):
     """The acceptance run: every input file lands in exactly one table."""
     out = tmp_path / "out"
     # Two clips per video keep the run to minutes; the accounting is what is tested.
-    result = run_cli("index", "--input", str(media_dir), "--output", str(out), "--max-clips-per-video", "2")
+    result = run_cli(
+        "index", "--input", str(media_dir), "--output", str(out), "--max-clips-per-video", "2"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     from beam_pipeline.report import current_rows
     from transforms.manifest import VIDEO_EXTENSIONS
 
     tables = current_rows(str(out))
     inputs = {
-        str(p.relative_to(media_dir)) for p in media_dir.rglob("*")
+        str(p.relative_to(media_dir))
+        for p in media_dir.rglob("*")
         if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
     }
     videos = {r["video_id"]: r for r in tables["videos"].to_pylist()}
     failures = {r["video_id"]: r for r in tables["failures"].to_pylist()}
     assert set(videos) | set(failures) == inputs
     assert not set(videos) & set(failures)
-    for name in ["moviepy/result.webm", "derived/not_a_video.mp4", "derived/audio_only.mp4",
-                 "derived/truncated_moov_at_end.mp4"]:
+    for name in [
+        "moviepy/result.webm",
+        "derived/not_a_video.mp4",
+        "derived/audio_only.mp4",
+        "derived/truncated_moov_at_end.mp4",
+    ]:
         assert failures[name]["stage"] == "decode" and failures[name]["message"], name
     for name in ["decord/corrupted.mp4", "derived/truncated_faststart.mp4"]:
         assert name in videos, failures.get(name)

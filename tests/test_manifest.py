@@ -44,7 +44,11 @@ def test_txt_manifest_resolves_relative_paths(archive):
     manifest = archive / "list.txt"
     manifest.write_text("# comment\n\na/one.mp4\n/abs/path.mp4\ngs://bucket/x.mp4\n")
     refs = list(list_input(str(manifest)))
-    assert [r.uri for r in refs] == [str(archive / "a" / "one.mp4"), "/abs/path.mp4", "gs://bucket/x.mp4"]
+    assert [r.uri for r in refs] == [
+        str(archive / "a" / "one.mp4"),
+        "/abs/path.mp4",
+        "gs://bucket/x.mp4",
+    ]
     assert refs[0].video_id == "a/one.mp4"
 
 
@@ -71,7 +75,12 @@ def test_csv_manifest_without_header(archive):
 
 def test_jsonl_manifest_bad_rows_are_failures(archive):
     manifest = archive / "m.jsonl"
-    rows = [json.dumps({"uri": "a/one.mp4", "video_id": 7}), "{not json", json.dumps([1]), json.dumps({"x": 1})]
+    rows = [
+        json.dumps({"uri": "a/one.mp4", "video_id": 7}),
+        "{not json",
+        json.dumps([1]),
+        json.dumps({"x": 1}),
+    ]
     manifest.write_text("\n".join(rows) + "\n")
     items = list(list_input(str(manifest)))
     assert items[0] == VideoRef("7", str(archive / "a" / "one.mp4"))
@@ -109,9 +118,14 @@ def test_read_manifest_dedupes_and_accounts_every_row(archive):
             label="Refs",
         )
         assert_that(
-            out["failures"] | beam.Map(lambda f: (f.video_id.rsplit(":", 1)[-1], f.stage, f.error_type)),
+            out["failures"]
+            | beam.Map(lambda f: (f.video_id.rsplit(":", 1)[-1], f.stage, f.error_type)),
             equal_to(
-                [("dup", "manifest", "DuplicateVideoId"), ("gone", "manifest", "FileNotFoundError"), ("7", "manifest", "ManifestError")]
+                [
+                    ("dup", "manifest", "DuplicateVideoId"),
+                    ("gone", "manifest", "FileNotFoundError"),
+                    ("7", "manifest", "ManifestError"),
+                ]
             ),
             label="Failures",
         )

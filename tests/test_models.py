@@ -15,8 +15,12 @@ from beam_pipeline.models.spec import ModelSpec, SpecError, spec_from_file
 from transforms.records import ClipKey
 
 MOVINET_FACTS = {  # variant: (px, fps, training frames)
-    "a0": (172, 5, 50), "a1": (172, 5, 50), "a2": (224, 5, 50),
-    "a3": (256, 12, 120), "a4": (290, 8, 80), "a5": (320, 12, 120),
+    "a0": (172, 5, 50),
+    "a1": (172, 5, 50),
+    "a2": (224, 5, 50),
+    "a3": (256, 12, 120),
+    "a4": (290, 8, 80),
+    "a5": (320, 12, 120),
 }
 
 
@@ -41,7 +45,9 @@ def test_spec_rejects_nonsense():
 
 def test_hub_handles_resolve_to_registered_specs():
     assert resolve_model("deepmind/i3d-kinetics-400/1").frames_per_clip == 64
-    spec = resolve_model("https://tfhub.dev/tensorflow/movinet/a2/base/kinetics-600/classification/3")
+    spec = resolve_model(
+        "https://tfhub.dev/tensorflow/movinet/a2/base/kinetics-600/classification/3"
+    )
     assert spec.name == "movinet-a2-base"
     with pytest.raises(SpecError, match="unknown model"):
         resolve_model("no-such-model")
@@ -57,8 +63,18 @@ def test_saved_model_dir_needs_labels(colour_model_dir):
 def test_spec_file_with_relative_paths(tmp_path, colour_model_dir):
     (tmp_path / "classes.txt").write_text("r\ng\nb\n")
     spec_path = tmp_path / "colour.json"
-    spec_path.write_text(json.dumps({"path": str(colour_model_dir), "label_file": "classes.txt",
-                                     "size": 16, "fps": 5, "frames_per_clip": 4, "value_range": [0, 1]}))
+    spec_path.write_text(
+        json.dumps(
+            {
+                "path": str(colour_model_dir),
+                "label_file": "classes.txt",
+                "size": 16,
+                "fps": 5,
+                "frames_per_clip": 4,
+                "value_range": [0, 1],
+            }
+        )
+    )
     spec = spec_from_file(str(spec_path))
     assert (spec.name, spec.size, spec.labels) == ("colour", 16, ("r", "g", "b"))
     spec_path.write_text(json.dumps({"path": "x", "labels": ["a"], "colour": 1}))
@@ -94,8 +110,11 @@ def test_handler_lifecycle_and_keys(colour_spec):
     assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 2}
     model = handler.load_model()
     keys = [ClipKey("v", "/v", i, 0.0, 1.0) for i in range(2)]
-    results = list(handler.run_inference(
-        [(keys[0], solid_clip((0, 255, 0))), (keys[1], solid_clip((0, 0, 255)))], model))
+    results = list(
+        handler.run_inference(
+            [(keys[0], solid_clip((0, 255, 0))), (keys[1], solid_clip((0, 0, 255)))], model
+        )
+    )
     assert [k for k, _ in results] == keys
     assert all(isinstance(r, PredictionResult) for _, r in results)
     assert [int(np.argmax(r.inference)) for _, r in results] == [1, 2]

@@ -85,10 +85,14 @@ def test_every_video_lands_in_exactly_one_table(colour_spec, colour_archive, tmp
     assert all(f["stage"] == "decode" and f["message"] for f in failures.values())
     # 3 s at 10 fps in 8-frame clips: 0-0.8, 0.8-1.6, 1.6-2.4 and one aligned to the end.
     red = sorted(
-        (c["start_s"], c["end_s"]) for c in tables["clips"].to_pylist() if c["video_id"] == "red.mkv"
+        (c["start_s"], c["end_s"])
+        for c in tables["clips"].to_pylist()
+        if c["video_id"] == "red.mkv"
     )
     expected = [(0.0, 0.8), (0.8, 1.6), (1.6, 2.4), (2.2, 3.0)]
-    assert [t for pair in red for t in pair] == pytest.approx([t for pair in expected for t in pair])
+    assert [t for pair in red for t in pair] == pytest.approx(
+        [t for pair in expected for t in pair]
+    )
     assert videos["red.mkv"]["num_clips"] == 4
     assert videos["green.mkv"]["num_clips"] == 1  # looped to fill one clip
     assert videos["red.mkv"]["duration_s"] == pytest.approx(3.0, abs=0.11)
@@ -110,8 +114,9 @@ def test_decode_limits_become_failure_rows(colour_spec, colour_archive, tmp_path
 
 
 def test_multiprocess_direct_runner_gives_the_same_index(colour_spec, colour_archive, tmp_path):
-    from beam_pipeline.runner import LocalRunner
     import apache_beam as beam
+
+    from beam_pipeline.runner import LocalRunner
 
     out = tmp_path / "out"
     config = make_config(colour_spec, str(colour_archive), str(out))

@@ -22,7 +22,9 @@ def info(num_clips: int) -> VideoInfo:
 
 
 def prediction(index: int, logits) -> ClipPrediction:
-    return ClipPrediction(ClipKey("v", "/v.mp4", index, index * 2.0, index * 2.0 + 2), np.array(logits, np.float32))
+    return ClipPrediction(
+        ClipKey("v", "/v.mp4", index, index * 2.0, index * 2.0 + 2), np.array(logits, np.float32)
+    )
 
 
 def test_softmax_and_top_k():
@@ -33,9 +35,13 @@ def test_softmax_and_top_k():
 
 @pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
 def test_video_completes_in_any_order(order):
-    outcomes = [DecodeResult(REF, 2, info=info(2)), prediction(1, [0, 5, 0]), prediction(0, [5, 0, 0])]
+    outcomes = [
+        DecodeResult(REF, 2, info=info(2)),
+        prediction(1, [0, 5, 0]),
+        prediction(0, [5, 0, 0]),
+    ]
     summary = VideoSummary(LABELS, 2, "m", "r")
-    for i, position in enumerate(order):
+    for position in order:
         assert not summary.complete
         summary.add(outcomes[position])
     assert summary.complete
@@ -76,11 +82,23 @@ def test_summarise_fallback_path_finishes_videos_split_across_bundles():
         DecodeResult(REF, 2, info=info(2)),
         prediction(0, [0, 0, 9]),
         prediction(1, [0, 0, 9]),
-        DecodeResult(VideoRef("w", "/w.mp4"), 0, failure=Failure("w", "/w.mp4", "decode", "UnreadableVideo", "x")),
+        DecodeResult(
+            VideoRef("w", "/w.mp4"),
+            0,
+            failure=Failure("w", "/w.mp4", "decode", "UnreadableVideo", "x"),
+        ),
     ]
     with TestPipeline() as p:
         # Reshuffle splits the elements over bundles as the runner likes.
         rows = p | beam.Create(outcomes) | beam.Reshuffle() | Summarise(LABELS, 1, "m", "r")
-        assert_that(rows["videos"] | beam.Map(lambda r: (r["video_id"], r["labels"])), equal_to([("v", ["c"])]), label="V")
-        assert_that(rows["clips"] | beam.Map(lambda r: r["clip_index"]), equal_to([0, 1]), label="C")
-        assert_that(rows["failures"] | beam.Map(lambda r: r["video_id"]), equal_to(["w"]), label="F")
+        assert_that(
+            rows["videos"] | beam.Map(lambda r: (r["video_id"], r["labels"])),
+            equal_to([("v", ["c"])]),
+            label="V",
+        )
+        assert_that(
+            rows["clips"] | beam.Map(lambda r: r["clip_index"]), equal_to([0, 1]), label="C"
+        )
+        assert_that(
+            rows["failures"] | beam.Map(lambda r: r["video_id"]), equal_to(["w"]), label="F"
+        )

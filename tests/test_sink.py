@@ -6,21 +6,42 @@ import apache_beam as beam
 import pyarrow.dataset as ds
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from beam_pipeline.report import current_rows, load_summary, format_summary
+from beam_pipeline.report import current_rows, format_summary, load_summary
 from transforms.sink import WriteIndex, write_rows
 
 
 def video_row(video_id: str, run_id: str, label: str = "a") -> dict:
     return {
-        "video_id": video_id, "uri": f"/{video_id}", "size": 1, "version": "v", "duration_s": 1.0,
-        "fps": 25.0, "width": 4, "height": 4, "num_frames": 25, "decode_errors": 0, "num_clips": 1,
-        "labels": [label], "scores": [0.9], "model": "m", "run_id": run_id,
+        "video_id": video_id,
+        "uri": f"/{video_id}",
+        "size": 1,
+        "version": "v",
+        "duration_s": 1.0,
+        "fps": 25.0,
+        "width": 4,
+        "height": 4,
+        "num_frames": 25,
+        "decode_errors": 0,
+        "num_clips": 1,
+        "labels": [label],
+        "scores": [0.9],
+        "model": "m",
+        "run_id": run_id,
     }
 
 
 def failure_row(video_id: str, run_id: str) -> dict:
-    return {"video_id": video_id, "uri": f"/{video_id}", "stage": "decode", "error_type": "E",
-            "message": "bad", "size": 1, "version": "v", "model": "m", "run_id": run_id}
+    return {
+        "video_id": video_id,
+        "uri": f"/{video_id}",
+        "stage": "decode",
+        "error_type": "E",
+        "message": "bad",
+        "size": 1,
+        "version": "v",
+        "model": "m",
+        "run_id": run_id,
+    }
 
 
 def test_write_rows_is_atomic_and_readable(tmp_path):

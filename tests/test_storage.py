@@ -239,9 +239,20 @@ def unique(prefix: str) -> str:
 
 def video_row(video_id: str, uri: str) -> dict:
     return {
-        "video_id": video_id, "uri": uri, "size": 1234, "version": "7", "duration_s": 2.5,
-        "fps": 25.0, "width": 64, "height": 48, "num_frames": 62, "decode_errors": 0,
-        "num_clips": 1, "labels": ["red", "blue"], "scores": [0.75, 0.25], "model": "colour",
+        "video_id": video_id,
+        "uri": uri,
+        "size": 1234,
+        "version": "7",
+        "duration_s": 2.5,
+        "fps": 25.0,
+        "width": 64,
+        "height": 48,
+        "num_frames": 62,
+        "decode_errors": 0,
+        "num_clips": 1,
+        "labels": ["red", "blue"],
+        "scores": [0.75, 0.25],
+        "model": "colour",
         "run_id": "run-1",
     }
 
@@ -395,17 +406,13 @@ def test_child_processes_inherit_the_emulators(gcs_emulator, s3_server):
     s3_uri = s3_server.uri(unique("child") + "/s.txt")
     gcs_emulator.fs.pipe_file(gs_uri.split("://", 1)[1], b"from-gcs")
     s3_server.fs.pipe_file(s3_uri.split("://", 1)[1], b"from-s3")
-    code = textwrap.dedent(
-        f"""
+    code = textwrap.dedent(f"""
         import fsspec
         for uri in ({gs_uri!r}, {s3_uri!r}):
             with fsspec.open(uri, "rb") as f:
                 print(f.read().decode())
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
+        """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["from-gcs", "from-s3"]
 
@@ -425,7 +432,8 @@ def test_beam_worker_processes_read_and_write_the_store(store):
     with beam.Pipeline(options=options) as p:
         refs = (p | ReadManifest(store.uri(f"{root}/in")))["refs"]
         tables = {
-            "videos": refs | beam.Map(
+            "videos": refs
+            | beam.Map(
                 lambda r: {**video_row(r.video_id, r.uri), "size": r.size, "version": r.version}
             ),
             "clips": p | "NoClips" >> beam.Create([]),
@@ -434,6 +442,8 @@ def test_beam_worker_processes_read_and_write_the_store(store):
         _ = tables | WriteIndex(out, "run-1", flush_rows=2)
     videos = current_rows(out)["videos"].to_pylist()
     assert sorted((r["video_id"], r["size"]) for r in videos) == [
-        ("v0.mp4", 1), ("v1.mp4", 2), ("v2.mp4", 3)
+        ("v0.mp4", 1),
+        ("v1.mp4", 2),
+        ("v2.mp4", 3),
     ]
     assert all(r["version"] for r in videos)

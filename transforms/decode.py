@@ -54,7 +54,11 @@ class _DecodeClipsFn(beam.DoFn):
                 source = reader.info
                 for clip in reader:
                     key = ClipKey(
-                        ref.video_id, ref.uri, clip.index, seconds(clip.start_s), seconds(clip.end_s)
+                        ref.video_id,
+                        ref.uri,
+                        clip.index,
+                        seconds(clip.start_s),
+                        seconds(clip.end_s),
                     )
                     num_clips += 1
                     self._metrics.clips()
@@ -73,7 +77,7 @@ class _DecodeClipsFn(beam.DoFn):
                     decode_errors=reader.decode_errors,
                 )
         except Exception as error:  # noqa: BLE001 - a bad video is data, not a crash
-            self._metrics.failure()
+            self._metrics.failure(final=False)  # Summarise writes and counts the row
             failure = Failure.from_exception(ref.video_id, ref.uri, STAGE, error)
             yield pvalue.TaggedOutput("done", DecodeResult(ref, num_clips, failure=failure))
             return

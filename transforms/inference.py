@@ -51,9 +51,9 @@ class ClassifyClips(beam.PTransform):
         self._progress_path = progress_path
 
     def expand(self, clips: pvalue.PCollection) -> dict[str, pvalue.PCollection]:
-        results, errors = clips | "RunInference" >> RunInference(
-            self._model_handler
-        ).with_exception_handling()
+        results, errors = (
+            clips | "RunInference" >> RunInference(self._model_handler).with_exception_handling()
+        )
         predictions = results | "ToPrediction" >> beam.ParDo(_ToPredictionFn(self._progress_path))
         failures = errors.failed_inferences | "BatchFailures" >> beam.FlatMap(_batch_failures)
         return {"predictions": predictions, "failures": failures}

@@ -102,7 +102,9 @@ def list_input(
         return
     if kind == "file":
         info = retrying(fs.info, path)
-        yield VideoRef(posixpath.basename(path), _full_uri(fs, path), info.get("size"), _version(info))
+        yield VideoRef(
+            posixpath.basename(path), _full_uri(fs, path), info.get("size"), _version(info)
+        )
         return
     if kind == "glob":
         root = path.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0].rsplit("/", 1)[0]

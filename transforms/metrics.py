@@ -33,12 +33,12 @@ class StageMetrics:
         self._counters: dict[str, object] = {}
         self._decode_seconds = Metrics.distribution(NAMESPACE, "decode_ms_per_video")
 
-    def _inc(self, event: str, n: int = 1) -> None:
+    def _inc(self, event: str, n: int = 1, progress: bool = True) -> None:
         counter = self._counters.get(event)
         if counter is None:
             counter = self._counters[event] = Metrics.counter(NAMESPACE, f"{self._stage}_{event}")
         counter.inc(n)
-        if self._progress_path:
+        if progress and self._progress_path:
             fd = os.open(self._progress_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             try:
                 os.write(fd, f"{event} {n}\n".encode())
@@ -61,8 +61,9 @@ class StageMetrics:
     def indexed(self, n: int = 1) -> None:
         self._inc(INDEXED, n)
 
-    def failure(self, n: int = 1) -> None:
-        self._inc(FAILED, n)
+    def failure(self, n: int = 1, final: bool = True) -> None:
+        """A failed video; ``final=False`` where a later stage writes its row and counts it."""
+        self._inc(FAILED, n, progress=final)
 
 
 def read_progress(path: str) -> Counter:

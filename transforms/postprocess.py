@@ -230,6 +230,7 @@ class Summarise(beam.PTransform):
             >> beam.ParDo(_FinishFn(*self._args)).with_outputs("clips", "failures", main="videos")
         )
         return {
-            table: (getattr(rows, table), getattr(late, table)) | f"{table.capitalize()}Rows" >> beam.Flatten()
+            table: (getattr(rows, table), getattr(late, table))
+            | f"{table.capitalize()}Rows" >> beam.Flatten()
             for table in ("videos", "clips", "failures")
         }

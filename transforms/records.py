@@ -91,9 +91,7 @@ class Failure(NamedTuple):
     message: str
 
     @classmethod
-    def from_exception(
-        cls, video_id: str, uri: str, stage: str, error: BaseException
-    ) -> "Failure":
+    def from_exception(cls, video_id: str, uri: str, stage: str, error: BaseException) -> "Failure":
         message = str(error) or repr(error)
         return cls(video_id, uri, stage, type(error).__name__, message[:2000])
 

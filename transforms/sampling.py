@@ -82,8 +82,7 @@ class ClipSampling:
             raise ValueError(f"max_clips must be >= 1, got {self.max_clips}")
         if self.short_video not in SHORT_VIDEO_POLICIES:
             raise ValueError(
-                f"short_video must be one of {SHORT_VIDEO_POLICIES}, "
-                f"got {self.short_video!r}"
+                f"short_video must be one of {SHORT_VIDEO_POLICIES}, " f"got {self.short_video!r}"
             )
 
     @property
@@ -120,17 +119,16 @@ def resample(
     """Resample ``(t, frame)`` pairs to a constant ``fps``: the nearest frame per target.
 
     Target times are ``t0 + k / fps`` from the first frame's time ``t0``. Each target
-    gets the latest frame with ``t < target + period / 2``, i.e. the frame nearest to
-    it (a tie goes to the earlier frame), which is what ffmpeg's ``fps`` filter does;
-    the I3D reference outputs were made that way. Of frames with equal times the
-    later one wins. The last frame is held for as long as the gap before it (a lone
-    frame gives exactly one sample), since its true duration is not in the stream.
+    gets the source frame nearest to it in time (a tie goes to the earlier frame), as
+    ffmpeg's ``fps`` filter does; the I3D reference outputs were made that way. Of
+    frames with equal times the later one wins. The last frame is held for as long
+    as the gap before it (a lone frame gives exactly one sample), since its true
+    duration is not in the stream of times.
 
-    Lazy: a target is yielded as soon as the next source frame shows it is final, so
-    at most one source frame is held. Raises ValueError if times go backwards.
+    Lazy: a target is yielded as soon as the next source frame decides it, so at most
+    one source frame is held. Raises ValueError if times go backwards.
     """
     period = 1 / rate_fraction(fps)
-    half = period / 2
     source = iter(frames)
     first = next(source, None)
     if first is None:
@@ -142,9 +140,12 @@ def resample(
     for source_index, (t, frame) in enumerate(source, start=1):
         if t < held_t:
             raise ValueError(f"frame times go backwards: {t} after {held_t}")
-        # Every target whose half-period window ends at or before ``t`` is final.
-        while (target := t0 + k * period) + half <= t:
-            yield SampledFrame(k, target, held_index, held_t, held)
+        # Targets up to ``t`` lie between the held frame and this one: nearest wins.
+        while (target := t0 + k * period) <= t:
+            if target - held_t <= t - target:
+                yield SampledFrame(k, target, held_index, held_t, held)
+            else:
+                yield SampledFrame(k, target, source_index, t, frame)
             k += 1
         if t > held_t:
             last_gap = t - held_t

@@ -103,9 +103,7 @@ class _WriteTableFn(beam.DoFn):
 class WriteIndex(beam.PTransform):
     """``{'videos', 'clips', 'failures'}`` rows → Parquet tables under ``output``."""
 
-    def __init__(
-        self, output: str, run_id: str, flush_rows: int = 2000, flush_s: float = 20.0
-    ):
+    def __init__(self, output: str, run_id: str, flush_rows: int = 2000, flush_s: float = 20.0):
         super().__init__()
         self._output = output
         self._run_id = run_id

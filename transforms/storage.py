@@ -218,14 +218,20 @@ def retrying(
             if attempt == attempts:
                 logger.warning(
                     "%s failed (%s); giving up after %d attempts",
-                    call, _describe_error(error), attempts,
+                    call,
+                    _describe_error(error),
+                    attempts,
                 )
                 raise
             cap = min(max_delay_s, base_delay_s * 2 ** (attempt - 1))
             delay = _uniform(0.0, cap)
             logger.warning(
                 "%s failed (%s); retry %d/%d in %.2f s",
-                call, _describe_error(error), attempt, attempts - 1, delay,
+                call,
+                _describe_error(error),
+                attempt,
+                attempts - 1,
+                delay,
             )
             _sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -244,8 +250,12 @@ def retried(
         @functools.wraps(func)
         def wrapper(*args: Any, **kwargs: Any) -> T:
             return retrying(
-                func, *args, attempts=attempts, base_delay_s=base_delay_s,
-                max_delay_s=max_delay_s, **kwargs,
+                func,
+                *args,
+                attempts=attempts,
+                base_delay_s=base_delay_s,
+                max_delay_s=max_delay_s,
+                **kwargs,
             )
 
         return wrapper

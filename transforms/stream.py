@@ -100,14 +100,30 @@ class _ToRowsFn(beam.DoFn):
                 yield pvalue.TaggedOutput(table, row)
 
 
-def _batch_failure_rows(failed: tuple[list, Exception], model: str, run_id: str):
+def _batch_failure_rows(failed: tuple[list, object], model: str, run_id: str):
     batch, error = failed
-    if isinstance(error, tuple):  # Beam may hand over (type, value, traceback)
-        error = error[1] if len(error) > 1 else error[0]
+    error_type, message = _describe(error)
     for ref in batch:
         ref = VideoRef(*ref)
-        failure = Failure.from_exception(ref.video_id, ref.uri, STAGE, error)
+        failure = Failure(ref.video_id, ref.uri, STAGE, error_type, message)
         yield failure_row(failure, ref.size, ref.version, model, run_id)
+
+
+def _describe(error) -> tuple[str, str]:
+    """(error type, message) of what RunInference's dead letter holds.
+
+    Beam hands over ``(type, repr(exception), formatted traceback lines)``, not the
+    exception; the traceback's last line is ``"TypeName: message"``.
+    """
+    if isinstance(error, BaseException):
+        return type(error).__name__, (str(error) or repr(error))[:2000]
+    kind, text, trace = (tuple(error) + (None, None, None))[:3]
+    name = getattr(kind, "__name__", str(kind))
+    if trace:
+        last = "".join(trace).strip().splitlines()[-1]
+        prefix = f"{name}: "
+        text = last.split(prefix, 1)[1] if prefix in last else last
+    return name, str(text or name)[:2000]
 
 
 class ClassifyStream(beam.PTransform):

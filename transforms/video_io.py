@@ -27,6 +27,7 @@ from fractions import Fraction
 from typing import Iterator, NamedTuple, Optional
 
 import av
+import av.logging
 import fsspec
 import numpy as np
 
@@ -84,7 +85,7 @@ class VideoReader:
     """``with VideoReader(uri, limits) as reader``: ``reader.info``, ``reader.frames()``.
 
     After iterating: ``frames_decoded``, ``decode_errors``, ``first_t``, ``last_t``,
-    ``duration_s`` (decoded: last - first + one frame).
+    ``duration_s`` (decoded: last - first + the last frame's duration).
     """
 
     def __init__(self, uri: str, limits: DecodeLimits = DecodeLimits()):
@@ -96,6 +97,7 @@ class VideoReader:
         self.display_size: Optional[tuple[int, int]] = None  # known from the first frame
         self.last_t: Optional[Fraction] = None
         self._frame_step: Optional[Fraction] = None
+        self._last_gap: Optional[Fraction] = None
         self._file = None
         self._container = None
 
@@ -104,11 +106,19 @@ class VideoReader:
             self._file = retrying(fsspec.open, self.uri, "rb", block_size=_BLOCK_SIZE).open()
         except FileNotFoundError:
             raise
+        if av.logging.get_level() is None:
+            # FFmpeg's log holds the useful reason ("moov atom not found") that the
+            # exception alone does not; it is only passed on with a level set.
+            av.logging.set_level(av.logging.ERROR)
         try:
-            self._container = av.open(self._file, mode="r", metadata_errors="ignore")
+            with av.logging.Capture() as log:
+                self._container = av.open(self._file, mode="r", metadata_errors="ignore")
         except (av.FFmpegError, ValueError, EOFError) as error:
+            size = getattr(self._file, "size", None)
             self.close()
-            raise UnreadableVideo(_reason(error)) from None
+            if size == 0:
+                raise UnreadableVideo("empty file (0 bytes)") from None
+            raise UnreadableVideo(_reason(error, log)) from None
         try:
             self.info = self._open_stream()
         except BaseException:
@@ -192,7 +202,9 @@ class VideoReader:
                     faulty_dts += 1
                 last_pts = pts if pts is not None else last_pts
                 last_dts = dts if dts is not None else last_dts
-                stamp = pts if (pts is not None and (faulty_pts <= faulty_dts or dts is None)) else dts
+                stamp = (
+                    pts if (pts is not None and (faulty_pts <= faulty_dts or dts is None)) else dts
+                )
                 if stamp is not None:
                     t = Fraction(stamp) * self._time_base
                 elif self.last_t is not None:
@@ -201,6 +213,8 @@ class VideoReader:
                     t = Fraction(0)
                 if self.last_t is not None and t < self.last_t:
                     t = self.last_t  # never backwards: a late duplicate holds its place
+                if self.last_t is not None and t > self.last_t:
+                    self._last_gap = t - self.last_t
                 if self.first_t is None:
                     self.first_t = t
                 self.last_t = t
@@ -243,9 +257,12 @@ class VideoReader:
     def duration_s(self) -> Optional[Fraction]:
         if self.first_t is None:
             return None
-        return self.last_t - self.first_t + self._frame_step
+        # The last frame lasts as long as the gap before it (or one nominal frame).
+        return self.last_t - self.first_t + (self._last_gap or self._frame_step)
 
-    def to_rgb(self, frame: av.VideoFrame, width: Optional[int] = None, height: Optional[int] = None) -> np.ndarray:
+    def to_rgb(
+        self, frame: av.VideoFrame, width: Optional[int] = None, height: Optional[int] = None
+    ) -> np.ndarray:
         """The frame as RGB uint8 ``[H, W, 3]`` in display orientation.
 
         ``width``/``height`` are display sizes to resize to during conversion (swscale,
@@ -291,7 +308,11 @@ def display_size(frame: av.VideoFrame) -> tuple[int, int]:
     return frame.width, frame.height
 
 
-def _reason(error: BaseException) -> str:
-    """PyAV's message without the file name it appends (the row has the URI)."""
+def _reason(error: BaseException, log=()) -> str:
+    """PyAV's message, without the file name (the row has the URI), plus FFmpeg's own."""
     text = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return text.split(": '", 1)[0].strip() or type(error).__name__
+    text = text.split(": '", 1)[0].strip() or type(error).__name__
+    details = [m.strip() for _, _, m in log if m and m.strip()]
+    if details:
+        text = f"{text} ({'; '.join(dict.fromkeys(details))})"
+    return text

@@ -324,5 +324,3 @@ def export_savedmodel(weights: Mapping[str, Any], export_dir: Path) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
     logger.info("Exported %s SavedModel to %s", MODEL_NAME, export_dir)
     return export_dir
-
-

@@ -64,9 +64,7 @@ def load_saved_model(source: str) -> Any:
     import tensorflow as tf
 
     path = resolve_source(source)
-    if path.startswith(("https://", "http://")) or "://" not in path and not os.path.exists(
-        path
-    ):
+    if path.startswith(("https://", "http://")) or "://" not in path and not os.path.exists(path):
         import tensorflow_hub as hub
 
         _LOGGER.info("loading %s through tensorflow_hub", path)
@@ -129,9 +127,7 @@ def _calling_convention(spec: ModelSpec, loaded: Any) -> Callable[[Any], Any]:
             if spec.output_key:
                 return outputs[spec.output_key]
             if len(outputs) != 1:
-                raise ValueError(
-                    f"model {spec.name} has outputs {sorted(outputs)}: set output_key"
-                )
+                raise ValueError(f"model {spec.name} has outputs {sorted(outputs)}: set output_key")
             return next(iter(outputs.values()))
         return outputs
 
