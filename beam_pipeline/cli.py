@@ -153,17 +153,40 @@ def run_index(config, options, local: bool = True) -> int:
             progress.start()
         started = time.time()
         try:
-            with beam.Pipeline(runner=runner_for(options), options=options) as p:
-                build_pipeline(p, config)
+            p = beam.Pipeline(runner=runner_for(options), options=options)
+            build_pipeline(p, config)
+            result = p.run()
+            result.wait_until_finish()
         finally:
             stop.set()
             if progress is not None:
                 progress.join()
         elapsed = time.time() - started
+    from apache_beam.options.pipeline_options import TestOptions
+
+    if options.view_as(TestOptions).dry_run:
+        print(f"{PROG}: dry run: the job was built and translated, not run")
+        return 0
+    skipped = _counter(result, "manifest_skipped")
     summary = report.load_summary(config.output, run_id=config.run_id)
-    record = report.write_run_record(config, summary, elapsed)
+    record = report.write_run_record(config, summary, elapsed, skipped=skipped)
     print(report.format_summary(summary, config.output, record), file=sys.stdout)
     return 0
+
+
+def _counter(result, name: str) -> int:
+    """A Beam counter's committed total (attempted where the runner has no committed)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    try:
+        found = result.metrics().query(MetricsFilter().with_name(name))["counters"]
+    except Exception:  # noqa: BLE001 - a runner without metrics: say nothing
+        return 0
+    total = 0
+    for counter in found:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        total += value or 0
+    return total
 
 
 def _show_progress(path: str, stop: threading.Event) -> None:

@@ -95,6 +95,19 @@ class VideoIndexOptions(PipelineOptions):
             help="file extensions taken from a folder",
         )
         _flag(parser, "run-id", default=None, help="name of this run (default: UTC time + random)")
+        _flag(
+            parser,
+            "reindex",
+            action="store_true",
+            help="index every video, even those the output already holds unchanged",
+        )
+        _flag(
+            parser,
+            "commit-every-s",
+            type=float,
+            default=20.0,
+            help="seconds between commits of finished rows (what a killed run keeps)",
+        )
 
 
 def new_run_id() -> str:
@@ -113,6 +126,8 @@ class IndexConfig:
     batch_size: int
     extensions: tuple[str, ...]
     run_id: str
+    reindex: bool = False
+    commit_every_s: float = 20.0
     progress_path: Optional[str] = None
 
     @classmethod
@@ -146,6 +161,8 @@ class IndexConfig:
         for name in ("max_pixels_per_frame", "max_duration_s", "max_decode_s"):
             if getattr(opts, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
+        if opts.commit_every_s < 0:
+            raise ConfigError("--commit-every-s must be >= 0")
         extensions = tuple(
             e if e.startswith(".") else f".{e}"
             for e in (x.strip().lower() for x in opts.extensions.split(","))
@@ -169,4 +186,6 @@ class IndexConfig:
             batch_size=opts.batch_size or spec.max_batch_size,
             extensions=extensions,
             run_id=opts.run_id or new_run_id(),
+            reindex=bool(opts.reindex),
+            commit_every_s=opts.commit_every_s,
         )

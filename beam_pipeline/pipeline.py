@@ -10,7 +10,7 @@ from beam_pipeline.options import IndexConfig
 from transforms.decode import DecodeClips
 from transforms.inference import ClassifyClips
 from transforms.manifest import ReadManifest
-from transforms.postprocess import Summarise
+from transforms.postprocess import Summarise, failure_row
 from transforms.sink import WriteIndex
 from transforms.stream import ClassifyStream
 
@@ -19,46 +19,45 @@ def build_pipeline(p: beam.Pipeline, config: IndexConfig) -> None:
     """manifest → classify (the strategy the model's kind needs) → Parquet, into ``config.output``."""
     spec = config.model
     listed = p | "ReadManifest" >> ReadManifest(
-        config.input, config.extensions, config.progress_path
+        config.input,
+        config.extensions,
+        config.progress_path,
+        skip_indexed_in=None if config.reindex else config.output,
+        model=spec.name,
     )
     if spec.kind == CLIP:
         rows = _classify_clips(listed["refs"], config)
     else:
         # Stream and frame-sequence models take a whole video per model element.
         handler = build_video_handler(spec, config.limits, config.top_k, config.batch_size)
-        rows = listed["refs"] | "ClassifyStream" >> ClassifyStream(
+        tables = listed["refs"] | "ClassifyStream" >> ClassifyStream(
             handler, spec.name, config.run_id, config.progress_path
         )
-    manifest_failures = listed["failures"] | "ManifestFailureRows" >> beam.Map(
+        rows = {
+            name.capitalize(): table_rows
+            | f"Tag{name.capitalize()}" >> beam.Map(lambda row, t=name: (t, row))
+            for name, table_rows in tables.items()
+        }
+    rows["ManifestFailures"] = listed["failures"] | "ManifestFailureRows" >> beam.Map(
         _manifest_failure_row, spec.name, config.run_id
     )
-    failures = (rows["failures"], manifest_failures) | "AllFailures" >> beam.Flatten()
-    {"videos": rows["videos"], "clips": rows["clips"], "failures": failures} | "WriteIndex" >> (
-        WriteIndex(config.output, config.run_id)
-    )
+    rows | "WriteIndex" >> WriteIndex(config.output, config.run_id, flush_s=config.commit_every_s)
 
 
 def _classify_clips(refs: beam.PCollection, config: IndexConfig) -> dict:
-    """decode → classify → summarise, for a clip classifier: the index's row dicts."""
+    """decode → classify → summarise, for a clip classifier: named (table, row) collections."""
     spec = config.model
     progress = config.progress_path
     decoded = refs | "DecodeClips" >> DecodeClips(
         config.sampling, spec.frame_spec(), config.limits, progress
     )
-    classified = decoded["clips"] | "ClassifyClips" >> ClassifyClips(
+    outcomes = decoded["clips"] | "ClassifyClips" >> ClassifyClips(
         build_handler(spec, config.batch_size), progress
     )
-    outcomes = (
-        decoded["done"],
-        classified["predictions"],
-        classified["failures"],
-    ) | "Outcomes" >> beam.Flatten()
-    return outcomes | "Summarise" >> Summarise(
+    return {"Clips": outcomes, "DecodeFailures": decoded["failed"]} | "Summarise" >> Summarise(
         spec.labels, config.top_k, spec.name, config.run_id, progress
     )
 
 
-def _manifest_failure_row(failure, model: str, run_id: str) -> dict:
-    from transforms.postprocess import failure_row
-
-    return failure_row(failure, None, None, model, run_id)
+def _manifest_failure_row(failure, model: str, run_id: str) -> tuple[str, dict]:
+    return "failures", failure_row(failure, None, None, model, run_id)

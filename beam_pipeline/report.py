@@ -1,9 +1,7 @@
 """Read an index back: counts, a summary table, the run record and an HTML report.
 
 An index folder holds ``videos/``, ``clips/``, ``failures/`` (Parquet) and
-``runs/`` (one JSON record per run). Where runs overlap (a re-run, a retried
-bundle), the newest row per (video_id, uri) across ``videos`` and ``failures``
-is the one that counts, and only its run's clips.
+``runs/`` (one JSON record per run); ``transforms.index`` reads the tables.
 """
 
 from __future__ import annotations
@@ -19,82 +17,8 @@ from typing import Optional
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
-from transforms.schemas import TABLES
-
-
-def read_table(output: str, table: str) -> pa.Table:
-    """All rows of one table (empty, with its schema, where there are none)."""
-    fs, root = fsspec.core.url_to_fs(output.rstrip("/"))
-    path = f"{root}/{table}"
-    if not fs.exists(path):
-        return TABLES[table].empty_table()
-    files = [f for f in fs.find(path) if f.endswith(".parquet") and "/_tmp/" not in f]
-    if not files:
-        return TABLES[table].empty_table()
-    return ds.dataset(files, schema=TABLES[table], filesystem=fs, format="parquet").to_table()
-
-
-def current_rows(output: str) -> dict[str, pa.Table]:
-    """The index as it stands: one row per (video_id, uri), newest run wins."""
-    videos = read_table(output, "videos")
-    failures = read_table(output, "failures")
-    clips = read_table(output, "clips")
-    newest: dict[tuple[str, str], str] = {}
-    for t in (videos, failures):
-        for vid, uri, run in zip(
-            t.column("video_id").to_pylist(),
-            t.column("uri").to_pylist(),
-            t.column("run_id").to_pylist(),
-        ):
-            key = (vid, uri)
-            if run is not None and (key not in newest or run > newest[key]):
-                newest[key] = run
-
-    def keep(t: pa.Table) -> pa.Table:
-        if t.num_rows == 0:
-            return t
-        mask = [
-            newest.get((vid, uri)) == run
-            for vid, uri, run in zip(
-                t.column("video_id").to_pylist(),
-                t.column("uri").to_pylist(),
-                t.column("run_id").to_pylist(),
-            )
-        ]
-        t = t.filter(pa.array(mask, type=pa.bool_()))
-        return _first_per_key(t)
-
-    return {"videos": keep(videos), "failures": keep(failures), "clips": keep_clips(clips, newest)}
-
-
-def keep_clips(clips: pa.Table, newest: dict) -> pa.Table:
-    if clips.num_rows == 0:
-        return clips
-    seen = set()
-    mask = []
-    for vid, uri, run, idx in zip(
-        clips.column("video_id").to_pylist(),
-        clips.column("uri").to_pylist(),
-        clips.column("run_id").to_pylist(),
-        clips.column("clip_index").to_pylist(),
-    ):
-        key = (vid, uri, idx)
-        ok = newest.get((vid, uri)) == run and key not in seen
-        seen.add(key)
-        mask.append(ok)
-    return clips.filter(pa.array(mask, type=pa.bool_()))
-
-
-def _first_per_key(t: pa.Table) -> pa.Table:
-    # A retried bundle may have committed the same row twice within one run.
-    seen = set()
-    mask = []
-    for key in zip(t.column("video_id").to_pylist(), t.column("uri").to_pylist()):
-        mask.append(key not in seen)
-        seen.add(key)
-    return t.filter(pa.array(mask, type=pa.bool_()))
+from transforms.index import current_rows, read_table  # noqa: F401 - re-exported
 
 
 @dataclasses.dataclass
@@ -119,7 +43,7 @@ def load_summary(output: str, run_id: Optional[str] = None) -> Summary:
     return Summary(rows["videos"], rows["clips"], rows["failures"], run_id)
 
 
-def write_run_record(config, summary: Summary, elapsed_s: float) -> dict:
+def write_run_record(config, summary: Summary, elapsed_s: float, skipped: int = 0) -> dict:
     """``runs/RUN_ID.json``: model, weights hash, parameters, counts, versions."""
     import apache_beam
     import numpy
@@ -144,12 +68,14 @@ def write_run_record(config, summary: Summary, elapsed_s: float) -> dict:
             "short_video": config.sampling.short_video,
             "top_k": config.top_k,
             "batch_size": config.batch_size,
+            "reindex": config.reindex,
             "limits": dataclasses.asdict(config.limits),
         },
         "counts": {
             "videos": summary.run_rows("videos").num_rows,
             "clips": summary.run_rows("clips").num_rows,
             "failures": summary.run_rows("failures").num_rows,
+            "skipped_unchanged": skipped,
         },
         "elapsed_s": round(elapsed_s, 1),
         "versions": {
@@ -187,6 +113,14 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
         f"{clips.num_rows} clips -> {output}/{{videos,clips,failures}}/"
     )
     if record:
+        skipped = record["counts"].get("skipped_unchanged", 0)
+        if skipped:
+            new = videos.num_rows + failures.num_rows
+            lines.append(
+                f"{skipped} unchanged videos already in the index were skipped"
+                + (" (nothing new to index)" if not new else "")
+                + "; --reindex redoes them"
+            )
         lines.append(f"run record: {output}/runs/{record['run_id']}.json ({record['elapsed_s']} s)")
     if videos.num_rows:
         lines.append("")

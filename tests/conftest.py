@@ -49,6 +49,28 @@ def colour_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def colour_spec_file(colour_model_dir) -> Path:
+    """The colour model as a spec file: what `--model` takes for a model of one's own."""
+    import json
+
+    path = colour_model_dir.parent / "colour.json"
+    path.write_text(
+        json.dumps(
+            {
+                "name": "colour",
+                "path": "colour",
+                "label_file": "colour/labels.txt",
+                "size": 32,
+                "fps": 10,
+                "frames_per_clip": 8,
+                "max_batch_size": 3,
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
 def colour_spec(colour_model_dir):
     from beam_pipeline.models.spec import ModelSpec
 

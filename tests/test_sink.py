@@ -57,9 +57,8 @@ def test_write_index_flushes_in_pieces(tmp_path):
     rows = [video_row(f"v{i}", "r1") for i in range(7)]
     with TestPipeline() as p:
         tables = {
-            "videos": p | "V" >> beam.Create(rows),
-            "clips": p | "C" >> beam.Create([]),
-            "failures": p | "F" >> beam.Create([failure_row("bad", "r1")]),
+            "Videos": p | "V" >> beam.Create([("videos", row) for row in rows]),
+            "Failures": p | "F" >> beam.Create([("failures", failure_row("bad", "r1"))]),
         }
         tables | WriteIndex(str(tmp_path), "r1", flush_rows=3)
     files = sorted((tmp_path / "videos").glob("*.parquet"))

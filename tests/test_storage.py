@@ -432,12 +432,13 @@ def test_beam_worker_processes_read_and_write_the_store(store):
     with beam.Pipeline(options=options) as p:
         refs = (p | ReadManifest(store.uri(f"{root}/in")))["refs"]
         tables = {
-            "videos": refs
+            "Videos": refs
             | beam.Map(
-                lambda r: {**video_row(r.video_id, r.uri), "size": r.size, "version": r.version}
+                lambda r: (
+                    "videos",
+                    {**video_row(r.video_id, r.uri), "size": r.size, "version": r.version},
+                )
             ),
-            "clips": p | "NoClips" >> beam.Create([]),
-            "failures": p | "NoFailures" >> beam.Create([]),
         }
         _ = tables | WriteIndex(out, "run-1", flush_rows=2)
     videos = current_rows(out)["videos"].to_pylist()

@@ -1,11 +1,12 @@
-"""DecodeClips: VideoRef → model-ready clips, then one DecodeResult per video.
+"""DecodeClips: VideoRef → model-ready clips; the last one carries the DecodeResult.
 
 Takes ``VideoRef`` records and gives ``(ClipKey, uint8 [T, S, S, 3] RGB)`` pairs
 ready for RunInference, streamed as they are decoded (a video's frames are never
-all in memory), and on the ``done`` output one ``DecodeResult`` per video: its
-``VideoInfo``, or the ``Failure`` that stopped it, with the number of clips
-emitted. A failure after some clips were emitted still ends the video in
-``failures``: Summarise drops those clips.
+all in memory, one clip is held back to know which is last). The last clip's key
+carries the video's ``DecodeResult``: its ``VideoInfo``, or the ``Failure`` that
+stopped it, with the number of clips emitted; a failure after some clips still
+ends the video in ``failures`` (Summarise drops those clips). A video that fails
+before its first clip gives its DecodeResult on the ``failed`` output.
 """
 
 from __future__ import annotations
@@ -49,10 +50,13 @@ class _DecodeClipsFn(beam.DoFn):
     def process(self, ref: VideoRef):
         started = time.monotonic()
         num_clips = 0
+        held = None  # the latest clip, held back until we know whether it is the last
         try:
             with read_clips(ref.uri, self._sampling, self._frame_spec, self._limits) as reader:
                 source = reader.info
                 for clip in reader:
+                    if held is not None:
+                        yield held
                     key = ClipKey(
                         ref.video_id,
                         ref.uri,
@@ -62,7 +66,7 @@ class _DecodeClipsFn(beam.DoFn):
                     )
                     num_clips += 1
                     self._metrics.clips()
-                    yield key, clip.frames
+                    held = (key, clip.frames)
                 if num_clips == 0:
                     raise NoFrames("no decodable video frames")
                 info = VideoInfo(
@@ -76,13 +80,18 @@ class _DecodeClipsFn(beam.DoFn):
                     num_frames=reader.num_frames_decoded,
                     decode_errors=reader.decode_errors,
                 )
+            result = DecodeResult(ref, num_clips, info=info)
+            self._metrics.decoded(num_clips, int((time.monotonic() - started) * 1000))
         except Exception as error:  # noqa: BLE001 - a bad video is data, not a crash
             self._metrics.failure(final=False)  # Summarise writes and counts the row
             failure = Failure.from_exception(ref.video_id, ref.uri, STAGE, error)
-            yield pvalue.TaggedOutput("done", DecodeResult(ref, num_clips, failure=failure))
+            result = DecodeResult(ref, num_clips, failure=failure)
+        if held is None:
+            # Nothing to ride with: the failure goes straight to its row.
+            yield pvalue.TaggedOutput("failed", result)
             return
-        self._metrics.decoded(num_clips, int((time.monotonic() - started) * 1000))
-        yield pvalue.TaggedOutput("done", DecodeResult(ref, num_clips, info=info))
+        key, frames = held
+        yield key._replace(done=result), frames
 
 
 def _duration(reader, source) -> float:
@@ -94,7 +103,7 @@ def _duration(reader, source) -> float:
 
 
 class DecodeClips(beam.PTransform):
-    """VideoRefs → ``{'clips', 'done'}`` (see the module docstring)."""
+    """VideoRefs → ``{'clips', 'failed'}`` (see the module docstring)."""
 
     def __init__(
         self,
@@ -107,5 +116,5 @@ class DecodeClips(beam.PTransform):
         self._fn = _DecodeClipsFn(sampling, frame_spec, limits, progress_path)
 
     def expand(self, refs: pvalue.PCollection) -> dict[str, pvalue.PCollection]:
-        decoded = refs | "Decode" >> beam.ParDo(self._fn).with_outputs("done", main="clips")
-        return {"clips": decoded.clips, "done": decoded.done}
+        decoded = refs | "Decode" >> beam.ParDo(self._fn).with_outputs("failed", main="clips")
+        return {"clips": decoded.clips, "failed": decoded.failed}

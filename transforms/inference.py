@@ -1,9 +1,10 @@
 """ClassifyClips: (ClipKey, uint8 clip) → ClipPrediction, through Beam's RunInference.
 
 Takes the keyed clips from DecodeClips and the keyed model handler it is given
-(built from a model spec by ``beam_pipeline``), and gives one ``ClipPrediction``
-(float32 logits [C]) per clip. A batch that fails in the model becomes one
-``Failure`` per clip on the ``failures`` output; the job goes on.
+(built from a model spec by ``beam_pipeline``; it returns an exception as the
+result of a clip whose batch failed), and gives one ``ClipPrediction`` (float32
+logits [C]) or inference ``Failure`` per clip, each video's ``DecodeResult`` after
+its last clip; the job goes on whatever one video does.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from transforms.records import ClipKey, ClipPrediction, Failure
 STAGE = "inference"
 
 
-class _ToPredictionFn(beam.DoFn):
+class _ToOutcomeFn(beam.DoFn):
     def __init__(self, progress_path: Optional[str]):
         self._progress_path = progress_path
 
@@ -30,30 +31,33 @@ class _ToPredictionFn(beam.DoFn):
     def process(self, keyed: tuple[ClipKey, PredictionResult]):
         key, result = keyed
         self._metrics.classified()
-        # Drop the frames (result.example) here: only logits travel on.
-        yield ClipPrediction(key, result.inference)
-
-
-def _batch_failures(failed: tuple[list, Exception]):
-    batch, error = failed
-    if isinstance(error, tuple):  # Beam may hand over (type, value, traceback)
-        error = error[1] if len(error) > 1 else error[0]
-    for key, _ in batch:
-        yield Failure.from_exception(key.video_id, key.uri, STAGE, error)
+        clip_key = key._replace(done=None)
+        if isinstance(result.inference, BaseException):
+            yield Failure.from_exception(key.video_id, key.uri, STAGE, result.inference)
+        else:
+            # Only logits travel on; the frames stay behind.
+            yield ClipPrediction(clip_key, result.inference)
+        if key.done is not None:
+            yield key.done  # the video's DecodeResult, after its last clip
 
 
 class ClassifyClips(beam.PTransform):
-    """Keyed clips → ``{'predictions': ClipPrediction, 'failures': Failure}``."""
+    """Keyed clips → one PCollection of outcomes, in clip order per video.
+
+    Each clip gives a ``ClipPrediction`` or, if its batch failed in the model, a
+    ``Failure`` (the handler returns the error as the clip's result: errors are
+    data); a video's last clip is followed by its ``DecodeResult``. One output, so
+    that Summarise is fused with inference on every runner.
+    """
 
     def __init__(self, model_handler: ModelHandler, progress_path: Optional[str] = None):
         super().__init__()
         self._model_handler = model_handler
         self._progress_path = progress_path
 
-    def expand(self, clips: pvalue.PCollection) -> dict[str, pvalue.PCollection]:
-        results, errors = (
-            clips | "RunInference" >> RunInference(self._model_handler).with_exception_handling()
+    def expand(self, clips: pvalue.PCollection) -> pvalue.PCollection:
+        return (
+            clips
+            | "RunInference" >> RunInference(self._model_handler)
+            | "ToOutcome" >> beam.ParDo(_ToOutcomeFn(self._progress_path))
         )
-        predictions = results | "ToPrediction" >> beam.ParDo(_ToPredictionFn(self._progress_path))
-        failures = errors.failed_inferences | "BatchFailures" >> beam.FlatMap(_batch_failures)
-        return {"predictions": predictions, "failures": failures}

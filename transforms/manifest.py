@@ -280,11 +280,36 @@ class _StatFn(beam.DoFn):
             )
 
 
+class _SkipUnchangedFn(beam.DoFn):
+    """Drops refs whose (size, version) the index at ``output`` already holds."""
+
+    def __init__(self, output: str, model: str, progress_path: Optional[str]):
+        self._output = output
+        self._model = model
+        self._progress_path = progress_path
+
+    def setup(self):
+        from transforms.index import indexed_versions
+
+        self._metrics = StageMetrics(STAGE, self._progress_path)
+        # Once per worker: uri -> (size, version), about 100 bytes a video.
+        self._indexed = indexed_versions(self._output, self._model)
+
+    def process(self, ref: VideoRef):
+        if self._indexed.get(ref.uri) == (ref.size, ref.version):
+            self._metrics.skipped()
+            return
+        yield ref
+
+
 class ReadManifest(beam.PTransform):
     """An input string → ``{'refs': PCollection[VideoRef], 'failures': PCollection[Failure]}``.
 
     Refs are distinct by URI and by video_id, shuffled so that decode spreads across
-    workers, and carry size and version from storage.
+    workers, and carry size and version from storage. With ``skip_indexed_in`` (an
+    index folder) and ``model``, a video that index already holds unchanged (same
+    URI, size and version, same model) is skipped: that is what makes re-runs
+    incremental and a killed run resumable.
     """
 
     def __init__(
@@ -292,11 +317,15 @@ class ReadManifest(beam.PTransform):
         input_uri: str,
         extensions: Iterable[str] = VIDEO_EXTENSIONS,
         progress_path: Optional[str] = None,
+        skip_indexed_in: Optional[str] = None,
+        model: Optional[str] = None,
     ):
         super().__init__()
         self._input_uri = input_uri
         self._extensions = tuple(extensions)
         self._progress_path = progress_path
+        self._skip_indexed_in = skip_indexed_in
+        self._model = model
 
     def expand(self, pbegin: pvalue.PBegin) -> dict[str, pvalue.PCollection]:
         listed = (
@@ -323,9 +352,14 @@ class ReadManifest(beam.PTransform):
             | "Stat"
             >> beam.ParDo(_StatFn(self._progress_path)).with_outputs("failures", main="refs")
         )
+        refs = stated.refs
+        if self._skip_indexed_in:
+            refs = refs | "SkipUnchanged" >> beam.ParDo(
+                _SkipUnchangedFn(self._skip_indexed_in, self._model, self._progress_path)
+            )
         failures = (
             listed.failures,
             distinct.failures,
             stated.failures,
         ) | "Failures" >> beam.Flatten()
-        return {"refs": stated.refs, "failures": failures}
+        return {"refs": refs, "failures": failures}

@@ -22,6 +22,7 @@ CLIPS = "clips"
 CLASSIFIED = "classified"
 INDEXED = "indexed"
 FAILED = "failed"
+SKIPPED = "skipped"
 
 
 class StageMetrics:
@@ -39,7 +40,12 @@ class StageMetrics:
             counter = self._counters[event] = Metrics.counter(NAMESPACE, f"{self._stage}_{event}")
         counter.inc(n)
         if progress and self._progress_path:
-            fd = os.open(self._progress_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fd = os.open(self._progress_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError:
+                # A worker on another machine cannot see the CLI's file: no live
+                # line there, the Beam counters still count.
+                return
             try:
                 os.write(fd, f"{event} {n}\n".encode())
             finally:
@@ -60,6 +66,9 @@ class StageMetrics:
 
     def indexed(self, n: int = 1) -> None:
         self._inc(INDEXED, n)
+
+    def skipped(self, n: int = 1) -> None:
+        self._inc(SKIPPED, n)
 
     def failure(self, n: int = 1, final: bool = True) -> None:
         """A failed video; ``final=False`` where a later stage writes its row and counts it."""

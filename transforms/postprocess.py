@@ -109,7 +109,7 @@ class VideoSummary:
         return self.result is not None and self._outcomes >= self.result.num_clips
 
     def rows(self) -> Iterator[Row]:
-        """The finished video's rows: ('videos', row) + ('clips', ...) or ('failures', row)."""
+        """The finished video's rows: its ('clips', row)s then ('videos', row); or ('failures', row)."""
         result = self.result
         if result is None:
             raise ValueError("rows() before the video's DecodeResult arrived")
@@ -124,6 +124,10 @@ class VideoSummary:
             return
         info = result.info
         labels, scores = top_k(self._prob_sum / self._outcomes, self._labels, self._top_k)
+        # Clips before their video: a sink that commits in this order never holds a
+        # video row whose clips are not committed (what a resumed run relies on).
+        for row in sorted(self._clip_rows, key=lambda row: row["clip_index"]):
+            yield "clips", row
         yield "videos", {
             "video_id": ref.video_id,
             "uri": ref.uri,
@@ -141,8 +145,6 @@ class VideoSummary:
             "model": self._model,
             "run_id": self._run_id,
         }
-        for row in sorted(self._clip_rows, key=lambda row: row["clip_index"]):
-            yield "clips", row
 
 
 class _SummariseFn(beam.DoFn):
@@ -202,11 +204,16 @@ def _emit(summary: VideoSummary, metrics: StageMetrics):
             metrics.indexed()
         elif table == "failures":
             metrics.failure()
-        yield row if table == "videos" else pvalue.TaggedOutput(table, row)
+        yield table, row
 
 
 class Summarise(beam.PTransform):
-    """Outcomes (DecodeResult | ClipPrediction | Failure) → ``{'videos', 'clips', 'failures'}`` rows."""
+    """Named outcome collections → ``{name: (table, row)}``, plus ``{'unfused': ...}``.
+
+    Each input (``DecodeResult | ClipPrediction | Failure``) is finished by its own
+    ParDo, so each stays fused with the stage that made it (no merge in front of
+    it); the rows come out as ``(table, row)`` pairs, clips before their video.
+    """
 
     def __init__(
         self,
@@ -219,18 +226,18 @@ class Summarise(beam.PTransform):
         super().__init__()
         self._args = (tuple(labels), top_k, model_name, run_id, progress_path)
 
-    def expand(self, outcomes: pvalue.PCollection) -> dict[str, pvalue.PCollection]:
-        rows = outcomes | "Finish" >> beam.ParDo(_SummariseFn(*self._args)).with_outputs(
-            "clips", "failures", "partial", main="videos"
-        )
-        late = (
-            rows.partial
+    def expand(self, inputs: dict[str, pvalue.PCollection]) -> dict[str, pvalue.PCollection]:
+        rows, partials = {}, []
+        for name, outcomes in inputs.items():
+            finished = outcomes | f"Finish{name}" >> beam.ParDo(
+                _SummariseFn(*self._args)
+            ).with_outputs("partial", main="rows")
+            rows[name] = finished.rows
+            partials.append(finished.partial)
+        rows["Unfused"] = (
+            partials
+            | "Unfinished" >> beam.Flatten()
             | "GroupUnfinished" >> beam.GroupByKey()
-            | "FinishUnfinished"
-            >> beam.ParDo(_FinishFn(*self._args)).with_outputs("clips", "failures", main="videos")
+            | "FinishUnfinished" >> beam.ParDo(_FinishFn(*self._args))
         )
-        return {
-            table: (getattr(rows, table), getattr(late, table))
-            | f"{table.capitalize()}Rows" >> beam.Flatten()
-            for table in ("videos", "clips", "failures")
-        }
+        return rows

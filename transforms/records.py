@@ -57,13 +57,20 @@ class DecodeResult(NamedTuple):
 
 
 class ClipKey(NamedTuple):
-    """Identity of one clip: the key that RunInference carries beside the frames."""
+    """Identity of one clip: the key that RunInference carries beside the frames.
+
+    The last clip of a video also carries the video's ``DecodeResult`` (``done``),
+    so that the end of a video travels the clips' own path through inference in
+    order, with no second collection to merge (a merge is a materialisation on
+    Beam's local runner).
+    """
 
     video_id: str
     uri: str
     clip_index: int
     start_s: float
     end_s: float
+    done: Optional["DecodeResult"] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,8 +1,8 @@
-"""WriteIndex: table rows → Parquet files under ``OUTPUT/{videos,clips,failures}/``.
+"""WriteIndex: ``(table, row)`` pairs → Parquet files under ``OUTPUT/{videos,clips,failures}/``.
 
-Takes ``{'videos', 'clips', 'failures'}`` PCollections of row dicts (schemas in
-``transforms.schemas``) and writes each table as Parquet files through fsspec, so
-the same code writes to a local folder, ``gs://`` or ``s3://``.
+Takes PCollections of ``(table, row dict)`` (schemas in ``transforms.schemas``) and
+writes each table as Parquet files through fsspec, so the same code writes to a
+local folder, ``gs://`` or ``s3://``.
 
 A file is written under ``TABLE/_tmp/`` and then moved into place, so a reader
 never sees a half-written file (readers such as ``pyarrow.dataset`` and DuckDB's
@@ -60,10 +60,16 @@ def write_rows(output: str, table: str, rows: list[dict], file_stem: str) -> str
     return final_path
 
 
-class _WriteTableFn(beam.DoFn):
-    def __init__(self, output: str, table: str, run_id: str, flush_rows: int, flush_s: float):
+# Commit order within a flush: a video's clips before its row, so that a committed
+# video row always has its clips committed (a resumed run skips that video).
+_COMMIT_ORDER = ("clips", "failures", "videos")
+
+
+class _WriteIndexFn(beam.DoFn):
+    """Buffers (table, row) pairs; commits one file per table every flush."""
+
+    def __init__(self, output: str, run_id: str, flush_rows: int, flush_s: float):
         self._output = output
-        self._table = table
         self._run_id = run_id
         self._flush_rows = flush_rows
         self._flush_s = flush_s
@@ -74,17 +80,17 @@ class _WriteTableFn(beam.DoFn):
         self._files = 0
 
     def start_bundle(self):
-        self._rows: list[dict] = []
-        self._first_at: Optional[float] = None
+        self._rows: dict[str, list[dict]] = {table: [] for table in _COMMIT_ORDER}
+        self._buffered = 0
+        self._first_at = 0.0
 
-    def process(self, row: dict):
-        if not self._rows:
+    def process(self, table_row: tuple[str, dict]):
+        table, row = table_row
+        if not self._buffered:
             self._first_at = time.monotonic()
-        self._rows.append(row)
-        if (
-            len(self._rows) >= self._flush_rows
-            or time.monotonic() - self._first_at >= self._flush_s
-        ):
+        self._rows[table].append(row)
+        self._buffered += 1
+        if self._buffered >= self._flush_rows or time.monotonic() - self._first_at >= self._flush_s:
             self._flush()
         return ()
 
@@ -92,16 +98,23 @@ class _WriteTableFn(beam.DoFn):
         self._flush()
 
     def _flush(self) -> None:
-        if not self._rows:
-            return
-        stem = f"{self._run_id}-{self._writer}-{self._files:05d}"
-        write_rows(self._output, self._table, self._rows, stem)
-        self._files += 1
-        self._rows = []
+        for table in _COMMIT_ORDER:
+            rows = self._rows[table]
+            if rows:
+                stem = f"{self._run_id}-{self._writer}-{self._files:05d}"
+                write_rows(self._output, table, rows, stem)
+                self._files += 1
+                self._rows[table] = []
+        self._buffered = 0
 
 
 class WriteIndex(beam.PTransform):
-    """``{'videos', 'clips', 'failures'}`` rows → Parquet tables under ``output``."""
+    """Named collections of ``(table, row)`` → Parquet tables under ``output``.
+
+    One writer per collection, fused with the step that made it: a merge (Flatten)
+    in front of the writer would make Beam's local runner hold every row until the
+    stage ends, and a killed run would keep nothing.
+    """
 
     def __init__(self, output: str, run_id: str, flush_rows: int = 2000, flush_s: float = 20.0):
         super().__init__()
@@ -110,9 +123,9 @@ class WriteIndex(beam.PTransform):
         self._flush_rows = flush_rows
         self._flush_s = flush_s
 
-    def expand(self, tables: dict[str, pvalue.PCollection]) -> pvalue.PDone:
-        for table, rows in tables.items():
-            rows | f"Write{table.capitalize()}" >> beam.ParDo(
-                _WriteTableFn(self._output, table, self._run_id, self._flush_rows, self._flush_s)
+    def expand(self, rows: dict[str, pvalue.PCollection]) -> pvalue.PDone:
+        for name, table_rows in rows.items():
+            _ = table_rows | f"Write{name}" >> beam.ParDo(
+                _WriteIndexFn(self._output, self._run_id, self._flush_rows, self._flush_s)
             )
-        return pvalue.PDone(next(iter(tables.values())).pipeline)
+        return pvalue.PDone(next(iter(rows.values())).pipeline)

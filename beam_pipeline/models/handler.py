@@ -39,7 +39,11 @@ class ClipModelHandler(ModelHandler[np.ndarray, PredictionResult, ClipModel]):
         model: ClipModel,
         inference_args: Optional[dict[str, Any]] = None,
     ) -> Iterable[PredictionResult]:
-        logits = model.predict(np.stack(batch))
+        try:
+            logits = model.predict(np.stack(batch))
+        except Exception as error:  # noqa: BLE001 - errors are data: each clip's result
+            # The batch's clips fail; their videos become failure rows, the job goes on.
+            return [PredictionResult(None, error, model_id=self._spec.name) for _ in batch]
         # example=None: the result must not keep a clip's frames alive downstream.
         return [PredictionResult(None, row, model_id=self._spec.name) for row in logits]
 

@@ -17,8 +17,7 @@ less than B single steps on a CPU (A0 at 172 px: 22 ms for one frame, 55 ms for
 eight, Keras path), but some state is shared by the batch: the ``*_pool_frame_count``
 tensors are shape (1,), one frame count for every row. So a batch starts together and
 can only shrink: when a video ends (or fails to decode) its rows are dropped from
-every per-video state tensor and the others go on. A new batch size costs a one-off
-retrace (~2.5 s per size per process).
+every per-video state tensor and the others go on.
 
 Memory stays flat in video length: one frame per video is held, and a video keeps a
 top-k per second, never its logits.
@@ -115,8 +114,9 @@ def _stream_convention(spec: ModelSpec, loaded: Any):
 
     Prefers the restored Keras object (``model.init_states``, ``model({**states,
     'image': x})``, as in the MoViNet tutorial) over the XLA-compiled ``call``
-    signature: on CPU it is as fast at B=1 and 2-3x faster at B=8 (measured: 55 vs
-    115-160 ms per step), and it compiles a new batch size in half the time.
+    signature: on this CPU it is as fast at B=1 and about 2x faster at B=8 (measured:
+    55-75 vs 115-160 ms per step), and the signature recompiles (~5 s) for every new
+    batch size.
     """
     import tensorflow as tf
 
@@ -140,9 +140,16 @@ def _stream_convention(spec: ModelSpec, loaded: Any):
         )
 
     if callable(loaded) and hasattr(loaded, "init_states"):
+        # One graph per step instead of Keras' eager call machinery; reduce_retracing
+        # makes the batch dim unknown after the second size, so a shrinking batch
+        # does not retrace (~2.5 s) at every new size.
+        @tf.function(reduce_retracing=True)
+        def call(x, states):
+            return loaded({**states, image_key: x})
+
         return (
             lambda batch: dict(loaded.init_states(shape(batch))),
-            lambda x, states: split(loaded({**states, image_key: x})),
+            lambda x, states: split(call(x, states)),
         )
     signatures = getattr(loaded, "signatures", {})
     if "init_states" in signatures and "call" in signatures:

@@ -1,0 +1,114 @@
+"""Incremental and resumable runs, through the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from beam_pipeline.report import current_rows, read_table
+from tests.conftest import REPO
+from tests.test_pipeline import COLOURS, write_colour_video
+
+
+def index_cmd(archive: Path, out: Path, spec_file: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "beam_pipeline", "index",
+        "--input", str(archive), "--output", str(out), "--model", str(spec_file), *extra,
+    ]  # fmt: skip
+
+
+def run(cmd: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def last_record(out: Path) -> dict:
+    records = sorted((out / "runs").glob("*.json"))
+    return json.loads(records[-1].read_text())
+
+
+def test_rerun_indexes_only_what_changed(tmp_path, colour_spec_file):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for name, rgb in COLOURS.items():
+        write_colour_video(archive / f"{name}.mkv", rgb, 1.0)
+    (archive / "broken.mkv").write_text("not a video")
+    out = tmp_path / "out"
+
+    run(index_cmd(archive, out, colour_spec_file))
+    # 1 s at 10 fps in 8-frame clips: one clip and one aligned to the end.
+    assert last_record(out)["counts"] == {
+        "videos": 3,
+        "clips": 6,
+        "failures": 1,
+        "skipped_unchanged": 0,
+    }
+
+    second = run(index_cmd(archive, out, colour_spec_file))
+    assert last_record(out)["counts"]["skipped_unchanged"] == 4
+    assert last_record(out)["counts"]["videos"] == last_record(out)["counts"]["failures"] == 0
+    assert "nothing new to index" in second.stdout
+
+    # Change one file (now blue, and longer): exactly that one is indexed again.
+    time.sleep(0.01)
+    write_colour_video(archive / "red.mkv", COLOURS["blue"], 2.0)
+    run(index_cmd(archive, out, colour_spec_file))
+    record = last_record(out)
+    assert (record["counts"]["videos"], record["counts"]["skipped_unchanged"]) == (1, 3)
+    videos = {r["video_id"]: r for r in current_rows(str(out))["videos"].to_pylist()}
+    assert videos["red.mkv"]["labels"][0] == "blue" and videos["red.mkv"]["num_clips"] == 3
+    # The old red.mkv row is still on disk but no longer stands.
+    assert len(read_table(str(out), "videos")) == 4 and len(videos) == 3
+
+    run(index_cmd(archive, out, colour_spec_file, "--reindex"))
+    assert last_record(out)["counts"]["videos"] == 3
+
+
+def test_a_killed_run_resumes_to_a_complete_index(tmp_path, colour_spec_file):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    names = []
+    for i in range(24):
+        name = f"v{i:02d}.mkv"
+        write_colour_video(archive / name, list(COLOURS.values())[i % 3], 8.0)
+        names.append(name)
+    (archive / "broken.mkv").write_text("not a video")
+    out = tmp_path / "out"
+    cmd = index_cmd(archive, out, colour_spec_file, "--commit-every-s", "0", "--batch-size", "1")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list((out / "videos").glob("*.parquet"))) >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    partial = read_table(str(out), "videos").column("video_id").to_pylist()
+    assert 3 <= len(partial) < 24
+
+    run([c for c in cmd if c not in ("--batch-size", "1")])
+    videos = read_table(str(out), "videos").column("video_id").to_pylist()
+    failures = read_table(str(out), "failures").column("video_id").to_pylist()
+    # Exactly one row per input across the two tables, on disk, not only after dedup.
+    assert sorted(videos + failures) == sorted(names + ["broken.mkv"])
+    assert last_record(out)["counts"]["skipped_unchanged"] >= len(partial)
+    # Every indexed video has all its clips (8 s at 10 fps in 8-frame clips = 10).
+    clips = current_rows(str(out))["clips"]
+    per_video = {}
+    for vid in clips.column("video_id").to_pylist():
+        per_video[vid] = per_video.get(vid, 0) + 1
+    assert per_video == {name: 10 for name in names}
