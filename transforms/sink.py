@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Optional
 
 import apache_beam as beam
 import fsspec
