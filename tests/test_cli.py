@@ -106,3 +106,24 @@ def test_index_shared_media_with_i3d(media_dir, tmp_path):
     (record,) = list((out / "runs").glob("*.json"))
     counts = json.loads(record.read_text())["counts"]
     assert (counts["videos"], counts["failures"]) == (len(videos), len(failures))
+
+
+def test_show_prints_the_index_and_writes_an_html_report(tmp_path, colour_spec_file):
+    from tests.test_pipeline import COLOURS, write_colour_video
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_colour_video(archive / "red.mkv", COLOURS["red"], 2.0)
+    (archive / "bad.mkv").write_text("nope")
+    out = tmp_path / "out"
+    result = run_cli(
+        "index", "--input", str(archive), "--output", str(out), "--model", str(colour_spec_file)
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "1 videos indexed, 1 failed, 3 clips" in result.stdout
+    shown = run_cli("show", str(out), "--html", str(tmp_path / "report.html"))
+    assert shown.returncode == 0 and "red.mkv" in shown.stdout and "bad.mkv" in shown.stdout
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("class=seg") == 3  # one timeline segment per clip
+    assert "red 1.00" in page and "UnreadableVideo" in page
+    assert run_cli("show", str(tmp_path / "nothing")).returncode == 2
