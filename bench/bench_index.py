@@ -10,7 +10,8 @@ clips at the same batch size (decoded beforehand, off the clock), alternated A B
 in one run; prints each round and the ratio of the medians (a / b).
 
 memory: generates a long and a short low-resolution video, indexes each in its own
-child process and prints each child's peak RSS and their ratio (long / short).
+child process, and also decodes each alone (read_clips, no model) in another; prints
+each child's peak RSS and the long / short ratios.
 """
 
 from __future__ import annotations
@@ -138,27 +139,43 @@ def peak_rss_of(cmd: list[str]) -> tuple[int, float]:
     return usage.ru_maxrss // 1024, elapsed
 
 
+_DECODE_ONLY = """
+import sys
+from transforms.clips import read_clips
+from transforms.preprocess import FrameSpec
+from transforms.sampling import ClipSampling
+sampling = ClipSampling(64, 25.0, stride_s=float(sys.argv[2]))
+with read_clips(sys.argv[1], sampling, FrameSpec(224, 256)) as reader:
+    print(sum(1 for _ in reader))
+"""
+
+
 def memory(args) -> dict:
+    """Peak RSS of each child: the whole job, and decode + sampling + preprocess alone."""
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, minutes in (("short", args.short_min), ("long", args.long_min)):
             video = Path(tmp) / f"{name}.mp4"
             write_long_video(video, minutes)
             cmd = [
-                sys.executable,
-                "-m",
-                "beam_pipeline",
-                "index",
-                f"--input={video}",
-                f"--output={tmp}/out-{name}",
-                f"--model={args.model}",
-                f"--clip-stride-s={args.stride_s}",
-            ]
+                sys.executable, "-m", "beam_pipeline", "index",
+                f"--input={video}", f"--output={tmp}/out-{name}",
+                f"--model={args.model}", f"--clip-stride-s={args.stride_s}",
+            ]  # fmt: skip
             rss, wall = peak_rss_of(cmd)
-            results[name] = {"minutes": minutes, "peak_rss_mib": rss, "wall_s": round(wall, 1)}
-    results["ratio_long_over_short"] = round(
-        results["long"]["peak_rss_mib"] / results["short"]["peak_rss_mib"], 3
-    )
+            decode_rss, _ = peak_rss_of(
+                [sys.executable, "-c", _DECODE_ONLY, str(video), str(args.stride_s)]
+            )
+            results[name] = {
+                "minutes": minutes,
+                "job_peak_rss_mib": rss,
+                "decode_only_peak_rss_mib": decode_rss,
+                "job_wall_s": round(wall, 1),
+            }
+    for key in ("job_peak_rss_mib", "decode_only_peak_rss_mib"):
+        results[f"ratio_long_over_short_{key}"] = round(
+            results["long"][key] / results["short"][key], 3
+        )
     return results
 
 
