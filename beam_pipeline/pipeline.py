@@ -16,7 +16,7 @@ from transforms.stream import ClassifyStream
 
 
 def build_pipeline(p: beam.Pipeline, config: IndexConfig) -> None:
-    """manifest → classify (the strategy the model's kind needs) → Parquet, into ``config.output``."""
+    """manifest → classify (as the model's kind needs) → Parquet, into ``config.output``."""
     spec = config.model
     listed = p | "ReadManifest" >> ReadManifest(
         config.input,
@@ -30,14 +30,9 @@ def build_pipeline(p: beam.Pipeline, config: IndexConfig) -> None:
     else:
         # Stream and frame-sequence models take a whole video per model element.
         handler = build_video_handler(spec, config.limits, config.top_k, config.batch_size)
-        tables = listed["refs"] | "ClassifyStream" >> ClassifyStream(
+        rows = listed["refs"] | "ClassifyStream" >> ClassifyStream(
             handler, spec.name, config.run_id, config.progress_path
         )
-        rows = {
-            name.capitalize(): table_rows
-            | f"Tag{name.capitalize()}" >> beam.Map(lambda row, t=name: (t, row))
-            for name, table_rows in tables.items()
-        }
     rows["ManifestFailures"] = listed["failures"] | "ManifestFailureRows" >> beam.Map(
         _manifest_failure_row, spec.name, config.run_id
     )

@@ -40,7 +40,8 @@ class read_clips:  # noqa: N801 - used like a function: `with read_clips(...) as
     """``with read_clips(uri, sampling, frame_spec, limits) as reader: for clip in reader``.
 
     ``reader.info`` (container facts) is there before iterating; after it,
-    ``num_frames_decoded``, ``decode_errors``, ``duration_s`` (decoded) and
+    ``num_frames_decoded``, ``num_frames_sampled`` (frames resampling gave, up to the
+    last clip's end, repeats counted), ``decode_errors``, ``duration_s`` (decoded) and
     ``display_size``.
     """
 
@@ -54,6 +55,7 @@ class read_clips:  # noqa: N801 - used like a function: `with read_clips(...) as
         self._reader = VideoReader(uri, limits)
         self._sampling = sampling
         self._frame_spec = frame_spec
+        self.num_frames_sampled = 0
 
     def __enter__(self) -> "read_clips":
         self._reader.__enter__()
@@ -72,6 +74,7 @@ class read_clips:  # noqa: N801 - used like a function: `with read_clips(...) as
             prepare=_preparer(reader, self._frame_spec),
         )
         for clip in clips:
+            self.num_frames_sampled = clip.end_index
             yield SampledClip(clip.index, clip.start_s, clip.end_s, np.stack(clip.frames))
 
     @property

@@ -125,8 +125,9 @@ def resample(
     as the gap before it (a lone frame gives exactly one sample), since its true
     duration is not in the stream of times.
 
-    Lazy: a target is yielded as soon as the next source frame decides it, so at most
-    one source frame is held. Raises ValueError if times go backwards.
+    Lazy: a target is yielded once a later source time shows the held frame is the
+    nearest (targets up to the midpoint between the held frame and the next time), so
+    at most one source frame is held. Raises ValueError if times go backwards.
     """
     period = 1 / rate_fraction(fps)
     source = iter(frames)
@@ -140,14 +141,14 @@ def resample(
     for source_index, (t, frame) in enumerate(source, start=1):
         if t < held_t:
             raise ValueError(f"frame times go backwards: {t} after {held_t}")
-        # Targets up to ``t`` lie between the held frame and this one: nearest wins.
-        while (target := t0 + k * period) <= t:
-            if target - held_t <= t - target:
-                yield SampledFrame(k, target, held_index, held_t, held)
-            else:
-                yield SampledFrame(k, target, source_index, t, frame)
-            k += 1
         if t > held_t:
+            # Targets up to the midpoint are nearest the held frame (a tie goes to
+            # it, the earlier); later ones wait, as a frame with time ``t`` may follow
+            # this one and would win them.
+            midpoint = (held_t + t) / 2
+            while (target := t0 + k * period) <= midpoint:
+                yield SampledFrame(k, target, held_index, held_t, held)
+                k += 1
             last_gap = t - held_t
         held, held_t, held_index = frame, t, source_index
     end = held_t + last_gap

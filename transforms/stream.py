@@ -4,12 +4,13 @@ The strategy for stream models (MoViNet stream) and frame-sequence models (a per
 CNN and a sequence model): one RunInference element per video, decoded inside the
 handler it is given (built from the model spec by ``beam_pipeline``), so a video's
 frames and a stream model's state never leave the worker. The handler gives one
-``VideoResult`` per ref: its clips' and the video's top-k, or a ``decode`` failure.
+``VideoResult`` per ref: its clips' and the video's top-k, or its failure (``decode``;
+``inference`` when the model failed on its batch: the handler returns errors as data).
 
-Gives ``{'videos', 'clips', 'failures'}`` row dicts, the same tables as the clip path
-(``transforms.postprocess``). Every ref ends in exactly one place: a ``videos`` row
-and its ``clips`` rows, or one ``failures`` row (stage ``decode``, or ``inference``
-for each video of a batch the model failed on).
+Gives ``(table, row)`` pairs for WriteIndex, the same tables as the clip path
+(``transforms.postprocess``), from one ParDo right after RunInference, so the whole
+stage stays fused and rows are committed while the job runs. Every ref ends in
+exactly one place: a ``videos`` row and its ``clips`` rows, or one ``failures`` row.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from transforms.metrics import StageMetrics
 from transforms.postprocess import failure_row
-from transforms.records import Failure, VideoRef, VideoResult
+from transforms.records import Failure, VideoResult
 
 STAGE = "inference"
 
@@ -86,48 +87,24 @@ class _ToRowsFn(beam.DoFn):
         self._metrics = StageMetrics(STAGE, self._progress_path)
 
     def process(self, result: VideoResult):
-        for table, row in result_rows(result, self._model, self._run_id):
-            if table == "videos":
-                num_clips = row["num_clips"]
-                self._metrics.decoded(num_clips, result.decode_ms)
-                self._metrics.clips(num_clips)
-                self._metrics.classified(num_clips)
-                self._metrics.indexed()
-                yield row
-            else:
-                if table == "failures":
-                    self._metrics.failure()
-                yield pvalue.TaggedOutput(table, row)
-
-
-def _batch_failure_rows(failed: tuple[list, object], model: str, run_id: str):
-    batch, error = failed
-    error_type, message = _describe(error)
-    for ref in batch:
-        ref = VideoRef(*ref)
-        failure = Failure(ref.video_id, ref.uri, STAGE, error_type, message)
-        yield failure_row(failure, ref.size, ref.version, model, run_id)
-
-
-def _describe(error) -> tuple[str, str]:
-    """(error type, message) of what RunInference's dead letter holds.
-
-    Beam hands over ``(type, repr(exception), formatted traceback lines)``, not the
-    exception; the traceback's last line is ``"TypeName: message"``.
-    """
-    if isinstance(error, BaseException):
-        return type(error).__name__, (str(error) or repr(error))[:2000]
-    kind, text, trace = (tuple(error) + (None, None, None))[:3]
-    name = getattr(kind, "__name__", str(kind))
-    if trace:
-        last = "".join(trace).strip().splitlines()[-1]
-        prefix = f"{name}: "
-        text = last.split(prefix, 1)[1] if prefix in last else last
-    return name, str(text or name)[:2000]
+        rows = list(result_rows(result, self._model, self._run_id))
+        table, row = rows[0]
+        if table == "videos":
+            num_clips = row["num_clips"]
+            self._metrics.decoded(num_clips, result.decode_ms)
+            self._metrics.clips(num_clips)
+            self._metrics.classified(num_clips)
+            self._metrics.indexed()
+        else:
+            self._metrics.failure()
+        # Clips before their video, as the clip path writes them: a video row
+        # means the video is complete.
+        yield from rows[1:]
+        yield rows[0]
 
 
 class ClassifyStream(beam.PTransform):
-    """VideoRefs → ``{'videos', 'clips', 'failures'}`` rows, one video per model element."""
+    """VideoRefs → ``{'Videos': (table, row) pairs}``, one video per model element."""
 
     def __init__(
         self,
@@ -143,14 +120,9 @@ class ClassifyStream(beam.PTransform):
         self._progress_path = progress_path
 
     def expand(self, refs: pvalue.PCollection) -> dict[str, pvalue.PCollection]:
-        results, errors = (
-            refs | "RunInference" >> RunInference(self._model_handler).with_exception_handling()
+        rows = (
+            refs
+            | "RunInference" >> RunInference(self._model_handler)
+            | "ToRows" >> beam.ParDo(_ToRowsFn(self._model_name, self._run_id, self._progress_path))
         )
-        rows = results | "ToRows" >> beam.ParDo(
-            _ToRowsFn(self._model_name, self._run_id, self._progress_path)
-        ).with_outputs("clips", "failures", main="videos")
-        failed = errors.failed_inferences | "BatchFailures" >> beam.FlatMap(
-            _batch_failure_rows, self._model_name, self._run_id
-        )
-        failures = (rows.failures, failed) | "FailureRows" >> beam.Flatten()
-        return {"videos": rows.videos, "clips": rows.clips, "failures": failures}
+        return {"Videos": rows}

@@ -6,17 +6,40 @@ seconds as a ``Fraction``, ``frame`` the decoder's frame, converted to RGB uint8
 ``[H, W, 3]`` (display orientation) only when someone asks, so frames a sampler drops
 are never converted.
 
-Why PyAV rather than ``cv2.VideoCapture``: PyAV reads from a Python file object, so
-fsspec streams the bytes from a bucket (no temp copy, nothing but the decoder's own
-buffers in memory); it gives the real presentation timestamps (VFR, odd time bases)
-and the display-matrix rotation; and it converts any pixel format or bit depth to
-RGB in swscale, resizing in the same pass.
+Why PyAV rather than ``cv2.VideoCapture``: ``VideoCapture`` only opens a path or URL
+that its own FFmpeg build can reach, so a bucket object would first have to be copied
+to local disk; it reports a position computed from a nominal frame rate rather than
+each frame's presentation timestamp (wrong for VFR, GIF delays and edit lists); and
+whether it applies the display-matrix rotation depends on the OpenCV version and
+backend. PyAV reads from a Python file object, so fsspec streams the bytes (no temp
+copy, nothing but the decoder's own buffers in memory); it gives the real pts and the
+display matrix of every frame; and swscale converts any pixel format or bit depth to
+RGB, resizing in the same pass (one scaler per reader, reused across frames; building
+a new one per frame would cost as much as the resize saves).
 
-Robustness: a corrupt packet is counted (``decode_errors``) and skipped; a truncated
-file ends where its decodable data ends. A file with no decodable video raises a
+Opening decodes the first frame, so ``info`` has the displayed size and rotation
+(PyAV 18 exposes the display matrix on frames only), and a stream with nothing
+decodable fails at open. The rotation is applied to the pixels: a 90-degree file comes
+out upright with width and height swapped.
+
+Robustness: a corrupt packet is counted (``decode_errors``: packets the decoder
+rejects, packets the demuxer marks corrupt such as a truncated file's cut-off last
+one, a demuxer error that ends the file early) and skipped; a truncated file ends
+where its decodable data ends. A file with no decodable video raises a
 ``VideoDecodeError`` subclass with a one-line reason. ``DecodeLimits`` bound pixels
-per frame, duration and wall-clock decode time. Alpha is dropped (frames are taken
-as if over black, which is what the colour planes hold).
+per frame (checked on the container and on every frame), duration (container metadata
+and decoded timestamps) and wall-clock decode time (checked per packet).
+
+Alpha (GIF, VP9/FFV1/PNG with alpha) is dropped, not composited: the RGB planes are
+used as stored. What lies under transparent pixels is the encoder's choice: black in
+the VP9 ``transparent.webm`` (FFmpeg's native VP9 decoder does not decode the alpha
+layer at all), white in ``pigs_in_a_polka.gif``.
+
+Decoder threads: ``thread_type = "AUTO"`` (frame and slice threads, FFmpeg picks the
+count). FFmpeg's own error log is switched on at ERROR level once per process (PyAV
+silences it by default) because it holds the useful reasons ("moov atom not found");
+at open it is captured into the exception message, while decoding it goes to the
+``libav.*`` Python loggers.
 """
 
 from __future__ import annotations
@@ -30,6 +53,7 @@ import av
 import av.logging
 import fsspec
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from transforms.storage import retrying
 
@@ -65,7 +89,16 @@ class DecodeLimits:
 
 @dataclasses.dataclass(frozen=True)
 class SourceInfo:
-    """What the container says: display size (after rotation), rate, duration."""
+    """What the container and its first frame say about the video stream.
+
+    ``width``/``height``: the displayed size of the first frame (after rotation).
+    ``fps``: the stream's average frame rate (falling back to FFmpeg's base / guessed
+    rate), None if unknown. ``duration_s``: the stream's (else the container's)
+    duration, None if unknown; the decoded one is ``VideoReader.duration_s``.
+    ``pix_fmt``: the decoded pixel format. ``rotation``: degrees counter-clockwise that
+    the display matrix turns the decoded picture (FFmpeg's sign: -90 is a quarter turn
+    clockwise), 0 without one.
+    """
 
     width: int
     height: int
@@ -77,6 +110,8 @@ class SourceInfo:
 
 
 class DecodedFrame(NamedTuple):
+    """A decoded frame, not yet converted: ``VideoReader.to_rgb(frame)`` converts it."""
+
     t: Fraction
     frame: av.VideoFrame
 
@@ -86,6 +121,7 @@ class VideoReader:
 
     After iterating: ``frames_decoded``, ``decode_errors``, ``first_t``, ``last_t``,
     ``duration_s`` (decoded: last - first + the last frame's duration).
+    ``frames()`` can be iterated once; it starts with the frame opening peeked at.
     """
 
     def __init__(self, uri: str, limits: DecodeLimits = DecodeLimits()):
@@ -100,8 +136,13 @@ class VideoReader:
         self._last_gap: Optional[Fraction] = None
         self._file = None
         self._container = None
+        self._decoded: Optional[Iterator[DecodedFrame]] = None
+        self._peeked: Optional[DecodedFrame] = None
+        self._reformatter = VideoReformatter()
 
     def __enter__(self) -> "VideoReader":
+        # The wall-clock limit covers opening too: a hostile header can be slow.
+        self._started = time.monotonic()
         try:
             self._file = retrying(fsspec.open, self.uri, "rb", block_size=_BLOCK_SIZE).open()
         except FileNotFoundError:
@@ -110,6 +151,11 @@ class VideoReader:
             # FFmpeg's log holds the useful reason ("moov atom not found") that the
             # exception alone does not; it is only passed on with a level set.
             av.logging.set_level(av.logging.ERROR)
+        if getattr(self._file, "size", None) == 0:
+            # Said up front: probing an empty .mp4 seeks before its start, which
+            # surfaces as a bare OSError (EINVAL), not as an FFmpeg error.
+            self.close()
+            raise UnreadableVideo("empty file (0 bytes)")
         try:
             with av.logging.Capture() as log:
                 self._container = av.open(self._file, mode="r", metadata_errors="ignore")
@@ -136,13 +182,26 @@ class VideoReader:
         if self._file is not None:
             self._file.close()
             self._file = None
+        self._decoded = None
+        self._peeked = None
 
     def _open_stream(self) -> SourceInfo:
         container = self._container
-        if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["none"]
+        # Cover art in an audio file is a one-frame "video" stream; it is not a video.
+        videos = [
+            s
+            for s in container.streams.video
+            if not s.disposition & av.stream.Disposition.attached_pic
+        ]
+        if not videos:
+            kinds = sorted(
+                {
+                    "video (attached picture)" if s.type == "video" else s.type
+                    for s in container.streams
+                }
+            ) or ["none"]
             raise NoVideoStream(f"no video stream (streams: {', '.join(kinds)})")
-        stream = container.streams.video[0]
+        stream = videos[0]
         stream.thread_type = "AUTO"
         self._stream = stream
         ctx = stream.codec_context
@@ -163,17 +222,26 @@ class VideoReader:
             raise DecodeLimitExceeded(
                 f"duration {duration:.0f} s is over max_duration_s={self.limits.max_duration_s:g}"
             )
-        # The display matrix is only on decoded frames in PyAV; peek at it lazily.
         self._rotation: Optional[int] = None
         self._time_base = stream.time_base or Fraction(1, 90000)
+        # The display matrix is only on decoded frames in PyAV: decode the first one.
+        self._decoded = self._decode()
+        self._peeked = next(self._decoded, None)
+        if self._peeked is None:
+            reason = "no decodable video frames"
+            if self.decode_errors:
+                reason += f" ({self.decode_errors} decode errors)"
+            raise UnreadableVideo(reason)
+        first = self._peeked.frame
+        width, height = self.display_size
         return SourceInfo(
             width=width,
             height=height,
             fps=fps,
             duration_s=duration,
             codec=ctx.name,
-            pix_fmt=ctx.format.name if ctx.format else None,
-            rotation=0,
+            pix_fmt=first.format.name if first.format else None,
+            rotation=self.rotation,
         )
 
     def frames(self) -> Iterator[DecodedFrame]:
@@ -184,7 +252,14 @@ class VideoReader:
         numbers its pts out of order), then dts; missing both, the previous time plus
         one frame.
         """
-        started = time.monotonic()
+        if self._decoded is None:
+            raise RuntimeError("VideoReader is not open (use it as a context manager)")
+        if self._peeked is not None:
+            first, self._peeked = self._peeked, None
+            yield first
+        yield from self._decoded
+
+    def _decode(self) -> Iterator[DecodedFrame]:
         limits = self.limits
         last_pts = last_dts = None
         faulty_pts = faulty_dts = 0
@@ -219,6 +294,12 @@ class VideoReader:
                     self.first_t = t
                 self.last_t = t
                 self.frames_decoded += 1
+                if frame.width * frame.height > limits.max_pixels_per_frame:
+                    # The container's size can lie, and a stream can change size.
+                    raise DecodeLimitExceeded(
+                        f"frame {frame.width}x{frame.height} is over "
+                        f"max_pixels_per_frame={limits.max_pixels_per_frame}"
+                    )
                 if self._rotation is None:
                     self._rotation = _rotation_of(frame)
                     self.display_size = display_size(frame)
@@ -226,16 +307,16 @@ class VideoReader:
                     raise DecodeLimitExceeded(
                         f"decoded past max_duration_s={limits.max_duration_s:g}"
                     )
-                if time.monotonic() - started > limits.max_decode_s:
-                    raise DecodeLimitExceeded(
-                        f"decoding took over max_decode_s={limits.max_decode_s:g}"
-                    )
                 yield DecodedFrame(t, frame)
 
     def _demux(self):
         """Packets of the video stream; a broken tail ends the stream, not the job."""
         packets = self._container.demux(self._stream)
+        max_decode_s = self.limits.max_decode_s
         while True:
+            # Per packet, not per frame: a run of undecodable packets yields no frame.
+            if time.monotonic() - self._started > max_decode_s:
+                raise DecodeLimitExceeded(f"decoding took over max_decode_s={max_decode_s:g}")
             try:
                 packet = next(packets)
             except StopIteration:
@@ -247,6 +328,10 @@ class VideoReader:
                 self.decode_errors += 1
                 yield _FlushPacket(self._stream)
                 return
+            if packet.is_corrupt:
+                # E.g. the cut-off last packet of a truncated file: the demuxer's only
+                # sign of the damage, as decoding it fails quietly.
+                self.decode_errors += 1
             yield packet
 
     @property
@@ -267,16 +352,17 @@ class VideoReader:
 
         ``width``/``height`` are display sizes to resize to during conversion (swscale,
         bilinear); for a frame rotated by 90 or 270 degrees the decoder's own size is
-        the transpose.
+        the transpose. Any pixel format (gray, 10-bit, palette, alpha) gives RGB;
+        alpha is dropped.
         """
         rotation = _rotation_of(frame)
         quarter = (round(rotation / 90) % 4) if rotation else 0
-        kwargs = {}
-        if width is not None and height is not None:
-            if quarter % 2:
-                width, height = height, width
-            kwargs = {"width": width, "height": height, "interpolation": "BILINEAR"}
-        rgb = frame.to_ndarray(format="rgb24", **kwargs)
+        if width is not None and height is not None and quarter % 2:
+            width, height = height, width
+        # One scaler per reader: swscale's setup costs about as much as a 1080p resize.
+        rgb = self._reformatter.reformat(
+            frame, width, height, "rgb24", interpolation="BILINEAR"
+        ).to_ndarray()
         if quarter:
             # The display matrix says rotate counterclockwise by `rotation` degrees.
             rgb = np.ascontiguousarray(np.rot90(rgb, k=quarter))

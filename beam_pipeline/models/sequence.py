@@ -42,6 +42,7 @@ from beam_pipeline.models.stream import (
     OpenFrames,
     VideoFrames,
     decode_failure,
+    inference_failure,
     read_video_frames,
     video_info,
 )
@@ -274,9 +275,14 @@ class SequenceModelHandler(ModelHandler[VideoRef, VideoResult, SequenceModel]):
         ready = [p for p in picked if isinstance(p, _Picked)]
         if not ready:
             return picked
-        logits = model.predict(
-            np.stack([p.frames for p in ready]), np.stack([p.mask for p in ready])
-        )
+        try:
+            logits = model.predict(
+                np.stack([p.frames for p in ready]), np.stack([p.mask for p in ready])
+            )
+        except Exception as error:  # noqa: BLE001 - the model failed: errors are data
+            return [
+                inference_failure(p.ref, error) if isinstance(p, _Picked) else p for p in picked
+            ]
         results = iter(self._result(p, row) for p, row in zip(ready, logits, strict=True))
         return [next(results) if isinstance(p, _Picked) else p for p in picked]
 

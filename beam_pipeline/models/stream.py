@@ -6,18 +6,19 @@ last frame. Beam's RunInference batches the refs; ``run_inference`` opens the ba
 videos together and feeds them to the model in lockstep, one frame of each per step,
 their states stacked along axis 0. The state never leaves the worker.
 
-- :class:`StreamModel` (Beam-free): ``init(batch)`` and
+- :class:`StreamModel` (no Beam API): ``init(batch)`` and
   ``step(uint8 [B, H, W, 3] RGB, states) -> (float32 logits [B, C], states)``. State
   keys are opaque: whatever ``init_states`` gives goes back into the model.
-- :func:`classify_streams` (Beam-free): the lockstep loop over one batch of videos.
+- :func:`classify_streams` (no Beam API): the lockstep loop over one batch of videos.
 - :class:`StreamModelHandler`: the RunInference handler around both.
 
 Why lockstep, and why videos start together: stepping B videos at once costs far
-less than B single steps on a CPU (A0 at 172 px: 22 ms for one frame, 55 ms for
-eight, Keras path), but some state is shared by the batch: the ``*_pool_frame_count``
-tensors are shape (1,), one frame count for every row. So a batch starts together and
-can only shrink: when a video ends (or fails to decode) its rows are dropped from
-every per-video state tensor and the others go on.
+less than B single steps on a CPU (A0 at 172 px on 2 cores: ~40 ms a step for one
+video, ~100 ms for eight, so ~3x the frames per second; ``bench/bench_models.py``),
+but some state is shared by the batch: the ``*_pool_frame_count`` tensors are shape
+(1,), one frame count for every row. So a batch starts together and can only shrink:
+when a video ends (or fails to decode) its rows are dropped from every per-video state
+tensor and the others go on.
 
 Memory stays flat in video length: one frame per video is held, and a video keeps a
 top-k per second, never its logits.
@@ -26,7 +27,6 @@ top-k per second, never its logits.
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from fractions import Fraction
 from typing import Any, Callable, ContextManager, Iterator, Optional, Sequence
@@ -41,11 +41,11 @@ from transforms.metrics import NAMESPACE
 from transforms.postprocess import softmax, top_k
 from transforms.preprocess import FrameSpec
 from transforms.records import ClipScores, Failure, VideoInfo, VideoRef, VideoResult
+from transforms.sampling import rate_fraction
 from transforms.video_io import DecodeLimits, VideoReader
 
-_LOGGER = logging.getLogger(__name__)
-
-DECODE = "decode"  # failure stage of a video that could not be read
+DECODE = "decode"  # failure stages: a video that could not be read,
+INFERENCE = "inference"  # or whose batch the model failed on
 
 States = dict[str, Any]  # state name -> tf.Tensor, opaque
 
@@ -114,9 +114,9 @@ def _stream_convention(spec: ModelSpec, loaded: Any):
 
     Prefers the restored Keras object (``model.init_states``, ``model({**states,
     'image': x})``, as in the MoViNet tutorial) over the XLA-compiled ``call``
-    signature: on this CPU it is as fast at B=1 and about 2x faster at B=8 (measured:
-    55-75 vs 115-160 ms per step), and the signature recompiles (~5 s) for every new
-    batch size.
+    signature: on this 2-core CPU it is as fast at B=1 (36-43 vs 48-54 ms a step) and
+    3x faster at B=8 (92-108 vs 300-325 ms), and the signature recompiles (~5 s) for
+    every new batch size.
     """
     import tensorflow as tf
 
@@ -235,6 +235,10 @@ def decode_failure(ref: VideoRef, error: BaseException) -> VideoResult:
     return VideoResult(ref, failure=Failure.from_exception(ref.video_id, ref.uri, DECODE, error))
 
 
+def inference_failure(ref: VideoRef, error: BaseException) -> VideoResult:
+    return VideoResult(ref, failure=Failure.from_exception(ref.video_id, ref.uri, INFERENCE, error))
+
+
 # -- the lockstep loop ---------------------------------------------------------------
 
 
@@ -289,11 +293,12 @@ def classify_streams(
     """Classify ``refs`` in lockstep (see the module doc); one VideoResult per ref, in order.
 
     A video that cannot be opened or decoded gets a ``decode`` failure and leaves the
-    batch; the others go on. An error in the model itself raises: the whole batch
-    failed, and RunInference reports it.
+    batch; the others go on. An error in the model fails, at ``inference``, the videos
+    still in the batch; those that had ended keep their results. Errors are data: this
+    returns a result for every ref.
     """
     spec = model.spec
-    period = 1 / Fraction(spec.fps).limit_denominator(1_000_000)
+    period = 1 / rate_fraction(spec.fps)
     per_row = spec.frames_per_clip
     labels = spec.labels
 
@@ -329,6 +334,7 @@ def classify_streams(
     try:
         for i, ref in enumerate(refs):
             exits = contextlib.ExitStack()
+            started = time.perf_counter()
             try:
                 frames = exits.enter_context(open_frames(ref.uri))
             except Exception as error:  # noqa: BLE001 - unreadable video: a failure row
@@ -336,29 +342,34 @@ def classify_streams(
                 results[i] = decode_failure(ref, error)
                 continue
             tracks.append(_Track(i, ref, frames, exits))
-        states = model.init(len(tracks)) if tracks else None
-        while tracks:
-            frames, keep = [], []
-            for row, track in enumerate(tracks):
-                frame = track.next_frame()
-                if frame is None:
-                    if track.result is None:
-                        finish(track)
-                    results[track.index] = track.result
-                else:
-                    frames.append(frame)
-                    keep.append(row)
-            if len(keep) < len(tracks):
-                tracks = [tracks[row] for row in keep]
-                if not tracks:
-                    break
-                states = model.keep(states, keep)
-            logits, states = model.step(np.stack(frames), states)
-            for row, track in enumerate(tracks):
-                track.last_logits = logits[row]
-                track.count += 1
-                if track.count % per_row == 0:
-                    close_segment(track)
+            tracks[-1].decode_s = time.perf_counter() - started
+        try:
+            states = model.init(len(tracks)) if tracks else None
+            while tracks:
+                frames, keep = [], []
+                for row, track in enumerate(tracks):
+                    frame = track.next_frame()
+                    if frame is None:
+                        if track.result is None:
+                            finish(track)
+                        results[track.index] = track.result
+                    else:
+                        frames.append(frame)
+                        keep.append(row)
+                if len(keep) < len(tracks):
+                    tracks = [tracks[row] for row in keep]
+                    if not tracks:
+                        break
+                    states = model.keep(states, keep)
+                logits, states = model.step(np.stack(frames), states)
+                for row, track in enumerate(tracks):
+                    track.last_logits = logits[row]
+                    track.count += 1
+                    if track.count % per_row == 0:
+                        close_segment(track)
+        except Exception as error:  # noqa: BLE001 - the model failed: errors are data
+            for track in tracks:
+                results[track.index] = inference_failure(track.ref, error)
     finally:
         for track in tracks:
             track.close()
