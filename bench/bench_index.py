@@ -2,12 +2,16 @@
 
     python bench/bench_index.py throughput [--model i3d-kinetics-400] [--rounds 2]
     python bench/bench_index.py memory [--long-min 30] [--short-min 1]
+    python bench/bench_index.py decode
 
 throughput: on a corpus built from ../shared/media, (a) the whole job's clips/s
 (LocalRunner, in this process: list, decode, classify, summarise, write, with the
 pipeline's start-up and model load on the clock) and (b) the model alone on the same
 clips at the same batch size (decoded beforehand, off the clock), alternated A B A B
 in one run; prints each round and the ratio of the medians (a / b).
+
+decode: CPU seconds of decode + resample + preprocess per clip, per corpus file (what
+sizing a GPU worker's vCPUs needs).
 
 memory: generates a long and a short low-resolution video, indexes each in its own
 child process, and also decodes each alone (read_clips, no model) in another; prints
@@ -106,6 +110,24 @@ def throughput(args) -> dict:
     }
 
 
+def decode(args) -> dict:
+    """Core-seconds of decode + resample + preprocess per I3D clip, per corpus file."""
+    from beam_pipeline.models.registry import registered
+    from transforms.clips import read_clips
+
+    spec = registered()[args.model]
+    sampling = spec.clip_sampling(stride_s=args.stride_s)
+    rows = {}
+    for name in CORPUS + ["moviepy/smpte-2997.mp4"]:
+        started = time.process_time()
+        with read_clips(str(SHARED / "media" / name), sampling, spec.frame_spec()) as reader:
+            count = sum(1 for _ in reader)
+            source = f"{reader.info.width}x{reader.info.height}"
+        cpu = time.process_time() - started
+        rows[name] = {"source": source, "clips": count, "cpu_s_per_clip": round(cpu / count, 3)}
+    return rows
+
+
 def write_long_video(path: Path, minutes: float, fps: int = 25, size=(160, 120)) -> None:
     """A low-resolution test pattern that moves, so the encoder has real work."""
     import av
@@ -189,6 +211,9 @@ def main() -> None:
     t.add_argument("--stride-s", type=float, default=1.28, help="half a clip: more clips per video")
     t.add_argument("--rounds", type=int, default=2)
     t.add_argument("--batch-size", type=int, default=None)
+    d = sub.add_parser("decode")
+    d.add_argument("--model", default="i3d-kinetics-400")
+    d.add_argument("--stride-s", type=float, default=None)
     m = sub.add_parser("memory")
     m.add_argument("--model", default="i3d-kinetics-400")
     m.add_argument("--long-min", type=float, default=30.0)
@@ -201,7 +226,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    result = throughput(args) if args.what == "throughput" else memory(args)
+    result = {"throughput": throughput, "memory": memory, "decode": decode}[args.what](args)
     print(json.dumps(result, indent=1))
 
 
