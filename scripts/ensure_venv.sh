@@ -14,12 +14,14 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 stamp_inputs=(requirements.txt setup.py "$@")
 stamp="$(cat "${stamp_inputs[@]}" | sha256sum | cut -c1-16)"
-if [ "$(cat "$VENV/.video-index-installed" 2>/dev/null)" != "$stamp" ]; then
+# One stamp per set of requirement files, so run_local.sh and run_tests.sh do not undo
+# each other's check.
+if [ ! -e "$VENV/.video-index-installed-$stamp" ]; then
   echo "installing video-index and its requirements into $VENV (first time: a few minutes)" >&2
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
   req_args=(-r requirements.txt)
   for extra in "$@"; do req_args+=(-r "$extra"); done
   "$VENV/bin/python" -m pip install --quiet "${req_args[@]}" -e .
-  echo "$stamp" > "$VENV/.video-index-installed"
+  touch "$VENV/.video-index-installed-$stamp"
 fi
 export PATH="$VENV/bin:$PATH"
