@@ -107,7 +107,7 @@ def test_label_count_mismatch_is_a_clear_error(colour_spec):
 
 def test_handler_lifecycle_and_keys(colour_spec):
     handler = build_handler(colour_spec, max_batch_size=2)
-    assert handler.batch_elements_kwargs() == {"min_batch_size": 1, "max_batch_size": 2}
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 2, "max_batch_size": 2}
     model = handler.load_model()
     keys = [ClipKey("v", "/v", i, 0.0, 1.0) for i in range(2)]
     results = list(
@@ -118,5 +118,8 @@ def test_handler_lifecycle_and_keys(colour_spec):
     assert [k for k, _ in results] == keys
     assert all(isinstance(r, PredictionResult) for _, r in results)
     assert [int(np.argmax(r.inference)) for _, r in results] == [1, 2]
+    # A short batch is padded to the fixed size; only its own results come back.
+    (only,) = handler.run_inference([(keys[0], solid_clip((255, 0, 0)))], model)
+    assert int(np.argmax(only[1].inference)) == 0
     unkeyed = ClipModelHandler(colour_spec)
     assert unkeyed.get_num_bytes([solid_clip((0, 0, 0))]) == 8 * 32 * 32 * 3

@@ -25,10 +25,14 @@ class ClipModelHandler(ModelHandler[np.ndarray, PredictionResult, ClipModel]):
 
     def __init__(self, spec: ModelSpec, max_batch_size: Optional[int] = None):
         batch = max_batch_size or spec.max_batch_size
-        # The batch bounds stop BatchElements from growing past what fits in memory:
-        # one I3D clip is 64x224x224x3 bytes, 38 MB once it is float32.
-        super().__init__(min_batch_size=1, max_batch_size=batch)
+        # One batch size, always: the upper bound keeps a batch in memory (an I3D clip
+        # is 38 MB as float32), and a fixed size keeps the model at one input shape.
+        # TF's CPU kernels (oneDNN) cache primitives and scratch space per shape: with
+        # BatchElements free to vary the size (1..4), a long run grew by ~0.7 GB each
+        # time a new size first appeared. Short batches (a bundle's tail) are padded.
+        super().__init__(min_batch_size=batch, max_batch_size=batch)
         self._spec = spec
+        self._batch_size = batch
 
     def load_model(self) -> ClipModel:
         return ClipModel.load(self._spec)
@@ -39,8 +43,12 @@ class ClipModelHandler(ModelHandler[np.ndarray, PredictionResult, ClipModel]):
         model: ClipModel,
         inference_args: Optional[dict[str, Any]] = None,
     ) -> Iterable[PredictionResult]:
+        clips = np.stack(batch)
+        if len(batch) < self._batch_size:
+            padding = np.zeros((self._batch_size - len(batch),) + clips.shape[1:], clips.dtype)
+            clips = np.concatenate([clips, padding])
         try:
-            logits = model.predict(np.stack(batch))
+            logits = model.predict(clips)[: len(batch)]
         except Exception as error:  # noqa: BLE001 - errors are data: each clip's result
             # The batch's clips fail; their videos become failure rows, the job goes on.
             return [PredictionResult(None, error, model_id=self._spec.name) for _ in batch]
