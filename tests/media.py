@@ -103,9 +103,7 @@ def write_test_video(
         if rotation:
             stream.set_display_rotation(rotation)
         for index, pts in enumerate(stamps):
-            frame = av.VideoFrame.from_ndarray(
-                indexed_picture(index, size, marker), format="rgb24"
-            )
+            frame = av.VideoFrame.from_ndarray(indexed_picture(index, size, marker), format="rgb24")
             frame.pts = pts
             frame.time_base = time_base
             container.mux(stream.encode(frame))

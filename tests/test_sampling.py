@@ -90,7 +90,12 @@ def test_variable_frame_rate_and_edge_cases():
     (only,) = resample([(Fraction(7), "x")], 25)  # a lone frame gives one sample
     assert (only.t, only.frame) == (Fraction(7), "x")
     # Equal times: the later frame wins.
-    dup = [(Fraction(0), "a"), (Fraction(1, 10), "b"), (Fraction(1, 10), "c"), (Fraction(2, 10), "d")]
+    dup = [
+        (Fraction(0), "a"),
+        (Fraction(1, 10), "b"),
+        (Fraction(1, 10), "c"),
+        (Fraction(2, 10), "d"),
+    ]
     assert [s.frame for s in resample(dup, 10)] == ["a", "c", "d"]
     with pytest.raises(ValueError, match="backwards"):
         list(resample([(Fraction(1), 0), (Fraction(0), 1)], 10))

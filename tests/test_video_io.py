@@ -298,7 +298,9 @@ def test_variable_frame_rate_clip_times_are_target_times(tmp_path):
     ],
 )
 def test_display_rotation_is_applied_to_the_pixels(tmp_path, rotation, shown_size, marker_corner):
-    video = write_test_video(tmp_path / "r.mkv", 3, 10, size=(64, 48), rotation=rotation, marker=True)
+    video = write_test_video(
+        tmp_path / "r.mkv", 3, 10, size=(64, 48), rotation=rotation, marker=True
+    )
     with VideoReader(str(video)) as reader:
         assert (reader.info.width, reader.info.height) == shown_size
         assert reader.info.rotation % 360 == rotation % 360  # FFmpeg says -180 for 180

@@ -177,6 +177,17 @@ class VideoReader:
 
     def close(self) -> None:
         if self._container is not None:
+            stream = getattr(self, "_stream", None)
+            if stream is not None and stream.codec_context is not None:
+                # Park the decoder's frame threads while the GIL is free (PyAV's flush
+                # drops it). Freeing a codec holds the GIL and waits for its threads,
+                # and a thread that is logging an error through PyAV's log callback
+                # waits for the GIL: a deadlock (seen stopping raw H.264 mid-stream).
+                try:
+                    stream.codec_context.flush_buffers()
+                except av.FFmpegError:
+                    pass
+            self._stream = None
             self._container.close()
             self._container = None
         if self._file is not None:
