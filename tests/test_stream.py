@@ -531,6 +531,27 @@ def _peak_while(fn) -> tuple[int, int]:
 
 @needs_movinet
 @pytest.mark.slow
+def test_memory_check_in_a_fresh_process():
+    """Run the RSS comparison below in its own interpreter.
+
+    RSS read inside a long test session also moves with what earlier tests left
+    behind (allocator state, caches, collector timing); a fresh process measures
+    only the stream loop.
+    """
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "VIDEO_INDEX_ISOLATED_MEMORY": "1"}
+    target = f"{__file__}::test_memory_does_not_grow_with_video_length"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", target],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode in (0, 5), result.stdout[-3000:]
+    assert "1 passed" in result.stdout or "skipped" in result.stdout, result.stdout[-2000:]
+
+
 def test_memory_does_not_grow_with_video_length(stream_model, stream_spec, tmp_path):
     """A 3-minute video peaks within a small margin of a 20-second one.
 
@@ -542,6 +563,10 @@ def test_memory_does_not_grow_with_video_length(stream_model, stream_spec, tmp_p
     Python peak +260 KB (the 160 more one-second rows, kept as top-k); the margins
     are 32 MB and 1 MB.
     """
+    import os
+
+    if not os.environ.get("VIDEO_INDEX_ISOLATED_MEMORY"):
+        pytest.skip("measured in a fresh process by test_memory_check_in_a_fresh_process")
     spec = dataclasses.replace(stream_spec, size=32, fps=1.0, frames_per_clip=1)
     model = StreamModel(spec, stream_model._loaded)
     handler = StreamModelHandler(spec, top_k=3, max_batch_size=1)
