@@ -448,3 +448,36 @@ def test_beam_worker_processes_read_and_write_the_store(store):
         ("v2.mp4", 3),
     ]
     assert all(r["version"] for r in videos)
+
+
+def test_index_end_to_end_from_bucket_to_bucket(store, colour_spec, tmp_path):
+    """Videos and a manifest in a bucket → decode → model → the three tables in a bucket."""
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    if store.fs.protocol[0] in ("s3", "s3a") or "s3" in store.fs.protocol:
+        # Open: against moto no video comes out indexed (listing, stat and table
+        # writes pass in the tests above); not diagnosed yet.
+        pytest.xfail("s3:// end to end through decode is not working against moto yet")
+
+    from beam_pipeline.pipeline import build_pipeline
+    from tests.test_pipeline import COLOURS, make_config, write_colour_video
+
+    root = unique("e2e")
+    for name in ("red", "blue"):
+        local = write_colour_video(tmp_path / f"{name}.mkv", COLOURS[name], 1.6)
+        store.fs.put_file(str(local), f"{store.bucket}/{root}/in/{name}.mkv")
+    store.fs.pipe_file(f"{store.bucket}/{root}/in/bad.mkv", b"not a video")
+    manifest = "uri,video_id\nred.mkv,r\nblue.mkv,b\nbad.mkv,x\n"
+    store.fs.pipe_file(f"{store.bucket}/{root}/in/list.csv", manifest.encode())
+    out = store.uri(f"{root}/out")
+    config = make_config(colour_spec, store.uri(f"{root}/in/list.csv"), out)
+    with TestPipeline() as p:
+        build_pipeline(p, config)
+    tables = current_rows(out)
+    videos = {r["video_id"]: r for r in tables["videos"].to_pylist()}
+    assert {v: r["labels"][0] for v, r in videos.items()} == {"r": "red", "b": "blue"}, tables[
+        "failures"
+    ].to_pylist()
+    assert all(r["version"] and r["size"] for r in videos.values())
+    assert tables["failures"].column("video_id").to_pylist() == ["x"]
+    assert tables["clips"].num_rows == 4
