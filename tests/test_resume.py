@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from beam_pipeline.report import current_rows, read_table
 from tests.conftest import REPO
 from tests.test_pipeline import COLOURS, write_colour_video
