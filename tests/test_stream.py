@@ -30,7 +30,8 @@ import pytest
 
 from beam_pipeline.models.spec import ModelSpec
 from beam_pipeline.models.stream import StreamModel, StreamModelHandler, classify_streams
-from tests.conftest import MEDIA, REPO, SHARED
+from tests.conftest import MEDIA, SHARED
+from tests.test_cli import run_cli
 from transforms.postprocess import softmax
 from transforms.records import VideoRef, VideoResult
 from transforms.video_io import DecodeLimitExceeded, DecodeLimits, UnreadableVideo
@@ -359,18 +360,6 @@ def reference_loop(loaded, spec, uri: str) -> tuple[np.ndarray, int]:
     return logits, count
 
 
-def run_cli(*args: str, timeout=600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run(
-        [sys.executable, "-m", "beam_pipeline", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 @pytest.fixture(scope="module")
 def stream_index(tmp_path_factory):
     """``video-index index`` over tf-examples with the stream export, every label kept."""
@@ -538,9 +527,6 @@ def test_memory_check_in_a_fresh_process():
     behind (allocator state, caches, collector timing); a fresh process measures
     only the stream loop.
     """
-    import os
-    import subprocess
-    import sys
 
     env = {**os.environ, "VIDEO_INDEX_ISOLATED_MEMORY": "1"}
     target = f"{__file__}::test_memory_does_not_grow_with_video_length"
@@ -563,7 +549,6 @@ def test_memory_does_not_grow_with_video_length(stream_model, stream_spec, tmp_p
     Python peak +260 KB (the 160 more one-second rows, kept as top-k); the margins
     are 32 MB and 1 MB.
     """
-    import os
 
     if not os.environ.get("VIDEO_INDEX_ISOLATED_MEMORY"):
         pytest.skip("measured in a fresh process by test_memory_check_in_a_fresh_process")
