@@ -272,10 +272,14 @@ def open_input(uri: str, mode: str = "rb", **kwargs: Any):
     """An open file for ``uri``, the open (which stats the object) retried.
 
     Only the open is retried; reads on the returned file rely on the library's own
-    retries. The caller closes the file (it is a context manager).
+    retries. The caller closes the file (it is a context manager). ``kwargs`` go to
+    ``fs.open`` (e.g. ``block_size``), not to ``fsspec.open``, which would pass them
+    to the filesystem's constructor: gcsfs takes ``block_size`` there, s3fs hands it
+    on to its aiobotocore session and fails.
     """
     return retrying(_open, uri, mode, kwargs)
 
 
 def _open(uri: str, mode: str, kwargs: dict):
-    return fsspec.open(uri, mode, **kwargs).open()
+    fs, path = fsspec.core.url_to_fs(uri)
+    return fs.open(path, mode, **kwargs)

@@ -51,11 +51,10 @@ from typing import Iterator, NamedTuple, Optional
 
 import av
 import av.logging
-import fsspec
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from transforms.storage import retrying
+from transforms.storage import open_input
 
 # Bytes fsspec reads ahead per request from a bucket: large enough that a decoder's
 # small reads do not each become a request, small enough to keep memory flat.
@@ -144,7 +143,7 @@ class VideoReader:
         # The wall-clock limit covers opening too: a hostile header can be slow.
         self._started = time.monotonic()
         try:
-            self._file = retrying(fsspec.open, self.uri, "rb", block_size=_BLOCK_SIZE).open()
+            self._file = open_input(self.uri, block_size=_BLOCK_SIZE)
         except FileNotFoundError:
             raise
         if av.logging.get_level() is None:
