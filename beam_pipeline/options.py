@@ -15,7 +15,7 @@ from typing import Optional
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline.models.registry import DEFAULT_MODEL, resolve_model
-from beam_pipeline.models.spec import ModelSpec, SpecError
+from beam_pipeline.models.spec import CLIP, ModelSpec, SpecError
 from transforms.manifest import VIDEO_EXTENSIONS, InputError, input_kind
 from transforms.sampling import ClipSampling
 from transforms.video_io import DecodeLimits
@@ -74,8 +74,8 @@ class VideoIndexOptions(PipelineOptions):
         _flag(
             parser,
             "short-video",
-            default="loop",
-            help="a video shorter than one clip: loop | repeat_last",
+            default=None,
+            help="a video shorter than one clip: loop (default) | repeat_last",
         )
         _flag(parser, "top-k", type=int, default=5, help="labels kept per clip and per video")
         _flag(
@@ -152,7 +152,19 @@ class IndexConfig:
             raise ConfigError("--clip-stride-s must be positive")
         if opts.max_clips_per_video is not None and opts.max_clips_per_video < 1:
             raise ConfigError("--max-clips-per-video must be at least 1")
-        if opts.short_video not in SHORT_VIDEO_POLICIES:
+        if spec.kind != CLIP:
+            given = [
+                f"--{name.replace('_', '-')}"
+                for name in ("clip_stride_s", "max_clips_per_video", "short_video")
+                if getattr(opts, name) is not None
+            ]
+            if given:
+                raise ConfigError(
+                    f"{', '.join(given)}: only for clip models; {spec.name} is a "
+                    f"{spec.kind} model, which takes whole videos, not clips"
+                )
+        short_video = opts.short_video or SHORT_VIDEO_POLICIES[0]
+        if short_video not in SHORT_VIDEO_POLICIES:
             raise ConfigError(f"--short-video must be one of {', '.join(SHORT_VIDEO_POLICIES)}")
         if opts.top_k < 1:
             raise ConfigError("--top-k must be at least 1")
@@ -175,7 +187,7 @@ class IndexConfig:
             sampling=spec.clip_sampling(
                 stride_s=opts.clip_stride_s,
                 max_clips=opts.max_clips_per_video,
-                short_video=opts.short_video,
+                short_video=short_video,
             ),
             limits=DecodeLimits(
                 max_pixels_per_frame=opts.max_pixels_per_frame,
