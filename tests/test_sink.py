@@ -79,3 +79,30 @@ def test_newest_run_wins_across_tables(tmp_path):
     assert current["failures"].column("video_id").to_pylist() == ["x"]
     text = format_summary(load_summary(out), out, None)
     assert "1 videos indexed, 1 failed" in text
+
+
+def clip_row(video_id: str, run_id: str, clip_index: int) -> dict:
+    return {
+        "video_id": video_id,
+        "uri": f"/{video_id}",
+        "clip_index": clip_index,
+        "start_s": float(clip_index),
+        "end_s": clip_index + 1.0,
+        "labels": ["a"],
+        "scores": [0.9],
+        "model": "m",
+        "run_id": run_id,
+    }
+
+
+def test_orphan_clips_of_a_killed_run_do_not_hide_the_rerun_clips(tmp_path):
+    # A run killed mid-video committed clips 0-2 of x but not x's row; the re-run
+    # indexed x whole. Its 10 clips stand; clips of a run that lost never shadow them.
+    out = str(tmp_path)
+    write_rows(out, "clips", [clip_row("x", "r1", i) for i in range(3)], "r1-a")
+    write_rows(out, "clips", [clip_row("x", "r2", i) for i in range(10)], "r2-a")
+    write_rows(out, "clips", [clip_row("x", "r2", 4)], "r2-b")  # a retried bundle's repeat
+    write_rows(out, "videos", [video_row("x", "r2")], "r2-c")
+    clips = current_rows(out)["clips"]
+    assert clips.column("run_id").to_pylist() == ["r2"] * 10
+    assert sorted(clips.column("clip_index").to_pylist()) == list(range(10))

@@ -74,9 +74,12 @@ def keep_clips(clips: pa.Table, newest: dict) -> pa.Table:
         clips.column("run_id").to_pylist(),
         clips.column("clip_index").to_pylist(),
     ):
+        # Only rows of the standing run count as seen: clips a killed run committed
+        # before the kill (its video row never was) must not hide the re-run's.
         key = (vid, uri, idx)
         ok = newest.get((vid, uri)) == run and key not in seen
-        seen.add(key)
+        if ok:
+            seen.add(key)
         mask.append(ok)
     return clips.filter(pa.array(mask, type=pa.bool_()))
 
