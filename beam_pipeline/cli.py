@@ -50,7 +50,7 @@ _USAGE = f"""usage: {PROG} COMMAND [flags]
 commands:
   index   --input X --output DIR [--model M] [...]  index a folder, glob, manifest or video
   models                                          list the registered models
-  show    DIR [--html FILE]                       summarise an index (or write an HTML report)
+  show    DIR [--html FILE] [--export DIR]        summarise an index; draw it; export it
 
 '{PROG} index --help' lists the index flags; Beam flags (--runner, ...) pass through."""
 
@@ -239,6 +239,11 @@ def _show(argv: list[str]) -> int:
     parser.add_argument("output", help="the index folder (the --output of a run)")
     parser.add_argument("--html", help="also write a self-contained HTML report here")
     parser.add_argument("--top", type=int, default=50, help="videos shown in the table")
+    parser.add_argument(
+        "--export",
+        metavar="DIR",
+        help="write the standing rows as DIR/{videos,clips,failures}.parquet",
+    )
     try:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
@@ -251,6 +256,9 @@ def _show(argv: list[str]) -> int:
     if args.html:
         report.write_html(summary, args.output, args.html)
         print(f"report: {args.html}")
+    if args.export:
+        for path in report.export_tables(summary, args.export):
+            print(f"exported: {path}")
     return 0
 
 

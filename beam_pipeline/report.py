@@ -43,6 +43,27 @@ def load_summary(output: str, run_id: Optional[str] = None) -> Summary:
     return Summary(rows["videos"], rows["clips"], rows["failures"], run_id)
 
 
+def export_tables(summary: Summary, dest: str) -> list[str]:
+    """The standing rows as ``DEST/{videos,clips,failures}.parquet``; returns their URIs.
+
+    The index folders keep every committed row (a changed video's old row, clips of
+    a killed run's unfinished video, a retried bundle's repeat) and readers take the
+    standing ones; an export is that view as three plain files, for tools that read
+    Parquet without knowing the rule.
+    """
+    import pyarrow.parquet as pq
+
+    fs, root = fsspec.core.url_to_fs(dest.rstrip("/"))
+    fs.makedirs(root, exist_ok=True)
+    written = []
+    for table in ("videos", "clips", "failures"):
+        path = f"{root}/{table}.parquet"
+        with fs.open(path, "wb") as f:
+            pq.write_table(getattr(summary, table), f, compression="zstd")
+        written.append(fs.unstrip_protocol(path))
+    return written
+
+
 def write_run_record(config, summary: Summary, elapsed_s: float, skipped: int = 0) -> dict:
     """``runs/RUN_ID.json``: model, weights hash, parameters, counts, versions."""
     import apache_beam

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from beam_pipeline.report import current_rows, read_table
 from tests.conftest import REPO
 from tests.test_pipeline import COLOURS, write_colour_video
@@ -66,6 +68,15 @@ def test_rerun_indexes_only_what_changed(tmp_path, colour_spec_file):
     assert videos["red.mkv"]["labels"][0] == "blue" and videos["red.mkv"]["num_clips"] == 3
     # The old red.mkv row is still on disk but no longer stands.
     assert len(read_table(str(out), "videos")) == 4 and len(videos) == 3
+    # An export holds the standing rows only, as plain files any Parquet reader takes.
+    exported = tmp_path / "export"
+    shown = run([sys.executable, "-m", "beam_pipeline", "show", str(out),
+                 "--export", str(exported)])  # fmt: skip
+    assert shown.stdout.count("exported: ") == 3
+    flat = {t: pq.read_table(exported / f"{t}.parquet") for t in ("videos", "clips", "failures")}
+    assert sorted(flat["videos"].column("video_id").to_pylist()) == sorted(videos)
+    assert flat["clips"].num_rows == sum(r["num_clips"] for r in videos.values()) == 7
+    assert flat["failures"].column("video_id").to_pylist() == ["broken.mkv"]
 
     run(index_cmd(archive, out, colour_spec_file, "--reindex"))
     assert last_record(out)["counts"]["videos"] == 3

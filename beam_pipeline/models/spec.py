@@ -104,9 +104,7 @@ class ModelSpec:
         if self.kind not in KINDS:
             raise SpecError(f"model kind must be one of {KINDS}, got {self.kind!r}")
         if self.size <= 0 or self.frames_per_clip <= 0 or self.fps <= 0:
-            raise SpecError(
-                f"model {self.name!r}: size, frames_per_clip and fps must be positive"
-            )
+            raise SpecError(f"model {self.name!r}: size, frames_per_clip and fps must be positive")
         if self.max_batch_size <= 0:
             raise SpecError(f"model {self.name!r}: max_batch_size must be positive")
         low, high = self.value_range
