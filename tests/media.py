@@ -130,3 +130,19 @@ def write_raw_h264(path: Path | str, num_frames: int, size: tuple[int, int] = (6
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+def write_video(path: Path, frames, fps: int, codec="ffv1", pix_fmt="bgr0", options=None) -> Path:
+    """Encode RGB uint8 [H, W, 3] frames at a constant rate (frame i at i / fps)."""
+    frames = list(frames)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps, options=options or {})
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = pix_fmt
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path

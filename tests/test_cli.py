@@ -41,8 +41,19 @@ def run_cli(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
         (["index", "--input", ".", "--output", "x", "--model", "nope"], "unknown model 'nope'"),
         (["frobnicate"], "unknown command"),
         (
-            ["index", "--input", ".", "--output", "x", "--model", "movinet-a0-stream",
-             "--max-clips-per-video", "2", "--short-video", "loop"],
+            [
+                "index",
+                "--input",
+                ".",
+                "--output",
+                "x",
+                "--model",
+                "movinet-a0-stream",
+                "--max-clips-per-video",
+                "2",
+                "--short-video",
+                "loop",
+            ],
             "--max-clips-per-video, --short-video: only for clip models; "
             "movinet-a0-stream is a stream model",
         ),

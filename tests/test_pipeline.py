@@ -7,10 +7,8 @@ is known before the run; the real I3D is exercised in test_cli_e2e.py.
 from __future__ import annotations
 
 import dataclasses
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -19,6 +17,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from beam_pipeline.options import IndexConfig
 from beam_pipeline.pipeline import build_pipeline
 from beam_pipeline.report import current_rows
+from tests.media import write_video
 from transforms.video_io import DecodeLimits
 
 COLOURS = {"red": (230, 10, 10), "green": (10, 230, 10), "blue": (10, 10, 230)}
@@ -26,19 +25,9 @@ COLOURS = {"red": (230, 10, 10), "green": (10, 230, 10), "blue": (10, 10, 230)}
 
 def write_colour_video(path: Path, rgb, seconds: float, fps: int = 10, size=(48, 32)) -> Path:
     """A lossless video of one solid colour (ffv1 in Matroska)."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("ffv1", rate=fps)
-        stream.width, stream.height = size
-        stream.pix_fmt = "yuv444p"
-        frame_rgb = np.zeros((size[1], size[0], 3), np.uint8)
-        frame_rgb[...] = rgb
-        for i in range(int(round(seconds * fps))):
-            frame = av.VideoFrame.from_ndarray(frame_rgb, format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
+    frame = np.zeros((size[1], size[0], 3), np.uint8)
+    frame[...] = rgb
+    return write_video(path, [frame] * int(round(seconds * fps)), fps, "ffv1", "yuv444p")
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from beam_pipeline.models.sequence import (
 )
 from beam_pipeline.models.spec import SpecError, spec_from_file
 from tests.conftest import REPO
-from tests.test_stream import write_video
+from tests.media import write_video
 from transforms.records import VideoRef
 
 N_FRAMES = 8

@@ -31,6 +31,7 @@ import pytest
 from beam_pipeline.models.spec import ModelSpec
 from beam_pipeline.models.stream import StreamModel, StreamModelHandler, classify_streams
 from tests.conftest import MEDIA, SHARED
+from tests.media import write_video
 from tests.test_cli import run_cli
 from transforms.postprocess import softmax
 from transforms.records import VideoRef, VideoResult
@@ -45,22 +46,6 @@ needs_media = pytest.mark.skipif(not MEDIA.is_dir(), reason=f"shared media not f
 
 
 # ------------------------------------------------------------------- video writing
-
-
-def write_video(path: Path, frames, fps: int, codec="ffv1", pix_fmt="bgr0", options=None) -> Path:
-    """Encode RGB uint8 [H, W, 3] frames at a constant rate (frame i at i / fps)."""
-    frames = list(frames)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=fps, options=options or {})
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = pix_fmt
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts = i
-            frame.time_base = Fraction(1, fps)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
 
 
 def moving_frames(count: int, width=96, height=72, seed=0):
@@ -365,22 +350,23 @@ def stream_index(tmp_path_factory):
     """``video-index index`` over tf-examples with the stream export, every label kept."""
     if not (MOVINET / "a0_stream").is_dir() or not MEDIA.is_dir():
         pytest.skip("needs ../shared/models and ../shared/media")
+    out = tmp_path_factory.mktemp("stream-index")
+    return index_tf_examples(out, "a0_stream", "--top-k", "600")
+
+
+def index_tf_examples(out: Path, export: str, *extra: str):
+    """``video-index index`` over ../shared/media/tf-examples with a shared MoViNet export.
+
+    ``export`` is ``a0_stream`` or ``a0_base`` (the registered ``movinet-a0-stream``
+    / ``movinet-a0-base`` pointed at it); returns the CLI's result and the index.
+    """
     from beam_pipeline.report import current_rows
 
-    out = tmp_path_factory.mktemp("stream-index")
+    model = "movinet-" + export.replace("_", "-")
     result = run_cli(
-        "index",
-        "--input",
-        str(MEDIA / "tf-examples"),
-        "--output",
-        str(out),
-        "--model",
-        "movinet-a0-stream",
-        "--model-path",
-        str(MOVINET / "a0_stream"),
-        "--top-k",
-        "600",
-    )
+        "index", "--input", str(MEDIA / "tf-examples"), "--output", str(out),
+        "--model", model, "--model-path", str(MOVINET / export), *extra,
+    )  # fmt: skip
     return result, current_rows(str(out))
 
 
@@ -590,22 +576,8 @@ def test_memory_does_not_grow_with_video_length(stream_model, stream_spec, tmp_p
 @needs_media
 @pytest.mark.slow
 def test_index_tf_examples_with_the_base_export(tmp_path):
-    from beam_pipeline.report import current_rows
-
-    out = tmp_path / "out"
-    result = run_cli(
-        "index",
-        "--input",
-        str(MEDIA / "tf-examples"),
-        "--output",
-        str(out),
-        "--model",
-        "movinet-a0-base",
-        "--model-path",
-        str(MOVINET / "a0_base"),
-    )
+    result, tables = index_tf_examples(tmp_path / "out", "a0_base")
     assert result.returncode == 0, result.stderr[-3000:]
-    tables = current_rows(str(out))
     videos = {r["video_id"]: r for r in tables["videos"].to_pylist()}
     assert set(videos) == {"carving_ice_rpi.mp4", "example_video01.mp4"}
     assert tables["failures"].num_rows == 0

@@ -31,7 +31,11 @@ Row = tuple[str, dict]  # (table, row)
 
 
 def result_rows(result: VideoResult, model: str, run_id: str) -> Iterator[Row]:
-    """One video's rows: ('videos', row) and its ('clips', row)s, or ('failures', row)."""
+    """One video's rows: its ('clips', row)s then ('videos', row); or ('failures', row).
+
+    Clips before their video, as the clip path writes them: a committed video row
+    means the video's clips are committed too (what a resumed run relies on).
+    """
     ref = result.ref
     if result.failure is not None or result.info is None:
         failure = result.failure or Failure(
@@ -39,6 +43,21 @@ def result_rows(result: VideoResult, model: str, run_id: str) -> Iterator[Row]:
         )
         yield "failures", failure_row(failure, ref.size, ref.version, model, run_id)
         return
+    for clip in result.clips:
+        yield (
+            "clips",
+            {
+                "video_id": ref.video_id,
+                "uri": ref.uri,
+                "clip_index": clip.clip_index,
+                "start_s": clip.start_s,
+                "end_s": clip.end_s,
+                "labels": list(clip.labels),
+                "scores": list(clip.scores),
+                "model": model,
+                "run_id": run_id,
+            },
+        )
     info = result.info
     yield (
         "videos",
@@ -60,21 +79,6 @@ def result_rows(result: VideoResult, model: str, run_id: str) -> Iterator[Row]:
             "run_id": run_id,
         },
     )
-    for clip in result.clips:
-        yield (
-            "clips",
-            {
-                "video_id": ref.video_id,
-                "uri": ref.uri,
-                "clip_index": clip.clip_index,
-                "start_s": clip.start_s,
-                "end_s": clip.end_s,
-                "labels": list(clip.labels),
-                "scores": list(clip.scores),
-                "model": model,
-                "run_id": run_id,
-            },
-        )
 
 
 class _ToRowsFn(beam.DoFn):
@@ -87,20 +91,16 @@ class _ToRowsFn(beam.DoFn):
         self._metrics = StageMetrics(STAGE, self._progress_path)
 
     def process(self, result: VideoResult):
-        rows = list(result_rows(result, self._model, self._run_id))
-        table, row = rows[0]
-        if table == "videos":
-            num_clips = row["num_clips"]
-            self._metrics.decoded(num_clips, result.decode_ms)
-            self._metrics.clips(num_clips)
-            self._metrics.classified(num_clips)
-            self._metrics.indexed()
-        else:
-            self._metrics.failure()
-        # Clips before their video, as the clip path writes them: a video row
-        # means the video is complete.
-        yield from rows[1:]
-        yield rows[0]
+        for table, row in result_rows(result, self._model, self._run_id):
+            if table == "videos":
+                num_clips = row["num_clips"]
+                self._metrics.decoded(num_clips, result.decode_ms)
+                self._metrics.clips(num_clips)
+                self._metrics.classified(num_clips)
+                self._metrics.indexed()
+            elif table == "failures":
+                self._metrics.failure()
+            yield table, row
 
 
 class ClassifyStream(beam.PTransform):

@@ -142,10 +142,7 @@ class VideoReader:
     def __enter__(self) -> "VideoReader":
         # The wall-clock limit covers opening too: a hostile header can be slow.
         self._started = time.monotonic()
-        try:
-            self._file = open_input(self.uri, block_size=_BLOCK_SIZE)
-        except FileNotFoundError:
-            raise
+        self._file = open_input(self.uri, block_size=_BLOCK_SIZE)
         if av.logging.get_level() is None:
             # FFmpeg's log holds the useful reason ("moov atom not found") that the
             # exception alone does not; it is only passed on with a level set.
@@ -159,10 +156,7 @@ class VideoReader:
             with av.logging.Capture() as log:
                 self._container = av.open(self._file, mode="r", metadata_errors="ignore")
         except (av.FFmpegError, ValueError, EOFError) as error:
-            size = getattr(self._file, "size", None)
             self.close()
-            if size == 0:
-                raise UnreadableVideo("empty file (0 bytes)") from None
             raise UnreadableVideo(_reason(error, log)) from None
         try:
             self.info = self._open_stream()
