@@ -17,6 +17,8 @@ setup(
         "av>=12",
         "opencv-python-headless>=4.8",
         "pyarrow>=14",
+        # The read side: SQL views over the standing rows (transforms/query.py).
+        "duckdb>=1.1",
         "fsspec>=2024.2",
         "gcsfs>=2024.2",
         "s3fs>=2024.2",

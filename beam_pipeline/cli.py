@@ -1,4 +1,4 @@
-"""The ``video-index`` command: ``index``, ``models`` and ``show``.
+"""The ``video-index`` command: ``index``, ``models``, ``show``, ``query``, ``search``, ``compact``.
 
 ``video-index index --input X --output DIR [flags] [Beam flags]`` runs the job;
 flags it does not know are an error, not silently dropped. Local runs show live
@@ -31,13 +31,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(_USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    commands = {"index": _index, "models": _models, "show": _show}
+    commands = {"index": _index, "models": _models, "show": _show, "query": _query}
     if command not in commands:
-        print(f"{PROG}: error: unknown command {command!r} (index, models, show)", file=sys.stderr)
+        print(
+            f"{PROG}: error: unknown command {command!r} ({', '.join(commands)})", file=sys.stderr
+        )
         return 2
+    from beam_pipeline.query_cli import CommandError
+
     try:
         return commands[command](rest)
-    except UsageError as error:
+    except (UsageError, CommandError) as error:
         print(f"{PROG} {command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -51,6 +55,8 @@ commands:
   index   --input X --output DIR [--model M] [...]  index a folder, glob, manifest or video
   models                                          list the registered models
   show    DIR [--html FILE] [--export DIR]        summarise an index; draw it; export it
+  query   DIR "SQL" [--format table|json|csv]    SQL over the views videos, clips,
+                                                  failures, segments
 
 '{PROG} index --help' lists the index flags; Beam flags (--runner, ...) pass through."""
 
@@ -260,6 +266,12 @@ def _show(argv: list[str]) -> int:
         for path in report.export_tables(summary, args.export):
             print(f"exported: {path}")
     return 0
+
+
+def _query(argv: list[str]) -> int:
+    from beam_pipeline.query_cli import query_command
+
+    return query_command(argv, PROG)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,26 @@
-"""Read an index folder back: the rows that stand, and what is already indexed.
+"""Read an index folder back: which files hold it, the rows that stand, what is indexed.
 
 Beam-free. An index folder holds ``videos/``, ``clips/`` and ``failures/`` as Parquet
 files. Where runs overlap (a re-run after a change, a killed run re-run, a retried
 bundle), the newest row per (video_id, uri) across ``videos`` and ``failures`` is
 the one that counts, and only that run's clips.
+
+Which files make up a table (``index_files``): the run files ``TABLE/*.parquet``
+that the job commits, plus, once the index has been compacted
+(``transforms.compact``), the files named by ``OUTPUT/_compacted.json``; run files
+that compaction replaced are left out even while they still exist, and compacted
+files of any other generation are never read. The folder is listed first and the
+pointer read after, so a compaction that commits in between is seen whole: its
+new files and the list of what they replace come from the same pointer.
+
+``current_rows`` applies the standing rule in Python and loads whole tables: it is
+the reference that the SQL views of ``transforms.query`` are tested against, and
+fine for small indexes. Anything that must scale reads through ``transforms.query``.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Optional
 
 import fsspec
@@ -17,14 +30,66 @@ import pyarrow.dataset as ds
 from transforms.schemas import TABLES
 from transforms.storage import retrying
 
+POINTER = "_compacted.json"
+COMPACTED_PREFIX = "compacted-"
+
+
+def read_pointer(fs: fsspec.AbstractFileSystem, root: str) -> dict:
+    """The compaction pointer: ``{"generation", "files": {table: [name]}, "replaced": {...}}``.
+
+    ``{}`` where the index was never compacted. Names are file names inside the
+    table's folder.
+    """
+    try:
+        data = retrying(fs.cat_file, f"{root}/{POINTER}")
+    except FileNotFoundError:
+        return {}
+    return json.loads(data)
+
+
+def _list_names(fs: fsspec.AbstractFileSystem, folder: str) -> list[str]:
+    fs.invalidate_cache(folder)  # gcsfs and s3fs cache listings; a reader wants now
+    try:
+        entries = retrying(fs.ls, folder, detail=True)
+    except FileNotFoundError:
+        return []
+    names = []
+    for entry in entries:
+        name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+        if entry.get("type") != "directory" and name.endswith(".parquet"):
+            names.append(name)
+    return sorted(names)
+
+
+def index_files(output: str) -> dict[str, list[str]]:
+    """``table -> [path]``: the files that hold each table now (see the module docstring).
+
+    Paths are as ``fsspec.core.url_to_fs(output)`` gives them (no scheme); a table
+    whose folder is missing or empty has ``[]``. Raises FileNotFoundError if
+    ``output`` does not exist.
+    """
+    fs, root = fsspec.core.url_to_fs(output.rstrip("/"))
+    if not retrying(fs.exists, root):
+        raise FileNotFoundError(f"no index at {output}")
+    listed = {table: _list_names(fs, f"{root}/{table}") for table in TABLES}
+    fs.invalidate_cache(f"{root}/{POINTER}")
+    pointer = read_pointer(fs, root)
+    files = {}
+    for table, names in listed.items():
+        replaced = set(pointer.get("replaced", {}).get(table, ()))
+        compacted = list(pointer.get("files", {}).get(table, ()))
+        raw = [n for n in names if not n.startswith(COMPACTED_PREFIX) and n not in replaced]
+        files[table] = [f"{root}/{table}/{name}" for name in compacted + raw]
+    return files
+
 
 def read_table(output: str, table: str) -> pa.Table:
     """All rows of one table (empty, with its schema, where there are none)."""
-    fs, root = fsspec.core.url_to_fs(output.rstrip("/"))
-    path = f"{root}/{table}"
-    if not retrying(fs.exists, path):
-        return TABLES[table].empty_table()
-    files = [f for f in retrying(fs.find, path) if f.endswith(".parquet") and "/_tmp/" not in f]
+    fs, _ = fsspec.core.url_to_fs(output.rstrip("/"))
+    try:
+        files = index_files(output)[table]
+    except FileNotFoundError:
+        files = []
     if not files:
         return TABLES[table].empty_table()
     return ds.dataset(files, schema=TABLES[table], filesystem=fs, format="parquet").to_table()
@@ -98,18 +163,28 @@ def indexed_versions(output: str, model: str) -> dict[str, tuple[Optional[int], 
     """``uri -> (size, version)`` of every video the index already holds for ``model``.
 
     Failures count too: an unchanged file that failed would fail again. A video
-    whose size or version is unknown is never taken as unchanged.
+    whose size or version is unknown is never taken as unchanged. Read through the
+    SQL views (``transforms.query``): only the standing videos and failures, never
+    the clips. An output that does not exist yet holds nothing.
     """
-    rows = current_rows(output)
-    done: dict[str, tuple[Optional[int], Optional[str]]] = {}
-    for table in ("videos", "failures"):
-        t = rows[table]
-        for uri, size, version, row_model in zip(
-            t.column("uri").to_pylist(),
-            t.column("size").to_pylist(),
-            t.column("version").to_pylist(),
-            t.column("model").to_pylist(),
-        ):
-            if row_model == model and size is not None and version is not None:
+    from transforms.query import with_retry
+
+    sql = """
+        SELECT uri, size, version FROM videos
+        WHERE model = $model AND size IS NOT NULL AND version IS NOT NULL
+        UNION ALL
+        SELECT uri, size, version FROM failures
+        WHERE model = $model AND size IS NOT NULL AND version IS NOT NULL"""
+
+    def read(con) -> dict:
+        result = con.execute(sql, {"model": model})
+        done = {}
+        while batch := result.fetchmany(10_000):
+            for uri, size, version in batch:
                 done[uri] = (size, version)
-    return done
+        return done
+
+    try:
+        return with_retry(output, read)
+    except FileNotFoundError:
+        return {}

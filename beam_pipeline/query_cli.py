@@ -1,0 +1,226 @@
+"""The read-side commands: ``query`` (SQL over the views) and ``search`` (ranked moments).
+
+Both read through ``transforms.query`` (DuckDB over the standing rows), stream their
+results and print them as a table, JSON (a list of row objects) or CSV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
+
+from transforms.query import DEFAULT_MEMORY_LIMIT
+from transforms.segments import DEFAULT_MAX_GAP_CLIPS, DEFAULT_MIN_SCORE
+
+FORMATS = ("table", "json", "csv")
+_BATCH_ROWS = 2048
+
+
+class CommandError(Exception):
+    """A bad argument or query: the command prints it as one line and exits 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        raise CommandError(message)
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return _Parser(prog=prog, description=description)
+
+
+def add_index_flags(p: argparse.ArgumentParser) -> None:
+    """Flags every read command shares: the segments thresholds and DuckDB's memory."""
+    p.add_argument(
+        "--segment-min-score",
+        type=float,
+        default=DEFAULT_MIN_SCORE,
+        help=f"segments: a clip's top-1 score must be at least this (default {DEFAULT_MIN_SCORE})",
+    )
+    p.add_argument(
+        "--segment-max-gap",
+        type=int,
+        default=DEFAULT_MAX_GAP_CLIPS,
+        help="segments: clips that may lie between two members of one event "
+        f"(default {DEFAULT_MAX_GAP_CLIPS})",
+    )
+    p.add_argument(
+        "--memory-limit",
+        default=DEFAULT_MEMORY_LIMIT,
+        help=f"DuckDB's memory limit; bigger work spills to disk (default {DEFAULT_MEMORY_LIMIT})",
+    )
+
+
+def connect_kwargs(args: argparse.Namespace) -> dict:
+    return {
+        "min_score": args.segment_min_score,
+        "max_gap_clips": args.segment_max_gap,
+        "memory_limit": args.memory_limit,
+    }
+
+
+def open_index(output: str, args: argparse.Namespace, work: Callable):
+    """``work(con)`` on a connection to ``output``; errors become CommandError."""
+    import duckdb
+
+    from transforms.query import with_retry
+
+    try:
+        return with_retry(output, work, **connect_kwargs(args))
+    except FileNotFoundError as error:
+        raise CommandError(str(error).splitlines()[0]) from None
+    except ValueError as error:
+        raise CommandError(str(error).splitlines()[0]) from None
+    except duckdb.Error as error:
+        raise CommandError(_first_line(error)) from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+# --- output --------------------------------------------------------------------------
+
+
+def _batches(result) -> Iterator[list[tuple]]:
+    while True:
+        rows = result.fetchmany(_BATCH_ROWS)
+        if not rows:
+            return
+        yield rows
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    return value
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_text(v) for v in value) + "]"
+    return str(value)
+
+
+def _csv(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(_json_value(value), default=str)
+    return str(value)
+
+
+def write_rows(
+    columns: Sequence[str],
+    batches: Iterator[list[tuple]],
+    fmt: str,
+    out: TextIO,
+    max_rows: Optional[int] = None,
+    formatters: Optional[dict[str, Callable[[Any], str]]] = None,
+) -> int:
+    """Rows as ``fmt`` (table, json, csv) to ``out``, streamed; returns rows written.
+
+    ``max_rows`` bounds the table format only (an aligned table needs its rows in
+    memory to size its columns); json and csv stream every row. ``formatters``
+    (column -> text) apply to the table format; json and csv keep values as they are.
+    """
+    formatters = formatters or {}
+    count = 0
+    if fmt == "json":
+        out.write("[")
+        for rows in batches:
+            for row in rows:
+                item = {c: _json_value(v) for c, v in zip(columns, row)}
+                out.write(("\n" if count == 0 else ",\n") + json.dumps(item, default=str))
+                count += 1
+        out.write("\n]\n" if count else "]\n")
+        return count
+    if fmt == "csv":
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        for rows in batches:
+            for row in rows:
+                writer.writerow([_csv(v) for v in row])
+                count += 1
+        return count
+    shown: list[list[str]] = []
+    more = False
+    for rows in batches:
+        for row in rows:
+            if max_rows is not None and len(shown) >= max_rows:
+                more = True
+                break
+            shown.append([formatters.get(c, _text)(v) for c, v in zip(columns, row)])
+        if more:
+            break
+    widths = [max([len(c)] + [len(r[i]) for r in shown]) for i, c in enumerate(columns)]
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
+    for r in shown:
+        out.write("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() + "\n")
+    if more:
+        out.write("... more rows: --format csv or json, or --output FILE, gives them all\n")
+    return len(shown)
+
+
+# --- query -----------------------------------------------------------------------------
+
+
+def query_command(argv: list[str], prog: str) -> int:
+    p = parser(
+        f"{prog} query",
+        "Run SQL against the views videos, clips, failures and segments (the rows that "
+        "stand) and raw_videos, raw_clips, raw_failures (every row on disk).",
+    )
+    p.add_argument("output", help="the index folder or gs:// / s3:// URL (a run's --output)")
+    p.add_argument("sql", help='the query, e.g. "SELECT count(*) FROM videos"')
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.add_argument("--output", dest="to", metavar="FILE", help="write the result to FILE "
+                   "(.parquet or .csv; local or a bucket) instead of printing it")  # fmt: skip
+    p.add_argument("--max-rows", type=int, default=100, help="rows shown by --format table")
+    add_index_flags(p)
+    args = p.parse_args(argv)
+    if args.to and not args.to.lower().endswith((".parquet", ".csv")):
+        raise CommandError(f"--output must end in .parquet or .csv: {args.to}")
+
+    def work(con):
+        if args.to:
+            relation = con.sql(args.sql)
+            if relation is None:
+                raise CommandError("the query gives no rows to write")
+            _write_file(con, relation, args.to)
+            print(f"wrote {args.to}")
+            return 0
+        result = con.execute(args.sql)
+        if result.description is None:
+            return 0  # a statement without a result (SET, CREATE VIEW, ...)
+        columns = [d[0] for d in result.description]
+        write_rows(columns, _batches(result), args.format, sys.stdout, args.max_rows)
+        return 0
+
+    return open_index(args.output, args, work)
+
+
+def _write_file(con, relation, dest: str) -> None:
+    import fsspec
+
+    fs, _ = fsspec.core.url_to_fs(dest)
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    if protocol not in ("file", "local") and not con.filesystem_is_registered(protocol):
+        con.register_filesystem(fs)
+    if dest.lower().endswith(".parquet"):
+        relation.write_parquet(dest, compression="zstd")
+    else:
+        relation.write_csv(dest, header=True)

@@ -1,0 +1,197 @@
+"""The index as SQL: a DuckDB connection whose views hold the rows that stand.
+
+Beam-free. ``connect(output)`` lists the index's files (``transforms.index.index_files``:
+run files plus the current compacted generation) and gives an in-memory DuckDB
+connection with these views:
+
+* ``videos``, ``clips``, ``failures``: the standing rows, with the columns of
+  ``transforms.schemas``. The rule: per ``(video_id, uri)`` the newest ``run_id``
+  across ``videos`` and ``failures`` stands, with that run's clips; a row repeated
+  within one run (a retried bundle) counts once.
+* ``segments``: events merged from the standing clips (``transforms.segments``):
+  video_id, uri, label, start_s, end_s, num_clips, max_score, mean_score, model,
+  run_id. Its thresholds are the DuckDB variables ``segment_min_score`` and
+  ``segment_max_gap`` (``SET VARIABLE segment_min_score = 0.7`` changes the view).
+* ``raw_videos``, ``raw_clips``, ``raw_failures``: every row on disk, standing or
+  not; ``newest_runs``: the standing ``(video_id, uri, run_id)``.
+
+The rule is SQL, so DuckDB streams the files and spills to ``temp_directory`` when
+a join or window outgrows ``memory_limit``; nothing is loaded into Python. The
+connection is a snapshot of the file list: reconnect to see later runs. Local
+folders are read by DuckDB itself, ``gs://`` and ``s3://`` through the same fsspec
+filesystem the job writes with (``DuckDBPyConnection.register_filesystem``), since
+DuckDB's httpfs extension would download itself on first use.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from typing import Callable, Optional, TypeVar
+
+import duckdb
+import fsspec
+
+from transforms.index import index_files
+from transforms.schemas import TABLES
+from transforms.segments import (
+    DEFAULT_MAX_GAP_CLIPS,
+    DEFAULT_MIN_SCORE,
+    check_thresholds,
+    segments_sql,
+)
+
+__all__ = [
+    "DEFAULT_MEMORY_LIMIT",
+    "connect",
+    "connect_files",
+    "is_vanished_file",
+    "standing_sql",
+    "with_retry",
+]
+
+# DuckDB's buffer manager limit; with Python, pyarrow and DuckDB's own code the
+# process peaks near this plus ~0.3 GB. Joins, sorts and windows over it spill.
+DEFAULT_MEMORY_LIMIT = "1GB"
+
+_KEYS = {
+    "videos": "video_id, uri",
+    "failures": "video_id, uri",
+    "clips": "video_id, uri, clip_index",
+}
+
+T = TypeVar("T")
+
+
+def _spill_directory() -> str:
+    # One per process: DuckDB names its spill files the same in every process.
+    path = os.path.join(tempfile.gettempdir(), f"video-index-duckdb-{os.getpid()}")
+    if not os.path.isdir(path):
+        os.makedirs(path, exist_ok=True)
+        atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+def standing_sql(table: str, where: str = "") -> str:
+    """SELECT of the standing rows of ``table``; ``where`` filters raw rows first.
+
+    A filter on raw rows gives the same rows as the same filter on the view (rows
+    repeated within a run are equal), and lets DuckDB skip data before the join and
+    the de-duplication, which it cannot push a filter through.
+    """
+    where_sql = f"WHERE {where}" if where else ""
+    return f"""
+SELECT r.* FROM (SELECT * FROM raw_{table} {where_sql}) AS r
+SEMI JOIN newest_runs AS n
+    ON r.video_id = n.video_id AND r.uri = n.uri AND r.run_id = n.run_id
+QUALIFY row_number() OVER (PARTITION BY {', '.join('r.' + k for k in _KEYS[table].split(', '))}) = 1"""
+
+
+_NEWEST_RUNS = """
+SELECT video_id, uri, max(run_id) AS run_id FROM (
+    SELECT video_id, uri, run_id FROM raw_videos
+    UNION ALL
+    SELECT video_id, uri, run_id FROM raw_failures
+) GROUP BY video_id, uri"""
+
+
+def connect(output: str, **options) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the views above over the index at ``output``.
+
+    ``output`` is a local folder, ``gs://`` or ``s3://`` URL (the ``--output`` of a
+    run); ``options`` are those of ``connect_files``. Raises FileNotFoundError if
+    there is no index at ``output``, ValueError for thresholds out of range.
+
+    Example (a notebook)::
+
+        con = connect("gs://bucket/index")
+        con.sql("SELECT label, count(*) FROM segments GROUP BY 1 ORDER BY 2 DESC").df()
+    """
+    check_thresholds(
+        options.get("min_score", DEFAULT_MIN_SCORE),
+        options.get("max_gap_clips", DEFAULT_MAX_GAP_CLIPS),
+    )
+    fs, _ = fsspec.core.url_to_fs(output)
+    return connect_files(fs, index_files(output), **options)
+
+
+def connect_files(
+    fs: fsspec.AbstractFileSystem,
+    files: dict[str, list[str]],
+    *,
+    min_score: float = DEFAULT_MIN_SCORE,
+    max_gap_clips: int = DEFAULT_MAX_GAP_CLIPS,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    temp_directory: Optional[str] = None,
+    threads: Optional[int] = None,
+) -> duckdb.DuckDBPyConnection:
+    """The views over explicit files: ``table -> [path on fs]`` (``index_files``'s form).
+
+    ``min_score`` (0-1) and ``max_gap_clips`` (>= 0) set the segments thresholds;
+    ``memory_limit`` is DuckDB's (e.g. ``"1GB"``); spills go to ``temp_directory``
+    (default: a folder of this process under the system temp); ``threads`` defaults
+    to DuckDB's (the number of cores).
+    """
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute("SET temp_directory = ?", [temp_directory or _spill_directory()])
+    # Results that need an order say so (ORDER BY); this lets big scans stream.
+    con.execute("SET preserve_insertion_order = false")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    local = _is_local(fs)
+    if not local:
+        con.register_filesystem(fs)
+    for table, schema in TABLES.items():
+        paths = [p if local else fs.unstrip_protocol(p) for p in files.get(table, [])]
+        if paths:
+            con.execute(f"SET VARIABLE files_{table} = ?", [paths])
+            # union_by_name: files written before a column was added read it as NULL.
+            source = f"read_parquet(getvariable('files_{table}'), union_by_name = true)"
+        else:
+            con.register(f"empty_{table}", schema.empty_table())
+            source = f"empty_{table}"
+        con.execute(f"CREATE VIEW raw_{table} AS SELECT * FROM {source}")
+    con.execute(f"CREATE VIEW newest_runs AS {_NEWEST_RUNS}")
+    for table in TABLES:
+        con.execute(f"CREATE VIEW {table} AS {standing_sql(table)}")
+    set_thresholds(con, min_score, max_gap_clips)
+    con.execute(f"CREATE VIEW segments AS {segments_sql('clips')}")
+    return con
+
+
+def set_thresholds(con: duckdb.DuckDBPyConnection, min_score: float, max_gap_clips: int) -> None:
+    """Set the segments thresholds of a connection (see ``transforms.segments``)."""
+    check_thresholds(min_score, max_gap_clips)
+    con.execute("SET VARIABLE segment_min_score = ?::DOUBLE", [float(min_score)])
+    con.execute("SET VARIABLE segment_max_gap = ?::INTEGER", [int(max_gap_clips)])
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    return protocol in ("file", "local")
+
+
+def is_vanished_file(error: BaseException) -> bool:
+    """Whether a DuckDB error says a file it was given is gone (compacted away)."""
+    text = str(error).lower()
+    return isinstance(error, duckdb.Error) and (
+        "no such file" in text or "not found" in text or "does not exist" in text
+    )
+
+
+def with_retry(output: str, work: Callable[[duckdb.DuckDBPyConnection], T], **kwargs) -> T:
+    """``work(connect(output, **kwargs))``, once more on a fresh snapshot if files vanished.
+
+    A compaction that commits while a reader runs deletes the files it replaced;
+    the reader's snapshot then names files that are gone. Its second snapshot sees
+    the compacted files.
+    """
+    try:
+        return work(connect(output, **kwargs))
+    except duckdb.Error as error:
+        if not is_vanished_file(error):
+            raise
+    return work(connect(output, **kwargs))
