@@ -31,7 +31,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(_USAGE)
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
-    commands = {"index": _index, "models": _models, "show": _show, "query": _query}
+    commands = {
+        "index": _index,
+        "models": _models,
+        "show": _show,
+        "query": _query,
+        "search": _search,
+    }
     if command not in commands:
         print(
             f"{PROG}: error: unknown command {command!r} ({', '.join(commands)})", file=sys.stderr
@@ -57,6 +63,7 @@ commands:
   show    DIR [--html FILE] [--export DIR]        summarise an index; draw it; export it
   query   DIR "SQL" [--format table|json|csv]    SQL over the views videos, clips,
                                                   failures, segments
+  search  DIR WORDS [--label L] [--clips]         ranked moments of a class
 
 '{PROG} index --help' lists the index flags; Beam flags (--runner, ...) pass through."""
 
@@ -272,6 +279,12 @@ def _query(argv: list[str]) -> int:
     from beam_pipeline.query_cli import query_command
 
     return query_command(argv, PROG)
+
+
+def _search(argv: list[str]) -> int:
+    from beam_pipeline.query_cli import search_command
+
+    return search_command(argv, PROG)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ import argparse
 import csv
 import json
 import math
+import re
 import sys
-from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TextIO
 
 from transforms.query import DEFAULT_MEMORY_LIMIT
-from transforms.segments import DEFAULT_MAX_GAP_CLIPS, DEFAULT_MIN_SCORE
+from transforms.segments import DEFAULT_MAX_GAP_CLIPS, DEFAULT_MIN_SCORE, segments_sql
 
 FORMATS = ("table", "json", "csv")
 _BATCH_ROWS = 2048
@@ -224,3 +225,127 @@ def _write_file(con, relation, dest: str) -> None:
         relation.write_parquet(dest, compression="zstd")
     else:
         relation.write_csv(dest, header=True)
+
+
+# --- search ----------------------------------------------------------------------------
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words of a class name or query: ``'Playing cricket'`` -> playing, cricket."""
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def match_classes(query: str, classes: Iterable[str]) -> list[str]:
+    """Classes whose words include every word of ``query`` (case-insensitive), sorted."""
+    wanted = set(words(query))
+    if not wanted:
+        return []
+    return sorted(c for c in set(classes) if wanted <= set(words(c)))
+
+
+def hms(seconds: float, up: bool = False) -> str:
+    """Seconds as H:MM:SS (rounded down, or up with ``up``: a span stays covered)."""
+    whole = math.ceil(seconds - 1e-9) if up else math.floor(seconds + 1e-9)
+    whole = max(whole, 0)
+    return f"{whole // 3600}:{whole // 60 % 60:02d}:{whole % 60:02d}"
+
+
+def _sql_list(values: Sequence[str]) -> str:
+    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+
+
+def index_classes(con) -> set[str]:
+    """Class names the index knows: its registered models' label lists and every label
+    in the videos' top-k (which covers models of one's own)."""
+    from beam_pipeline.models.registry import registered
+
+    models = {m for (m,) in con.execute("SELECT DISTINCT model FROM raw_videos").fetchall()}
+    classes = set()
+    for name, spec in registered().items():
+        if name in models:
+            classes.update(spec.labels)
+    found = con.execute(
+        "SELECT DISTINCT label FROM (SELECT unnest(labels) AS label FROM raw_videos)"
+    ).fetchall()
+    classes.update(label for (label,) in found if label is not None)
+    return classes
+
+
+def search_sql(labels: Sequence[str], clips: bool) -> str:
+    """Ranked moments of these classes: events (segments) or single clips, best first.
+
+    Parameters: ``$min_score``, ``$limit``. The label filter is applied to the raw
+    clips first (``standing_sql``); an event's members all carry its label, so the
+    events of these labels are exactly the segments view's rows for them.
+    """
+    from transforms.query import standing_sql
+
+    clip_rows = standing_sql("clips", f"labels[1] IN {_sql_list(labels)}")
+    if clips:
+        moments = f"""
+            SELECT video_id, uri, labels[1] AS label, start_s, end_s, scores[1]::DOUBLE AS score
+            FROM ({clip_rows}) WHERE scores[1] >= $min_score"""
+    else:
+        moments = f"""
+            SELECT video_id, uri, label, start_s, end_s, max_score AS score
+            FROM ({segments_sql('(' + clip_rows + ')')})"""
+    return f"""
+        SELECT video_id, uri, label, start_s, end_s, score FROM ({moments})
+        WHERE score >= $min_score ORDER BY score DESC, video_id, start_s LIMIT $limit"""
+
+
+def search_command(argv: list[str], prog: str) -> int:
+    p = parser(
+        f"{prog} search",
+        "Moments of a class, best first: events (runs of clips with that top label) "
+        "or single clips. Only rows that stand are searched.",
+    )
+    p.add_argument("output", help="the index folder or gs:// / s3:// URL")
+    p.add_argument("query", nargs="?", default="", help="words of a class name, e.g. cricket")
+    p.add_argument("--label", action="append", default=[], help="an exact class name (repeatable)")
+    p.add_argument("--clips", action="store_true", help="rank single clips, not events")
+    p.add_argument(
+        "--min-score",
+        type=float,
+        default=DEFAULT_MIN_SCORE,
+        help="a clip's top-1 score must be at least this; events are made of such clips "
+        f"(default {DEFAULT_MIN_SCORE})",
+    )
+    p.add_argument("--limit", type=int, default=20, help="moments shown (default 20)")
+    p.add_argument("--format", choices=FORMATS, default="table")
+    add_index_flags(p)
+    args = p.parse_args(argv)
+    if not args.query.strip() and not args.label:
+        raise CommandError("give words of a class name, or --label CLASS")
+    if args.limit < 1:
+        raise CommandError("--limit must be at least 1")
+    args.segment_min_score = args.min_score  # events are built from the clips that pass
+
+    def work(con):
+        known = index_classes(con)
+        labels = sorted(set(args.label) | set(match_classes(args.query, known)))
+        note = sys.stderr if args.format != "table" else sys.stdout
+        if not labels:
+            print(f"no class matches {args.query!r} ({len(known)} classes known)", file=note)
+            return 1
+        kind = "clips" if args.clips else "events"
+        print(f"classes matched: {', '.join(labels)}", file=note)
+        print(f"{kind}, best first (top-1 score >= {args.min_score:g}):", file=note)
+        result = con.execute(
+            search_sql(labels, args.clips), {"min_score": args.min_score, "limit": args.limit}
+        )
+        columns = [d[0] for d in result.description]
+        if args.format == "table":
+            rows = (
+                [(v, f"{hms(s)}-{hms(e, up=True)}", lab, f"{score:.3f}")
+                 for v, _, lab, s, e, score in batch]  # fmt: skip
+                for batch in _batches(result)
+            )
+            shown = write_rows(("video", "time", "label", "score"), rows, "table", sys.stdout)
+        else:
+            shown = write_rows(columns, _batches(result), args.format, sys.stdout)
+        if not shown:
+            print(f"no {kind} at or above {args.min_score:g}", file=note)
+        return 0
+
+    return open_index(args.output, args, work)

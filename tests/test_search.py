@@ -1,0 +1,87 @@
+"""`video-index search`: class matching, ranking, events vs clips, never superseded rows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from beam_pipeline.query_cli import hms, match_classes
+from tests.test_cli import run_cli
+from tests.test_sink import clip_row, video_row
+from transforms.sink import write_rows
+
+CLASSES = ["playing cricket", "golf putting", "cricket (insect)", "cleaning pool", "Crickets"]
+
+
+def test_match_classes_by_words():
+    assert match_classes("cricket", CLASSES) == ["cricket (insect)", "playing cricket"]
+    assert match_classes("CRICKET playing", CLASSES) == ["playing cricket"]
+    assert match_classes("play", CLASSES) == []  # words, not prefixes
+    assert match_classes("  ", CLASSES) == []
+
+
+def test_hms_covers_the_span():
+    assert (hms(0.0), hms(3.16, up=True)) == ("0:00:00", "0:00:04")
+    assert (hms(3599.5), hms(3600.0, up=True), hms(3725.0)) == ("0:59:59", "1:00:00", "1:02:05")
+
+
+def clips_of(video: str, run: str, tops: list[tuple[str, float]]) -> list[dict]:
+    return [
+        {**clip_row(video, run, i), "labels": [label, "other"], "scores": [score, 0.01]}
+        for i, (label, score) in enumerate(tops)
+    ]
+
+
+@pytest.fixture
+def index(tmp_path):
+    out = str(tmp_path / "out")
+    cricket, golf = "playing cricket", "golf putting"
+    # x was re-indexed by r2: its r1 cricket clips no longer stand.
+    write_rows(out, "clips", clips_of("x", "r1", [(cricket, 0.99)] * 3), "r1-a")
+    write_rows(out, "videos", [video_row("x", "r1", label=cricket)], "r1-b")
+    write_rows(out, "clips", clips_of("x", "r2", [(golf, 0.9)] * 2), "r2-a")
+    write_rows(out, "videos", [video_row("x", "r2", label=golf)], "r2-b")
+    # y: a cricket event over clips 0-2 (clip 1 bridged), then a weak clip.
+    tops = [(cricket, 0.8), (golf, 0.6), (cricket, 0.7), (cricket, 0.3)]
+    write_rows(out, "clips", clips_of("y", "r1", tops), "r1-c")
+    # z: one strong cricket clip.
+    write_rows(out, "clips", clips_of("z", "r1", [(golf, 0.2), (cricket, 0.95)]), "r1-d")
+    write_rows(out, "videos", [video_row("y", "r1", cricket), video_row("z", "r1", golf)], "r1-e")
+    # A killed run's orphan clips of z: newer, but z has no row from it.
+    write_rows(out, "clips", clips_of("z", "r3", [(cricket, 1.0)] * 2), "r3-a")
+    return out
+
+
+def test_search_events_best_first_without_superseded_rows(index):
+    done = run_cli("search", index, "cricket", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert "classes matched: playing cricket" in done.stderr
+    rows = json.loads(done.stdout)
+    assert [(r["video_id"], r["start_s"], r["end_s"]) for r in rows] == [
+        ("z", 1.0, 2.0),
+        ("y", 0.0, 3.0),
+    ]
+    assert rows[0]["score"] == pytest.approx(0.95)
+    assert set(rows[0]) == {"video_id", "uri", "label", "start_s", "end_s", "score"}
+
+
+def test_search_clips_min_score_limit_and_table(index):
+    done = run_cli("search", index, "Cricket", "--clips", "--min-score", "0.5", "--format", "csv")
+    lines = done.stdout.splitlines()
+    assert lines[0] == "video_id,uri,label,start_s,end_s,score"
+    assert [line.split(",")[0] for line in lines[1:]] == ["z", "y", "y"]
+    table = run_cli("search", index, "--label", "golf putting", "--limit", "1")
+    assert table.returncode == 0, table.stderr
+    out = table.stdout.splitlines()
+    assert out[0] == "classes matched: golf putting" and out[1].startswith("events")
+    assert out[2].split() == ["video", "time", "label", "score"]
+    assert out[3].split() == ["x", "0:00:00-0:00:02", "golf", "putting", "0.900"]
+    assert len(out) == 4
+
+
+def test_search_without_a_match_or_words(index):
+    none = run_cli("search", index, "zebra")
+    assert none.returncode == 1 and "no class matches 'zebra'" in none.stdout
+    bad = run_cli("search", index)
+    assert bad.returncode == 2 and "give words of a class name" in bad.stderr
