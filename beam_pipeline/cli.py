@@ -253,6 +253,9 @@ def _show(argv: list[str]) -> int:
     parser.add_argument("--html", help="also write a self-contained HTML report here")
     parser.add_argument("--top", type=int, default=50, help="videos shown in the table")
     parser.add_argument(
+        "--html-videos", type=int, default=500, help="videos drawn in the HTML report"
+    )
+    parser.add_argument(
         "--export",
         metavar="DIR",
         help="write the standing rows as DIR/{videos,clips,failures}.parquet",
@@ -267,7 +270,7 @@ def _show(argv: list[str]) -> int:
         raise UsageError(str(error)) from None
     print(report.format_summary(summary, args.output, None, limit=args.top))
     if args.html:
-        report.write_html(summary, args.output, args.html)
+        report.write_html(summary, args.output, args.html, html_videos=args.html_videos)
         print(f"report: {args.html}")
     if args.export:
         for path in report.export_tables(summary, args.export):

@@ -1,7 +1,11 @@
 """Read an index back: counts, a summary table, the run record and an HTML report.
 
 An index folder holds ``videos/``, ``clips/``, ``failures/`` (Parquet) and
-``runs/`` (one JSON record per run); ``transforms.index`` reads the tables.
+``runs/`` (one JSON record per run). Everything here reads through the SQL views of
+``transforms.query`` and fetches only what it prints (counts, the first rows in
+video order), so memory does not grow with the index; the HTML report is bounded
+too: label counts, the first ``html_videos`` videos with their timelines, and the
+commands that reach the rest.
 """
 
 from __future__ import annotations
@@ -12,35 +16,49 @@ import json
 import platform
 import sys
 import zlib
-from typing import Optional
+from typing import Iterator, Optional
 
 import fsspec
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from transforms.index import current_rows, read_table  # noqa: F401 - re-exported
+from transforms.query import connect, standing_sql
 
 
 @dataclasses.dataclass
 class Summary:
-    videos: pa.Table
-    clips: pa.Table
-    failures: pa.Table
+    """A connection to an index (``transforms.query``), scoped to one run or to all."""
+
+    con: object  # duckdb.DuckDBPyConnection
     run_id: Optional[str]
+    _counts: dict = dataclasses.field(default_factory=dict, repr=False)
 
-    def run_rows(self, table: str) -> pa.Table:
-        t = getattr(self, table)
-        if self.run_id is None or t.num_rows == 0:
-            return t
-        return t.filter(pc.equal(t.column("run_id"), self.run_id))
+    def _scope(self, table: str) -> str:
+        if self.run_id is None:
+            return table
+        return f"({standing_sql(table, 'run_id = $run')})"
+
+    def _params(self) -> dict:
+        return {"run": self.run_id} if self.run_id is not None else {}
+
+    def count(self, table: str) -> int:
+        """Standing rows of ``table`` (of this run, where scoped); counted once."""
+        if table not in self._counts:
+            sql = f"SELECT count(*) FROM {self._scope(table)}"
+            self._counts[table] = self.con.execute(sql, self._params()).fetchone()[0]
+        return self._counts[table]
+
+    def rows(self, table: str, columns: str, limit: int, order: str = "video_id") -> list[dict]:
+        """The first ``limit`` standing rows of ``table`` by ``order``, as dicts."""
+        sql = f"SELECT {columns} FROM {self._scope(table)} ORDER BY {order} LIMIT {int(limit)}"
+        result = self.con.execute(sql, self._params())
+        names = [d[0] for d in result.description]
+        return [dict(zip(names, row)) for row in result.fetchall()]
 
 
-def load_summary(output: str, run_id: Optional[str] = None) -> Summary:
-    fs, root = fsspec.core.url_to_fs(output.rstrip("/"))
-    if not fs.exists(root):
-        raise FileNotFoundError(f"no index at {output}")
-    rows = current_rows(output)
-    return Summary(rows["videos"], rows["clips"], rows["failures"], run_id)
+def load_summary(output: str, run_id: Optional[str] = None, **options) -> Summary:
+    """A Summary of the index at ``output``; FileNotFoundError if there is none."""
+    return Summary(connect(output, **options), run_id)
 
 
 def export_tables(summary: Summary, dest: str) -> list[str]:
@@ -49,17 +67,19 @@ def export_tables(summary: Summary, dest: str) -> list[str]:
     The index folders keep every committed row (a changed video's old row, clips of
     a killed run's unfinished video, a retried bundle's repeat) and readers take the
     standing ones; an export is that view as three plain files, for tools that read
-    Parquet without knowing the rule.
+    Parquet without knowing the rule. DuckDB writes them, streamed.
     """
-    import pyarrow.parquet as pq
-
     fs, root = fsspec.core.url_to_fs(dest.rstrip("/"))
     fs.makedirs(root, exist_ok=True)
+    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+    local = protocol in ("file", "local")
+    if not local and not summary.con.filesystem_is_registered(protocol):
+        summary.con.register_filesystem(fs)
     written = []
     for table in ("videos", "clips", "failures"):
         path = f"{root}/{table}.parquet"
-        with fs.open(path, "wb") as f:
-            pq.write_table(getattr(summary, table), f, compression="zstd")
+        uri = path if local else fs.unstrip_protocol(path)
+        summary.con.sql(f"SELECT * FROM {table}").write_parquet(uri, compression="zstd")
         written.append(fs.unstrip_protocol(path))
     return written
 
@@ -93,9 +113,9 @@ def write_run_record(config, summary: Summary, elapsed_s: float, skipped: int = 
             "limits": dataclasses.asdict(config.limits),
         },
         "counts": {
-            "videos": summary.run_rows("videos").num_rows,
-            "clips": summary.run_rows("clips").num_rows,
-            "failures": summary.run_rows("failures").num_rows,
+            "videos": summary.count("videos"),
+            "clips": summary.count("clips"),
+            "failures": summary.count("failures"),
             "skipped_unchanged": skipped,
         },
         "elapsed_s": round(elapsed_s, 1),
@@ -125,42 +145,39 @@ def _optional_versions() -> dict:
 
 def format_summary(summary: Summary, output: str, record: Optional[dict], limit: int = 20) -> str:
     """Counts and a small table of top labels per video, for the terminal."""
-    videos, failures = summary.run_rows("videos"), summary.run_rows("failures")
-    clips = summary.run_rows("clips")
+    counts = {table: summary.count(table) for table in ("videos", "clips", "failures")}
     lines = []
     scope = f"run {summary.run_id}" if summary.run_id else "index"
     lines.append(
-        f"{scope}: {videos.num_rows} videos indexed, {failures.num_rows} failed, "
-        f"{clips.num_rows} clips -> {output}/{{videos,clips,failures}}/"
+        f"{scope}: {counts['videos']} videos indexed, {counts['failures']} failed, "
+        f"{counts['clips']} clips -> {output}/{{videos,clips,failures}}/"
     )
     if record:
         skipped = record["counts"].get("skipped_unchanged", 0)
         if skipped:
-            new = videos.num_rows + failures.num_rows
+            new = counts["videos"] + counts["failures"]
             lines.append(
                 f"{skipped} unchanged videos already in the index were skipped"
                 + (" (nothing new to index)" if not new else "")
                 + "; --reindex redoes them"
             )
         lines.append(f"run record: {output}/runs/{record['run_id']}.json ({record['elapsed_s']} s)")
-    if videos.num_rows:
+    if counts["videos"]:
         lines.append("")
         lines.append(f"{'video':<44} {'dur_s':>6} {'clips':>5}  top labels")
-        rows = sorted(videos.to_pylist(), key=lambda r: r["video_id"])
-        for row in rows[:limit]:
-            labels = ", ".join(
-                f"{label} {score:.2f}" for label, score in zip(row["labels"][:3], row["scores"][:3])
-            )
+        for row in summary.rows("videos", _VIDEO_COLUMNS, limit):
             lines.append(
                 f"{_clip_text(row['video_id'], 44):<44} {row['duration_s'] or 0:>6.1f} "
-                f"{row['num_clips']:>5}  {labels}"
+                f"{row['num_clips']:>5}  {_top_labels(row, ', ', html_escape=False)}"
             )
-        if len(rows) > limit:
-            lines.append(f"... and {len(rows) - limit} more (video-index show {output})")
-    if failures.num_rows:
+        if counts["videos"] > limit:
+            lines.append(
+                f"... and {counts['videos'] - limit} more (video-index query {output} ...)"
+            )
+    if counts["failures"]:
         lines.append("")
         lines.append(f"{'failed video':<44} {'stage':<9} reason")
-        for row in sorted(failures.to_pylist(), key=lambda r: r["video_id"])[:limit]:
+        for row in summary.rows("failures", "*", limit):
             reason = f"{row['error_type']}: {row['message']}".replace("\n", " ")
             lines.append(
                 f"{_clip_text(row['video_id'], 44):<44} {row['stage']:<9} {_clip_text(reason, 90)}"
@@ -168,50 +185,107 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
     return "\n".join(lines)
 
 
+_VIDEO_COLUMNS = "video_id, duration_s, num_clips, labels[1:3] AS labels, scores[1:3] AS scores"
+
+
+def _top_labels(row: dict, sep: str, html_escape: bool = True) -> str:
+    escape = html.escape if html_escape else str
+    return sep.join(
+        f"{escape(label)} {score:.2f}"
+        for label, score in zip(row["labels"] or [], row["scores"] or [])
+    )
+
+
 def _clip_text(text: str, width: int) -> str:
     return text if len(text) <= width else "…" + text[-(width - 1) :]
 
 
-def write_html(summary: Summary, output: str, path: str) -> None:
-    """A self-contained page: per video its top labels and a clip-by-clip timeline."""
-    clips_by_video: dict[str, list[dict]] = {}
-    for row in summary.clips.to_pylist():
-        clips_by_video.setdefault(row["video_id"], []).append(row)
+def _timeline(clips: list[dict], duration: float) -> str:
+    segments = []
+    for clip in clips:
+        width = 100.0 * (clip["end_s"] - clip["start_s"]) / duration
+        label = clip["label"] or ""
+        hue = zlib.crc32(label.encode()) % 360
+        segments.append(
+            f"<div class=seg style='width:{width:.2f}%;background:hsl({hue},55%,45%)' "
+            f"title='{clip['start_s']:.1f}-{clip['end_s']:.1f}s {html.escape(label)} "
+            f"{clip['score'] or 0:.2f}'>{html.escape(label)}</div>"
+        )
+    return "".join(segments)
+
+
+def _clips_of(summary: Summary, video_ids: list[str]) -> dict[str, list[dict]]:
+    if not video_ids:
+        return {}
+    ids = ", ".join("'" + v.replace("'", "''") + "'" for v in video_ids)
+    sql = f"""
+        SELECT video_id, start_s, end_s, labels[1] AS label, scores[1] AS score
+        FROM ({standing_sql('clips', f'video_id IN ({ids})')}) ORDER BY video_id, clip_index"""
+    by_video: dict[str, list[dict]] = {}
+    for video_id, start_s, end_s, label, score in _fetch(summary.con.execute(sql)):
+        row = {"start_s": start_s, "end_s": end_s, "label": label, "score": score}
+        by_video.setdefault(video_id, []).append(row)
+    return by_video
+
+
+def _fetch(result) -> Iterator[tuple]:
+    while batch := result.fetchmany(4096):
+        yield from batch
+
+
+def write_html(summary: Summary, output: str, path: str, html_videos: int = 500) -> None:
+    """A self-contained page of bounded size, whatever the index's size.
+
+    Counts, the top-1 labels by number of videos, the first ``html_videos`` videos
+    (by video_id) with top labels and a clip-by-clip timeline, the first
+    ``html_videos`` failures, and the commands that list the rest.
+    """
+    counts = {table: summary.count(table) for table in ("videos", "clips", "failures")}
+    label_counts = summary.con.execute(
+        "SELECT labels[1] AS label, count(*) AS n FROM videos GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 30"
+    ).fetchall()
+    videos = summary.rows("videos", _VIDEO_COLUMNS, html_videos)
+    clips_by_video = _clips_of(summary, [row["video_id"] for row in videos])
+    q = html.escape(output)
     parts = [
         "<!doctype html><meta charset=utf-8><title>video-index report</title>",
         "<style>body{font:14px sans-serif;margin:2em}table{border-collapse:collapse}"
         "td,th{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top}"
         ".bar{display:flex;height:18px;min-width:400px}.seg{border-right:1px solid #fff;"
-        "overflow:hidden;font-size:10px;color:#fff;white-space:nowrap}</style>",
-        f"<h1>video-index: {html.escape(output)}</h1>",
-        f"<p>{summary.videos.num_rows} videos, {summary.failures.num_rows} failures, "
-        f"{summary.clips.num_rows} clips</p>",
-        "<table><tr><th>video</th><th>duration</th><th>top labels</th><th>timeline (top-1 per clip)</th></tr>",
+        "overflow:hidden;font-size:10px;color:#fff;white-space:nowrap}"
+        "code{background:#f4f4f4;padding:2px 4px}</style>",
+        f"<h1>video-index: {q}</h1>",
+        f"<p>{counts['videos']} videos, {counts['failures']} failures, "
+        f"{counts['clips']} clips</p>",
+        "<h2>Top labels</h2><table><tr><th>top-1 label of the video</th><th>videos</th></tr>",
+        *(f"<tr><td>{html.escape(str(label))}</td><td>{n}</td></tr>" for label, n in label_counts),
+        "</table>",
+        f"<h2>Videos ({len(videos)} of {counts['videos']}, by video_id)</h2>",
+        "<table><tr><th>video</th><th>duration</th><th>top labels</th>"
+        "<th>timeline (top-1 per clip)</th></tr>",
     ]
-    for row in sorted(summary.videos.to_pylist(), key=lambda r: r["video_id"]):
-        labels = "<br>".join(
-            f"{html.escape(label)} {score:.2f}"
-            for label, score in zip(row["labels"][:3], row["scores"][:3])
-        )
+    for row in videos:
         duration = max(row["duration_s"] or 0.0, 1e-6)
-        segments = []
-        for clip in sorted(clips_by_video.get(row["video_id"], []), key=lambda c: c["clip_index"]):
-            width = 100.0 * (clip["end_s"] - clip["start_s"]) / duration
-            label = clip["labels"][0] if clip["labels"] else ""
-            hue = zlib.crc32(label.encode()) % 360
-            segments.append(
-                f"<div class=seg style='width:{width:.2f}%;background:hsl({hue},55%,45%)' "
-                f"title='{clip['start_s']:.1f}-{clip['end_s']:.1f}s {html.escape(label)} "
-                f"{clip['scores'][0]:.2f}'>{html.escape(label)}</div>"
-            )
+        timeline = _timeline(clips_by_video.get(row["video_id"], []), duration)
         parts.append(
             f"<tr><td>{html.escape(row['video_id'])}</td><td>{duration:.1f}s</td>"
-            f"<td>{labels}</td><td><div class=bar>{''.join(segments)}</div></td></tr>"
+            f"<td>{_top_labels(row, '<br>')}</td><td><div class=bar>{timeline}</div></td></tr>"
         )
     parts.append("</table>")
-    if summary.failures.num_rows:
-        parts.append("<h2>Failures</h2><table><tr><th>video</th><th>stage</th><th>reason</th></tr>")
-        for row in sorted(summary.failures.to_pylist(), key=lambda r: r["video_id"]):
+    if counts["videos"] > len(videos):
+        parts.append(
+            f"<p>The other {counts['videos'] - len(videos)} videos: "
+            f'<code>video-index query {q} "SELECT * FROM videos ORDER BY video_id '
+            f'LIMIT 1000 OFFSET {len(videos)}"</code>; moments of a class: '
+            f"<code>video-index search {q} WORDS</code>.</p>"
+        )
+    if counts["failures"]:
+        failures = summary.rows("failures", "*", html_videos)
+        parts.append(
+            f"<h2>Failures ({len(failures)} of {counts['failures']})</h2>"
+            "<table><tr><th>video</th><th>stage</th><th>reason</th></tr>"
+        )
+        for row in failures:
             parts.append(
                 f"<tr><td>{html.escape(row['video_id'])}</td><td>{html.escape(row['stage'])}</td>"
                 f"<td>{html.escape(row['error_type'] or '')}: {html.escape(row['message'] or '')}</td></tr>"

@@ -139,6 +139,7 @@ def connect_files(
     con.execute("SET temp_directory = ?", [temp_directory or _spill_directory()])
     # Results that need an order say so (ORDER BY); this lets big scans stream.
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     local = _is_local(fs)
@@ -148,8 +149,8 @@ def connect_files(
         paths = [p if local else fs.unstrip_protocol(p) for p in files.get(table, [])]
         if paths:
             con.execute(f"SET VARIABLE files_{table} = ?", [paths])
-            # union_by_name: files written before a column was added read it as NULL.
-            source = f"read_parquet(getvariable('files_{table}'), union_by_name = true)"
+            union = str(not _same_schema(fs, files[table])).lower()
+            source = f"read_parquet(getvariable('files_{table}'), union_by_name = {union})"
         else:
             con.register(f"empty_{table}", schema.empty_table())
             source = f"empty_{table}"
@@ -160,6 +161,25 @@ def connect_files(
     set_thresholds(con, min_score, max_gap_clips)
     con.execute(f"CREATE VIEW segments AS {segments_sql('clips')}")
     return con
+
+
+def _same_schema(fs: fsspec.AbstractFileSystem, paths: list[str]) -> bool:
+    """Whether the first and last file (oldest and newest run) have one schema.
+
+    DuckDB reads every file's footer at each bind with ``union_by_name`` (a request
+    per file on a bucket, at every query), without it only the first file's; files
+    without a column the first one has are then an error. Schemas change between
+    releases, so between runs, and file names sort by run: where the oldest and the
+    newest file agree, all do, and the cheap bind is safe. Otherwise files written
+    before a column was added read it as NULL.
+    """
+    import pyarrow.parquet as pq
+
+    schemas = []
+    for path in {paths[0], paths[-1]}:
+        with fs.open(path, "rb") as f:
+            schemas.append(pq.read_schema(f).remove_metadata())
+    return all(s.equals(schemas[0]) for s in schemas)
 
 
 def set_thresholds(con: duckdb.DuckDBPyConnection, min_score: float, max_gap_clips: int) -> None:
