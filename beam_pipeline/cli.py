@@ -92,7 +92,7 @@ def _index(argv: list[str]) -> int:
     from beam_pipeline.options import ConfigError, IndexConfig
 
     _reject_unknown_flags(argv)
-    options = PipelineOptions(argv)
+    options = PipelineOptions(_escape_paths(argv))
     try:
         config = IndexConfig.from_options(options)
     except ConfigError as error:
@@ -100,6 +100,25 @@ def _index(argv: list[str]) -> int:
     runner = options.view_as(StandardOptions).runner
     local = runner in _LOCAL_RUNNERS
     return run_index(config, options, local=local)
+
+
+def _escape_paths(argv: list[str]) -> list[str]:
+    """Arguments with local names that are not UTF-8 as escaped ``file://`` URIs.
+
+    The shell hands such bytes over as they are (Python holds them as surrogates);
+    Beam encodes its options as UTF-8 and would fail on them.
+    """
+    from transforms.storage import escape_local_path, is_utf8
+
+    def escape(arg: str) -> str:
+        if is_utf8(arg):
+            return arg
+        if arg.startswith("--") and "=" in arg:
+            flag, value = arg.split("=", 1)
+            return f"{flag}={escape_local_path(value)}"
+        return escape_local_path(arg)
+
+    return [escape(arg) for arg in argv]
 
 
 def _drop_beam_noise(record: logging.LogRecord) -> bool:
@@ -181,8 +200,12 @@ def run_index(config, options, local: bool = True) -> int:
         print(f"{PROG}: dry run: the job was built and translated, not run")
         return 0
     skipped = _counter(result, "manifest_skipped")
+    left_out = (
+        _counter(result, "manifest_filtered"),
+        _string_set(result, "manifest_filtered_names"),
+    )
     summary = report.load_summary(config.output, run_id=config.run_id)
-    record = report.write_run_record(config, summary, elapsed, skipped=skipped)
+    record = report.write_run_record(config, summary, elapsed, skipped=skipped, left_out=left_out)
     print(report.format_summary(summary, config.output, record), file=sys.stdout)
     return 0
 
@@ -200,6 +223,21 @@ def _counter(result, name: str) -> int:
         value = counter.committed if counter.committed is not None else counter.attempted
         total += value or 0
     return total
+
+
+def _string_set(result, name: str) -> list[str]:
+    """A Beam string-set metric's values, sorted (empty where the runner has none)."""
+    from apache_beam.metrics.metric import MetricsFilter
+
+    try:
+        found = result.metrics().query(MetricsFilter().with_name(name))["string_sets"]
+    except Exception:  # noqa: BLE001 - a runner without metrics: say nothing
+        return []
+    values: set[str] = set()
+    for metric in found:
+        value = metric.committed if metric.committed is not None else metric.attempted
+        values.update(value or ())
+    return sorted(values)
 
 
 def _show_progress(path: str, stop: threading.Event) -> None:

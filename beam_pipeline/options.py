@@ -16,7 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipeline.models.registry import DEFAULT_MODEL, resolve_model
 from beam_pipeline.models.spec import CLIP, ModelSpec, SpecError
-from transforms.manifest import VIDEO_EXTENSIONS, InputError, input_kind
+from transforms.manifest import ALL_FILES, VIDEO_EXTENSIONS, InputError, input_kind
 from transforms.sampling import ClipSampling
 from transforms.video_io import DecodeLimits
 
@@ -92,7 +92,8 @@ class VideoIndexOptions(PipelineOptions):
             parser,
             "extensions",
             default=",".join(VIDEO_EXTENSIONS),
-            help="file extensions taken from a folder",
+            help="comma-separated file extensions taken from a folder; '*' takes every file "
+            "(files left out are counted in the summary and the run record)",
         )
         _flag(parser, "run-id", default=None, help="name of this run (default: UTC time + random)")
         _flag(
@@ -176,7 +177,7 @@ class IndexConfig:
         if opts.commit_every_s < 0:
             raise ConfigError("--commit-every-s must be >= 0")
         extensions = tuple(
-            e if e.startswith(".") else f".{e}"
+            e if e.startswith(".") or e == ALL_FILES else f".{e}"
             for e in (x.strip().lower() for x in opts.extensions.split(","))
             if e
         )

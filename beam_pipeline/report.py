@@ -84,8 +84,18 @@ def export_tables(summary: Summary, dest: str) -> list[str]:
     return written
 
 
-def write_run_record(config, summary: Summary, elapsed_s: float, skipped: int = 0) -> dict:
-    """``runs/RUN_ID.json``: model, weights hash, parameters, counts, versions."""
+def write_run_record(
+    config,
+    summary: Summary,
+    elapsed_s: float,
+    skipped: int = 0,
+    left_out: tuple[int, list[str]] = (0, []),
+) -> dict:
+    """``runs/RUN_ID.json``: model, weights hash, parameters, counts, versions.
+
+    ``left_out``: how many files of a folder input ``--extensions`` left out, and the
+    first few of their names (relative to the folder).
+    """
     import apache_beam
     import numpy
 
@@ -117,7 +127,9 @@ def write_run_record(config, summary: Summary, elapsed_s: float, skipped: int = 
             "clips": summary.count("clips"),
             "failures": summary.count("failures"),
             "skipped_unchanged": skipped,
+            "left_out_by_extension": left_out[0],
         },
+        "left_out_examples": list(left_out[1]),
         "elapsed_s": round(elapsed_s, 1),
         "versions": {
             "python": platform.python_version(),
@@ -160,6 +172,14 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
                 f"{skipped} unchanged videos already in the index were skipped"
                 + (" (nothing new to index)" if not new else "")
                 + "; --reindex redoes them"
+            )
+        left_out = record["counts"].get("left_out_by_extension", 0)
+        if left_out:
+            examples = ", ".join(record.get("left_out_examples", [])[:5])
+            lines.append(
+                f"{left_out} files in the folder were left out by --extensions"
+                + (f" (e.g. {examples})" if examples else "")
+                + "; --extensions '*' takes every file"
             )
         lines.append(f"run record: {output}/runs/{record['run_id']}.json ({record['elapsed_s']} s)")
     if counts["videos"]:

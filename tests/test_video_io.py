@@ -169,17 +169,23 @@ def test_every_shared_file_decodes_or_fails_clearly(media_dir):
     assert decoded["decord/video_90.mov"][2] == (320, 568)
     assert decoded["decord/video_270.mov"][2] == (320, 568)
     assert decoded["decord/video_180.mov"][2] == (568, 320)
-    assert decoded["derived/rotated_meta_90.mp4"][2] == (256, 340)
+    # The derived files declare SAR 64:51 (ffprobe): 340 stored columns show as 427.
+    assert decoded["derived/rotated_meta_90.mp4"][2] == (256, 427)
 
 
 def test_rotation_turns_the_pixels_upright(media_dir):
-    """The 90-degree file shows the unrotated file's content turned a quarter."""
+    """The 90-degree file shows the unrotated file's content turned a quarter.
+
+    Its pixels are not square (SAR 64:51, ffprobe): 340x256 stored shows as 427x256
+    before the turn, so the stored picture is widened first, then turned.
+    """
     with VideoReader(str(media_dir / "derived/rotated_meta_90.mp4")) as reader:
         _, frame = next(iter(reader.frames()))
         shown = reader.to_rgb(frame)
-        stored = frame.to_ndarray(format="rgb24")
-    assert shown.shape == (340, 256, 3)
-    np.testing.assert_array_equal(shown, np.rot90(stored, k=1))
+        widened = frame.reformat(427, 256, "rgb24", interpolation="BILINEAR").to_ndarray()
+    assert reader.info.sample_aspect_ratio == Fraction(64, 51)
+    assert shown.shape == (427, 256, 3)
+    np.testing.assert_array_equal(shown, np.rot90(widened, k=1))
 
 
 def test_avi_with_out_of_order_pts_gets_monotonic_times(media_dir):
@@ -447,19 +453,23 @@ def test_alpha_is_dropped_not_composited(media_dir):
 
 
 @pytest.mark.parametrize(
-    "name, size, frames, clip_frames",
+    "name, stored, sar, frames, clip_frames",
     [
-        ("derived/extreme_aspect_640x64.mp4", (640, 64), 84, None),
-        ("derived/single_frame.mp4", (340, 256), 1, [0] * 8),
-        ("derived/two_frames_mjpeg.avi", (340, 256), 2, None),
-        ("moviepy/-video-with-dash-.mp4", (1, 1), 5, None),
-        ("derived/odd_171x97.webm", (171, 97), 84, None),
-        ("derived/portrait_144x256.mp4", (144, 256), 84, None),
+        # Sample aspect ratios as ffprobe gives them: the derived files were scaled
+        # from a 1024:765 source keeping its display aspect, so their pixels are not
+        # square; the displayed width is the stored one times the SAR, rounded.
+        ("derived/extreme_aspect_640x64.mp4", (640, 64), Fraction(1, 6), 84, None),
+        ("derived/single_frame.mp4", (340, 256), Fraction(64, 51), 1, [0] * 8),
+        ("derived/two_frames_mjpeg.avi", (340, 256), Fraction(64, 51), 2, None),
+        ("moviepy/-video-with-dash-.mp4", (1, 1), Fraction(1), 5, None),
+        ("derived/odd_171x97.webm", (171, 97), Fraction(18, 19), 84, None),
+        ("derived/portrait_144x256.mp4", (144, 256), Fraction(16, 15), 84, None),
     ],
 )
-def test_odd_shapes_and_tiny_videos(media_dir, name, size, frames, clip_frames):
+def test_odd_shapes_and_tiny_videos(media_dir, name, stored, sar, frames, clip_frames):
     reader, clips = read_all(media_dir / name)
-    assert (reader.info.width, reader.info.height) == size
+    assert reader.info.sample_aspect_ratio == sar
+    assert (reader.info.width, reader.info.height) == (round(stored[0] * sar), stored[1])
     assert reader.num_frames_decoded == frames
     assert all(c.frames.shape == (8, 32, 32, 3) and c.frames.dtype == np.uint8 for c in clips)
     if frames * 10 / (reader.info.fps or 10) < 8:

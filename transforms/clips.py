@@ -16,7 +16,7 @@ import numpy as np
 
 from transforms.preprocess import FrameSpec, centre_crop, resize_dims
 from transforms.sampling import ClipSampling, resample, sample_clips
-from transforms.video_io import DecodeLimits, VideoReader, display_size
+from transforms.video_io import DecodeLimits, StreamLength, VideoReader, measure_length
 
 
 class SampledClip(NamedTuple):
@@ -28,7 +28,7 @@ class SampledClip(NamedTuple):
 
 def _preparer(reader: VideoReader, frame_spec: FrameSpec):
     def prepare(frame) -> np.ndarray:
-        width, height = display_size(frame)
+        width, height = reader.display_size_of(frame)
         new_w, new_h = resize_dims(width, height, frame_spec)
         rgb = reader.to_rgb(frame, new_w, new_h)
         return centre_crop(rgb, frame_spec.size)
@@ -41,8 +41,14 @@ class read_clips:  # noqa: N801 - used like a function: `with read_clips(...) as
 
     ``reader.info`` (container facts) is there before iterating; after it,
     ``num_frames_decoded``, ``num_frames_sampled`` (frames resampling gave, up to the
-    last clip's end, repeats counted), ``decode_errors``, ``duration_s`` (decoded) and
-    ``display_size``.
+    last clip's end, repeats counted), ``decode_errors``, ``discontinuities``,
+    ``display_size``, and the stream's true ``num_frames`` and ``duration_s``.
+
+    With a clip cap (``sampling.max_clips``) decoding stops after the last clip kept,
+    so the stream's length is first read from its packet timestamps
+    (``measure_length``: demuxed, not decoded); the kept clips are spread over that
+    length, and it is the stream's truth where decoding stopped early. Container
+    headers are not trusted for it: they can be short, long or missing.
     """
 
     def __init__(
@@ -55,11 +61,19 @@ class read_clips:  # noqa: N801 - used like a function: `with read_clips(...) as
         self._reader = VideoReader(uri, limits)
         self._sampling = sampling
         self._frame_spec = frame_spec
+        self._limits = limits
         self.num_frames_sampled = 0
+        self.length: Optional[StreamLength] = None
 
     def __enter__(self) -> "read_clips":
         self._reader.__enter__()
         self.info = self._reader.info
+        if self._sampling.max_clips is not None:
+            try:
+                self.length = measure_length(self._reader.uri, self._limits)
+            except BaseException:
+                self._reader.close()
+                raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -70,7 +84,9 @@ class read_clips:  # noqa: N801 - used like a function: `with read_clips(...) as
         clips = sample_clips(
             reader.frames(),
             self._sampling,
-            expected_duration_s=self.info.duration_s,
+            expected_duration_s=(
+                float(self.length.duration_s) if self.length else self.info.duration_s
+            ),
             prepare=_preparer(reader, self._frame_spec),
         )
         for clip in clips:
@@ -86,8 +102,24 @@ class read_clips:  # noqa: N801 - used like a function: `with read_clips(...) as
         return self._reader.decode_errors
 
     @property
+    def discontinuities(self) -> int:
+        return self._reader.discontinuities
+
+    @property
+    def num_frames(self) -> int:
+        """Frames in the stream: decoded, or its packets where decoding stopped early."""
+        decoded = self._reader.frames_decoded
+        if self._reader.ended or self.length is None:
+            return decoded
+        return max(decoded, self.length.num_frames)
+
+    @property
     def duration_s(self) -> Optional[Fraction]:
-        return self._reader.duration_s
+        """The stream's length: decoded, or from packets where decoding stopped early."""
+        decoded = self._reader.duration_s
+        if self._reader.ended or self.length is None:
+            return decoded
+        return max(decoded or Fraction(0), self.length.duration_s)
 
     @property
     def display_size(self) -> tuple[int, int]:

@@ -22,7 +22,7 @@ from transforms.metrics import StageMetrics
 from transforms.preprocess import FrameSpec
 from transforms.records import ClipKey, DecodeResult, Failure, VideoInfo, VideoRef, seconds
 from transforms.sampling import ClipSampling
-from transforms.video_io import DecodeLimits
+from transforms.video_io import DecodeLimits, stream_facts
 
 STAGE = "decode"
 
@@ -77,8 +77,10 @@ class _DecodeClipsFn(beam.DoFn):
                     width=reader.display_size[0],
                     height=reader.display_size[1],
                     num_clips=num_clips,
-                    num_frames=reader.num_frames_decoded,
+                    num_frames=reader.num_frames,
                     decode_errors=reader.decode_errors,
+                    discontinuities=reader.discontinuities,
+                    **stream_facts(source),
                 )
             result = DecodeResult(ref, num_clips, info=info)
             self._metrics.decoded(num_clips, int((time.monotonic() - started) * 1000))

@@ -24,7 +24,7 @@ import csv
 import io
 import json
 import posixpath
-from typing import Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Union
 
 import apache_beam as beam
 import fsspec
@@ -32,13 +32,34 @@ from apache_beam import pvalue
 
 from transforms.metrics import StageMetrics
 from transforms.records import Failure, VideoRef
-from transforms.storage import retrying
+from transforms.storage import (
+    escape_local_path,
+    escape_name,
+    filesystem,
+    is_utf8,
+    local_path,
+    retrying,
+)
 
 STAGE = "manifest"
+# Checked against the extensions FFmpeg's demuxers declare (``ffmpeg -h demuxer=X``)
+# and the containers archives hold; MPEG-TS and -PS declare none (they are probed by
+# content), so their usual names are listed by hand. ``--extensions '*'`` takes every file.
 VIDEO_EXTENSIONS = (
-    ".3gp .asf .avi .flv .gif .m2ts .m4v .mkv .mov .mp4 .mpeg .mpg .mts .mxf .ogv "
-    ".ts .vob .webm .wmv"
+    # ISO BMFF / QuickTime, phones and cameras (GoPro's low-res .lrv is MP4)
+    ".mp4 .m4v .mov .qt .3gp .3g2 .f4v .mj2 .ismv .lrv "
+    # Matroska / WebM, Ogg, AVI, Windows Media, Flash, RealMedia, NUT
+    ".mkv .mk3d .webm .ogv .ogg .ogm .avi .divx .asf .wmv .wtv .dvr-ms .flv .rm .rmvb .nut "
+    # MPEG program streams (DVD, DVD-VR, HD DVD, JVC/Panasonic camcorders) and elementary
+    ".mpg .mpeg .mpe .m2p .vob .vro .evo .mod .tod .m1v .m2v "
+    # MPEG transport streams (broadcast, AVCHD camcorders, Blu-ray)
+    ".ts .m2t .m2ts .mts .trp .tp "
+    # broadcast and camcorder formats: MXF, GXF, DV
+    ".mxf .gxf .dv .dif "
+    # raw elementary video, uncompressed, IVF, CCTV (Dahua), animated images
+    ".h264 .264 .avc .h265 .hevc .265 .obu .ivf .y4m .mjpeg .mjpg .dav .amv .gif .apng"
 ).split()
+ALL_FILES = "*"  # as --extensions: every file in the folder
 MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".txt")
 _URI_COLUMNS = ("uri", "path", "url")
 _ID_COLUMNS = ("video_id", "id")
@@ -54,10 +75,14 @@ def _protocol(fs: fsspec.AbstractFileSystem) -> str:
 
 
 def _full_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    """A path as the URI people would type: plain for local files, with scheme else."""
+    """A path as the URI people would type: plain for local files, with scheme else.
+
+    A local name that is not UTF-8 becomes a percent-encoded ``file://`` URI that
+    names the same file (``transforms.storage.escape_local_path``).
+    """
     protocol = _protocol(fs)
     if protocol in ("file", "local"):
-        return path
+        return escape_local_path(path)
     if protocol in ("http", "https"):
         return path
     return f"{protocol}://{path}"
@@ -73,37 +98,52 @@ def _version(info: dict) -> Optional[str]:
 
 
 def input_kind(input_uri: str) -> str:
-    """``glob``, ``manifest``, ``directory`` or ``file``; raises InputError if unreadable."""
-    if any(ch in input_uri for ch in "*?["):
-        return "glob"
+    """``glob``, ``manifest``, ``directory`` or ``file``; raises InputError if unreadable.
+
+    A path that exists is that path, even with ``*?[`` in its name; otherwise those
+    characters make it a glob.
+    """
     try:
-        fs, path = fsspec.core.url_to_fs(input_uri)
+        fs, path = filesystem(input_uri)
         if fs.isdir(path):
             return "directory"
         if not fs.exists(path):
-            raise InputError(f"input not found: {input_uri}")
+            if any(ch in path for ch in "*?["):
+                return "glob"
+            raise InputError(f"input not found: {escape_name(input_uri)}")
     except InputError:
         raise
     except Exception as error:  # noqa: BLE001 - storage errors vary by backend
-        raise InputError(f"cannot read input {input_uri}: {error}") from None
+        raise InputError(f"cannot read input {escape_name(input_uri)}: {error}") from None
     if input_uri.lower().endswith(MANIFEST_EXTENSIONS):
         return "manifest"
     return "file"
 
 
 def list_input(
-    input_uri: str, extensions: Iterable[str] = VIDEO_EXTENSIONS
+    input_uri: str,
+    extensions: Iterable[str] = VIDEO_EXTENSIONS,
+    on_skip: Optional[Callable[[str], None]] = None,
 ) -> Iterator[Union[VideoRef, Failure]]:
-    """Every video an input names, streamed; bad manifest rows come as Failures."""
+    """Every video an input names, streamed; bad manifest rows come as Failures.
+
+    ``extensions`` filters a directory's files (``ALL_FILES`` among them: no filter);
+    each file it leaves out is passed to ``on_skip`` (its path relative to the
+    directory, escaped as a ``video_id`` is). Names that are not UTF-8 are escaped
+    (``transforms.storage``): the ``uri`` still opens the same file.
+    """
     kind = input_kind(input_uri)
-    fs, path = fsspec.core.url_to_fs(input_uri)
+    fs, path = filesystem(input_uri)
     if kind == "manifest":
-        yield from _read_manifest(fs, path, input_uri)
+        yield from _read_manifest(fs, path, escape_name(input_uri))
         return
     if kind == "file":
         info = retrying(fs.info, path)
         yield VideoRef(
-            posixpath.basename(path), _full_uri(fs, path), info.get("size"), _version(info)
+            escape_name(posixpath.basename(path)),
+            _full_uri(fs, path),
+            info.get("size"),
+            _version(info),
         )
         return
     if kind == "glob":
@@ -114,13 +154,17 @@ def list_input(
         root = path.rstrip("/")
         found = retrying(fs.find, path, detail=True)
         wanted = tuple(ext.lower() for ext in extensions)
+        if ALL_FILES in wanted:
+            wanted = None
     for file_path in sorted(found):
         info = found[file_path]
         if info.get("type") == "directory":
             continue
+        video_id = escape_name(posixpath.relpath(file_path, root) if root else file_path)
         if wanted is not None and not file_path.lower().endswith(wanted):
+            if on_skip is not None:
+                on_skip(video_id)
             continue
-        video_id = posixpath.relpath(file_path, root) if root else file_path
         yield VideoRef(video_id, _full_uri(fs, file_path), info.get("size"), _version(info))
 
 
@@ -130,7 +174,9 @@ def _read_manifest(
     base = path.rsplit("/", 1)[0] if "/" in path else ""
     lower = path.lower()
     with fs.open(path, "rb") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        # Undecodable bytes are kept (as surrogates) so the row that holds them can be
+        # named in its failure, not silently turned into U+FFFD.
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
         if lower.endswith(".csv"):
             rows = _csv_rows(text)
         elif lower.endswith(".jsonl"):
@@ -139,14 +185,28 @@ def _read_manifest(
             rows = _txt_rows(text)
         for line_no, uri, video_id, problem in rows:
             where = f"{manifest_uri}:{line_no}"
+            if not problem and not all(is_utf8(v) for v in (uri, video_id or "")):
+                problem = "row is not UTF-8 text"
             if problem:
-                yield Failure(where, uri or where, STAGE, "ManifestError", problem)
+                yield Failure(where, escape_name(uri) or where, STAGE, "ManifestError", problem)
                 continue
-            yield VideoRef(video_id or uri, _resolve(fs, base, uri))
+            try:
+                resolved = _resolve(fs, base, uri)
+            except ValueError as error:
+                yield Failure(where, uri, STAGE, "ManifestError", str(error))
+                continue
+            yield VideoRef(video_id or uri, resolved)
 
 
 def _resolve(fs: fsspec.AbstractFileSystem, base: str, uri: str) -> str:
-    if "://" in uri or uri.startswith("/"):
+    """A manifest entry as a URI: ``file://`` percent-decoded (RFC 8089), relative
+    paths taken from the manifest's folder, other URIs as they are."""
+    local = local_path(uri)
+    if local is None:
+        return uri  # scheme://...
+    if local != uri:
+        return escape_local_path(local)  # a file:// URI, decoded
+    if uri.startswith("/"):
         return uri
     return _full_uri(fs, posixpath.normpath(posixpath.join(base, uri)))
 
@@ -212,7 +272,7 @@ def stat(ref: VideoRef) -> VideoRef:
     """The ref with its size and version from storage; raises if it is not there."""
     if ref.size is not None and ref.version is not None:
         return ref
-    fs, path = fsspec.core.url_to_fs(ref.uri)
+    fs, path = filesystem(ref.uri)
     info = retrying(fs.info, path)
     if info.get("type") == "directory":
         raise IsADirectoryError(f"{ref.uri} is a directory")
@@ -228,7 +288,7 @@ class _ListInputFn(beam.DoFn):
         self._metrics = StageMetrics(STAGE, self._progress_path)
 
     def process(self, input_uri: str):
-        for item in list_input(input_uri, self._extensions):
+        for item in list_input(input_uri, self._extensions, on_skip=self._metrics.filtered):
             if isinstance(item, Failure):
                 self._metrics.failure()
                 yield pvalue.TaggedOutput("failures", item)
@@ -321,7 +381,9 @@ class ReadManifest(beam.PTransform):
         model: Optional[str] = None,
     ):
         super().__init__()
-        self._input_uri = input_uri
+        # A local name that is not UTF-8 travels as its escaped file:// URI: Beam
+        # encodes strings as UTF-8.
+        self._input_uri = escape_local_path(input_uri) if local_path(input_uri) else input_uri
         self._extensions = tuple(extensions)
         self._progress_path = progress_path
         self._skip_indexed_in = skip_indexed_in

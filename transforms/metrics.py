@@ -23,6 +23,9 @@ CLASSIFIED = "classified"
 INDEXED = "indexed"
 FAILED = "failed"
 SKIPPED = "skipped"
+FILTERED = "filtered"
+# How many left-out names each worker reports (the summary shows the first few).
+FILTERED_EXAMPLES = 5
 
 
 class StageMetrics:
@@ -69,6 +72,13 @@ class StageMetrics:
 
     def skipped(self, n: int = 1) -> None:
         self._inc(SKIPPED, n)
+
+    def filtered(self, name: str) -> None:
+        """A file a folder's extension filter left out: counted, its name kept if early."""
+        self._inc(FILTERED, progress=False)
+        self._filtered_names = getattr(self, "_filtered_names", 0) + 1
+        if self._filtered_names <= FILTERED_EXAMPLES:
+            Metrics.string_set(NAMESPACE, f"{self._stage}_{FILTERED}_names").add(name)
 
     def failure(self, n: int = 1, final: bool = True) -> None:
         """A failed video; ``final=False`` where a later stage writes its row and counts it."""

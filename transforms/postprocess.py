@@ -29,7 +29,7 @@ from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
 from transforms.metrics import StageMetrics
-from transforms.records import ClipPrediction, DecodeResult, Failure
+from transforms.records import ClipPrediction, DecodeResult, Failure, decoded_columns
 
 STAGE = "summarise"
 
@@ -133,13 +133,7 @@ class VideoSummary:
             "uri": ref.uri,
             "size": ref.size,
             "version": ref.version,
-            "duration_s": info.duration_s,
-            "fps": info.fps,
-            "width": info.width,
-            "height": info.height,
-            "num_frames": info.num_frames,
-            "decode_errors": info.decode_errors,
-            "num_clips": info.num_clips,
+            **decoded_columns(info),
             "labels": labels,
             "scores": scores,
             "model": self._model,

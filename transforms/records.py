@@ -29,7 +29,14 @@ class VideoRef(NamedTuple):
 
 
 class VideoInfo(NamedTuple):
-    """What decoding learned about a video; emitted once per decoded video."""
+    """What decoding learned about a video; emitted once per decoded video.
+
+    ``width``/``height``: displayed size (stored size times the sample aspect ratio,
+    then rotation). ``duration_s``/``num_frames``: the stream's true length.
+    ``discontinuities``: timestamp jumps re-based (MPEG-TS/PS). ``stream_index`` /
+    ``codec``: the video stream read. ``sample_aspect_ratio``: ``"num:den"`` as
+    FFmpeg writes it (``"1:1"`` for square pixels).
+    """
 
     video_id: str
     uri: str
@@ -40,6 +47,27 @@ class VideoInfo(NamedTuple):
     num_clips: int
     num_frames: int
     decode_errors: int = 0
+    discontinuities: int = 0
+    stream_index: int = 0
+    codec: str = ""
+    sample_aspect_ratio: str = "1:1"
+
+
+def decoded_columns(info: VideoInfo) -> dict:
+    """The ``videos/`` columns that decoding fills, from a VideoInfo."""
+    return {
+        "duration_s": info.duration_s,
+        "fps": info.fps,
+        "width": info.width,
+        "height": info.height,
+        "num_frames": info.num_frames,
+        "decode_errors": info.decode_errors,
+        "discontinuities": info.discontinuities,
+        "stream_index": info.stream_index,
+        "codec": info.codec,
+        "sample_aspect_ratio": info.sample_aspect_ratio,
+        "num_clips": info.num_clips,
+    }
 
 
 class DecodeResult(NamedTuple):

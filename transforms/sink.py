@@ -59,6 +59,18 @@ def write_rows(output: str, table: str, rows: list[dict], file_stem: str) -> str
     return final_path
 
 
+def ensure_tables(output: str) -> None:
+    """Give every table that has no Parquet file yet an empty one with its schema.
+
+    So ``TABLE/*.parquet`` globs (DuckDB, pandas) and ``pyarrow.dataset(TABLE)`` read
+    every table after every run, e.g. ``failures/`` of a run where nothing failed.
+    """
+    fs, root = fsspec.core.url_to_fs(output.rstrip("/"))
+    for table in TABLES:
+        if not retrying(fs.glob, f"{root}/{table}/*.parquet"):
+            write_rows(output, table, [], "empty")
+
+
 # Commit order within a flush: a video's clips before its row, so that a committed
 # video row always has its clips committed (a resumed run skips that video).
 _COMMIT_ORDER = ("clips", "failures", "videos")
@@ -123,8 +135,15 @@ class WriteIndex(beam.PTransform):
         self._flush_s = flush_s
 
     def expand(self, rows: dict[str, pvalue.PCollection]) -> pvalue.PDone:
+        pipeline = next(iter(rows.values())).pipeline
+        # At the start of the run, so even a run that dies leaves readable tables.
+        _ = (
+            pipeline
+            | "Tables" >> beam.Create([self._output])
+            | "EnsureTables" >> beam.Map(ensure_tables)
+        )
         for name, table_rows in rows.items():
             _ = table_rows | f"Write{name}" >> beam.ParDo(
                 _WriteIndexFn(self._output, self._run_id, self._flush_rows, self._flush_s)
             )
-        return pvalue.PDone(next(iter(rows.values())).pipeline)
+        return pvalue.PDone(pipeline)

@@ -58,10 +58,12 @@ import concurrent.futures
 import functools
 import http.client
 import logging
+import os
 import random
 import re
 import sys
 import time
+import urllib.parse
 from typing import Any, Callable, Optional, TypeVar
 
 import fsspec
@@ -263,9 +265,79 @@ def retried(
     return decorate(fn) if fn is not None else decorate
 
 
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+
+
+def local_path(uri: str) -> Optional[str]:
+    """The local path a URI names, or None for a remote URI.
+
+    A string without a ``scheme://`` is a local path taken exactly as it is (``::``,
+    ``#``, ``?``, ``%``, ``[ ]``, a leading ``file:`` are all just characters of a
+    name). A ``file://`` URI (``file:///p``, ``file://localhost/p``) is percent-decoded
+    as RFC 8089 says, to bytes and then to the OS's name (``os.fsdecode``: bytes that
+    are not UTF-8 come back as the same undecodable name, so
+    ``local_path(escape_local_path(p)) == p``).
+    """
+    match = _SCHEME.match(uri)
+    if match is None:
+        return uri
+    if match.group(1).lower() != "file":
+        return None
+    rest = uri[match.end() :]
+    host, slash, path = rest.partition("/")
+    if host not in ("", "localhost"):
+        raise ValueError(f"file URI names another host: {uri!r}")
+    return os.fsdecode(urllib.parse.unquote_to_bytes(slash + path))
+
+
+def escape_local_path(path: str) -> str:
+    """A local path as a UTF-8 string that names it exactly.
+
+    A path that is valid UTF-8 is returned as it is. One that is not (bytes such as
+    Latin-1 ``caf\\xe9.mp4``, which Python holds as lone surrogates) becomes a
+    ``file://`` URI with every byte outside the unreserved set percent-encoded
+    (RFC 8089), which ``local_path`` turns back into the same path.
+    """
+    if is_utf8(path):
+        return path
+    absolute = os.path.abspath(path)
+    return "file://" + urllib.parse.quote(os.fsencode(absolute), safe="/")
+
+
+def escape_name(name: str) -> str:
+    """``name`` with each byte that is not UTF-8 written ``%XX``: for ids and messages."""
+    if is_utf8(name):
+        return name
+    return (
+        "".join(f"%{ord(ch) - 0xDC00:02X}" if 0xDC80 <= ord(ch) <= 0xDCFF else ch for ch in name)
+        .encode("utf-8", "backslashreplace")
+        .decode("utf-8")
+    )
+
+
+def is_utf8(text: str) -> bool:
+    """Whether ``text`` encodes to UTF-8 (no lone surrogates from undecodable bytes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def filesystem(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
-    """``(fs, path)`` for a URI or local path (no I/O, so nothing to retry)."""
-    return fsspec.core.url_to_fs(uri)
+    """``(fs, path)`` for a URI or local path (no I/O, so nothing to retry).
+
+    Never parses the URI as an fsspec URL chain (``a::b``): a local path is opened as
+    that path (see ``local_path``); ``scheme://rest`` goes to that scheme's filesystem
+    with ``rest`` as its path, ``::`` and all.
+    """
+    local = local_path(uri)
+    if local is not None:
+        return fsspec.filesystem("file"), local
+    protocol = _SCHEME.match(uri).group(1)
+    cls = fsspec.get_filesystem_class(protocol)
+    fs = fsspec.filesystem(protocol, **cls._get_kwargs_from_urls(uri))
+    return fs, cls._strip_protocol(uri)
 
 
 def open_input(uri: str, mode: str = "rb", **kwargs: Any):
@@ -281,5 +353,5 @@ def open_input(uri: str, mode: str = "rb", **kwargs: Any):
 
 
 def _open(uri: str, mode: str, kwargs: dict):
-    fs, path = fsspec.core.url_to_fs(uri)
+    fs, path = filesystem(uri)
     return fs.open(path, mode, **kwargs)

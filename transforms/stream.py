@@ -23,7 +23,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from transforms.metrics import StageMetrics
 from transforms.postprocess import failure_row
-from transforms.records import Failure, VideoResult
+from transforms.records import Failure, VideoResult, decoded_columns
 
 STAGE = "inference"
 
@@ -66,13 +66,7 @@ def result_rows(result: VideoResult, model: str, run_id: str) -> Iterator[Row]:
             "uri": ref.uri,
             "size": ref.size,
             "version": ref.version,
-            "duration_s": info.duration_s,
-            "fps": info.fps,
-            "width": info.width,
-            "height": info.height,
-            "num_frames": info.num_frames,
-            "decode_errors": info.decode_errors,
-            "num_clips": info.num_clips,
+            **decoded_columns(info),
             "labels": list(result.labels),
             "scores": list(result.scores),
             "model": model,

@@ -96,7 +96,12 @@ class SourceInfo:
     duration, None if unknown; the decoded one is ``VideoReader.duration_s``.
     ``pix_fmt``: the decoded pixel format. ``rotation``: degrees counter-clockwise that
     the display matrix turns the decoded picture (FFmpeg's sign: -90 is a quarter turn
-    clockwise), 0 without one.
+    clockwise), 0 without one. ``stream_index``: the container's index of the video
+    stream read (see ``best_video_stream``). ``sample_aspect_ratio``: the width of a
+    stored pixel over its height as shown (FFmpeg's guess from the container, else the
+    codec; 1 when neither says), so ``width`` is the stored width times it, rounded
+    (before rotation). ``ts_discont``: the format declares timestamp discontinuities
+    (MPEG-TS/PS), which the reader then re-bases as FFmpeg does.
     """
 
     width: int
@@ -106,6 +111,19 @@ class SourceInfo:
     codec: str
     pix_fmt: Optional[str]
     rotation: int
+    stream_index: int = 0
+    sample_aspect_ratio: Fraction = Fraction(1)
+    ts_discont: bool = False
+
+
+def stream_facts(info: SourceInfo) -> dict:
+    """The ``videos/`` columns that say which stream was read and its pixel shape."""
+    sar = getattr(info, "sample_aspect_ratio", None) or Fraction(1)
+    return {
+        "stream_index": int(getattr(info, "stream_index", 0) or 0),
+        "codec": str(getattr(info, "codec", "") or ""),
+        "sample_aspect_ratio": f"{sar.numerator}:{sar.denominator}",
+    }
 
 
 class DecodedFrame(NamedTuple):
@@ -118,8 +136,9 @@ class DecodedFrame(NamedTuple):
 class VideoReader:
     """``with VideoReader(uri, limits) as reader``: ``reader.info``, ``reader.frames()``.
 
-    After iterating: ``frames_decoded``, ``decode_errors``, ``first_t``, ``last_t``,
-    ``duration_s`` (decoded: last - first + the last frame's duration).
+    After iterating: ``frames_decoded``, ``decode_errors``, ``discontinuities``,
+    ``first_t``, ``last_t``, ``duration_s`` (decoded: last - first + the last frame's
+    duration). ``ended`` says the stream was read to its end.
     ``frames()`` can be iterated once; it starts with the frame opening peeked at.
     """
 
@@ -128,6 +147,12 @@ class VideoReader:
         self.limits = limits
         self.frames_decoded = 0
         self.decode_errors = 0
+        self.ended = False
+        self._sar = Fraction(1)
+        self._timeline: Optional[_Timeline] = None
+        # pts of the packets before the first keyframe packet (None once past it).
+        self._leading_pts: Optional[list] = []
+        self._leading: list = []  # those packets, until the first picture says which were dropped
         self.first_t: Optional[Fraction] = None
         self.display_size: Optional[tuple[int, int]] = None  # known from the first frame
         self.last_t: Optional[Fraction] = None
@@ -191,13 +216,8 @@ class VideoReader:
 
     def _open_stream(self) -> SourceInfo:
         container = self._container
-        # Cover art in an audio file is a one-frame "video" stream; it is not a video.
-        videos = [
-            s
-            for s in container.streams.video
-            if not s.disposition & av.stream.Disposition.attached_pic
-        ]
-        if not videos:
+        stream = best_video_stream(container, self.uri)
+        if stream is None:
             kinds = sorted(
                 {
                     "video (attached picture)" if s.type == "video" else s.type
@@ -205,7 +225,6 @@ class VideoReader:
                 }
             ) or ["none"]
             raise NoVideoStream(f"no video stream (streams: {', '.join(kinds)})")
-        stream = videos[0]
         stream.thread_type = "AUTO"
         self._stream = stream
         ctx = stream.codec_context
@@ -228,6 +247,7 @@ class VideoReader:
             )
         self._rotation: Optional[int] = None
         self._time_base = stream.time_base or Fraction(1, 90000)
+        self._timeline = _Timeline(container, self._time_base, self._frame_step)
         # The display matrix is only on decoded frames in PyAV: decode the first one.
         self._decoded = self._decode()
         self._peeked = next(self._decoded, None)
@@ -246,6 +266,9 @@ class VideoReader:
             codec=ctx.name,
             pix_fmt=first.format.name if first.format else None,
             rotation=self.rotation,
+            stream_index=stream.index,
+            sample_aspect_ratio=self._sar,
+            ts_discont=self._timeline.discont,
         )
 
     def frames(self) -> Iterator[DecodedFrame]:
@@ -272,9 +295,13 @@ class VideoReader:
                 decoded = packet.decode()
             except av.FFmpegError:
                 self.decode_errors += 1
+                if self._leading_pts and self._leading_pts[-1] == packet.pts:
+                    self._leading_pts.pop()  # counted here, not again as a leading drop
                 continue
             for frame in decoded:
                 pts, dts = frame.pts, frame.dts
+                if not self.frames_decoded:
+                    self._count_leading_drops(pts if pts is not None else dts)
                 if pts is not None and last_pts is not None and pts <= last_pts:
                     faulty_pts += 1
                 if dts is not None and last_dts is not None and dts <= last_dts:
@@ -306,7 +333,8 @@ class VideoReader:
                     )
                 if self._rotation is None:
                     self._rotation = _rotation_of(frame)
-                    self.display_size = display_size(frame)
+                    self._sar = _sample_aspect_ratio(self._stream)
+                    self.display_size = self.display_size_of(frame)
                 if t - self.first_t > limits.max_duration_s:
                     raise DecodeLimitExceeded(
                         f"decoded past max_duration_s={limits.max_duration_s:g}"
@@ -324,6 +352,9 @@ class VideoReader:
             try:
                 packet = next(packets)
             except StopIteration:
+                self.ended = True
+                if not self.frames_decoded:
+                    self._count_leading_drops(None, pictured=False)
                 return
             except av.FFmpegError:
                 # A truncated or corrupt tail: keep what was decoded, say so, and
@@ -336,7 +367,35 @@ class VideoReader:
                 # E.g. the cut-off last packet of a truncated file: the demuxer's only
                 # sign of the damage, as decoding it fails quietly.
                 self.decode_errors += 1
+            if packet.size:
+                self._timeline.rebase(packet)
+                if self._leading_pts is not None:
+                    if packet.is_keyframe:
+                        self._leading, self._leading_pts = self._leading_pts, None
+                    else:
+                        self._leading_pts.append(packet.pts)
             yield packet
+
+    def _count_leading_drops(self, first_pts: Optional[int], pictured: bool = True) -> None:
+        """Count the packets before the first keyframe that gave no picture.
+
+        A stream cut mid-GOP (a transport stream recorded from the middle of a
+        broadcast) starts with packets that refer to pictures it does not hold; FFmpeg
+        drops them without an error. They are those earlier than the first picture
+        (all of them when no picture came; none can be told apart when the first
+        picture has no timestamp).
+        """
+        leading = self._leading if self._leading_pts is None else self._leading_pts
+        self._leading, self._leading_pts = [], None
+        if not pictured:
+            self.decode_errors += len(leading)
+        elif first_pts is not None:
+            self.decode_errors += sum(1 for pts in leading if pts is not None and pts < first_pts)
+
+    @property
+    def discontinuities(self) -> int:
+        """Timestamp jumps re-based so far (formats that declare them only)."""
+        return self._timeline.discontinuities if self._timeline else 0
 
     @property
     def rotation(self) -> int:
@@ -349,18 +408,26 @@ class VideoReader:
         # The last frame lasts as long as the gap before it (or one nominal frame).
         return self.last_t - self.first_t + (self._last_gap or self._frame_step)
 
+    def display_size_of(self, frame: av.VideoFrame) -> tuple[int, int]:
+        """(width, height) of a decoded frame as shown: stored size times the sample
+        aspect ratio (the width scaled), then rotated."""
+        return display_size(frame, self._sar)
+
     def to_rgb(
         self, frame: av.VideoFrame, width: Optional[int] = None, height: Optional[int] = None
     ) -> np.ndarray:
-        """The frame as RGB uint8 ``[H, W, 3]`` in display orientation.
+        """The frame as RGB uint8 ``[H, W, 3]`` as shown: un-squeezed, upright.
 
         ``width``/``height`` are display sizes to resize to during conversion (swscale,
-        bilinear); for a frame rotated by 90 or 270 degrees the decoder's own size is
-        the transpose. Any pixel format (gray, 10-bit, palette, alpha) gives RGB;
-        alpha is dropped.
+        bilinear); without them the displayed size (``display_size_of``): pixels that
+        are not square are resampled to square ones, as a player shows them. For a
+        frame rotated by 90 or 270 degrees the decoder's own size is the transpose.
+        Any pixel format (gray, 10-bit, palette, alpha) gives RGB; alpha is dropped.
         """
         rotation = _rotation_of(frame)
         quarter = (round(rotation / 90) % 4) if rotation else 0
+        if (width is None or height is None) and self._sar != 1:
+            width, height = self.display_size_of(frame)
         if width is not None and height is not None and quarter % 2:
             width, height = height, width
         # One scaler per reader: swscale's setup costs about as much as a 1080p resize.
@@ -371,6 +438,69 @@ class VideoReader:
             # The display matrix says rotate counterclockwise by `rotation` degrees.
             rgb = np.ascontiguousarray(np.rot90(rgb, k=quarter))
         return rgb
+
+
+class StreamLength(NamedTuple):
+    """A video stream's length from its packets (demuxed, not decoded).
+
+    ``num_frames``: the stream's packets (one picture each for video codecs in the
+    containers FFmpeg reads; ``ffprobe -count_packets``). ``duration_s``: from the
+    earliest presentation time to the end of the latest packet (pts + duration),
+    discontinuities re-based as in decoding.
+    """
+
+    num_frames: int
+    duration_s: Fraction
+
+
+def measure_length(uri: str, limits: DecodeLimits = DecodeLimits()) -> Optional[StreamLength]:
+    """The true length of ``uri``'s video stream, read from packet timestamps.
+
+    Headers can be short, long or missing; the packets are what plays. Demuxing reads
+    the file's bytes but decodes nothing (README "Measured here" gives the cost
+    against a decode). None when the packets carry no timestamps. Raises
+    ``VideoDecodeError`` subclasses as ``VideoReader`` does.
+    """
+    started = time.monotonic()
+    with open_input(uri, block_size=_BLOCK_SIZE) as file:
+        try:
+            container = av.open(file, mode="r", metadata_errors="ignore")
+        except (av.FFmpegError, ValueError, EOFError) as error:
+            raise UnreadableVideo(_reason(error)) from None
+        with container:
+            stream = best_video_stream(container, uri)
+            if stream is None:
+                raise NoVideoStream("no video stream")
+            time_base = stream.time_base or Fraction(1, 90000)
+            rate = stream.average_rate or stream.base_rate or stream.guessed_rate
+            step = Fraction(1) / Fraction(rate) if rate else Fraction(1, 25)
+            timeline = _Timeline(container, time_base, step)
+            count, first, end = 0, None, None
+            packets = container.demux(stream)
+            while True:
+                if time.monotonic() - started > limits.max_decode_s:
+                    raise DecodeLimitExceeded(
+                        f"reading took over max_decode_s={limits.max_decode_s:g}"
+                    )
+                try:
+                    packet = next(packets)
+                except StopIteration:
+                    break
+                except av.FFmpegError:
+                    break  # a broken tail: what came before is the stream
+                if not packet.size:
+                    continue
+                timeline.rebase(packet)
+                count += 1
+                pts = packet.pts if packet.pts is not None else packet.dts
+                if pts is None:
+                    continue
+                first = pts if first is None else min(first, pts)
+                last_end = pts + (packet.duration or 0)
+                end = last_end if end is None else max(end, last_end)
+    if first is None:
+        return None
+    return StreamLength(count, Fraction(end - first) * time_base)
 
 
 class _FlushPacket:
@@ -390,12 +520,152 @@ def _rotation_of(frame: av.VideoFrame) -> int:
         return 0
 
 
-def display_size(frame: av.VideoFrame) -> tuple[int, int]:
-    """(width, height) of a decoded frame as it is shown (after rotation)."""
+def display_size(
+    frame: av.VideoFrame, sample_aspect_ratio: Fraction = Fraction(1)
+) -> tuple[int, int]:
+    """(width, height) of a decoded frame as it is shown.
+
+    The stored width times ``sample_aspect_ratio`` (rounded, at least 1), then the
+    display matrix's rotation (a quarter turn swaps the two).
+    """
+    width = frame.width
+    if sample_aspect_ratio != 1:
+        width = max(1, round(width * sample_aspect_ratio))
     quarter = round(_rotation_of(frame) / 90) % 4
     if quarter % 2:
-        return frame.height, frame.width
-    return frame.width, frame.height
+        return frame.height, width
+    return width, frame.height
+
+
+def _sample_aspect_ratio(stream) -> Fraction:
+    """FFmpeg's guess (``av_guess_sample_aspect_ratio``: the container's, else the
+    codec's); 1 where neither gives a valid ratio."""
+    try:
+        sar = stream.sample_aspect_ratio
+    except (AttributeError, ValueError):
+        sar = None
+    if not sar or sar <= 0:
+        return Fraction(1)
+    return Fraction(sar.numerator, sar.denominator)
+
+
+def best_video_stream(
+    container, uri: Optional[str] = None
+) -> Optional[av.video.stream.VideoStream]:
+    """The video stream a player shows, or None when the file has none.
+
+    Never an attached picture (cover art); then, in order: a moving stream before a
+    one-frame still (a poster or thumbnail track), the default disposition before
+    others, then FFmpeg's own choice (``av_find_best_stream``: not an impaired-viewer
+    track, more frames probed, higher bit rate), then the lowest index. A still is
+    known from the header (one frame, or one frame's duration); where several video
+    streams leave that unknown (Matroska keeps no counts) and ``uri`` is given, from
+    the packets at the start of the file (a second, short read).
+    """
+    videos = [
+        s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic
+    ]
+    if not videos:
+        return None
+    stills = {s.index for s in videos if _is_still(s)}
+    unknown = [s for s in videos if s.index not in stills and not s.frames]
+    if len(videos) > 1 and unknown and uri is not None:
+        stills |= _stills_by_packets(uri, {s.index for s in videos})
+    try:
+        ffmpeg_best = container.streams.best("video")
+    except (av.FFmpegError, ValueError):
+        ffmpeg_best = None
+
+    def rank(stream) -> tuple:
+        default = bool(stream.disposition & av.stream.Disposition.default)
+        best = ffmpeg_best is not None and stream.index == ffmpeg_best.index
+        return (stream.index not in stills, default, best, -stream.index)
+
+    return max(videos, key=rank)
+
+
+# Packets read from the start of a file to tell a still from a moving stream.
+_STILL_PROBE_PACKETS = 500
+
+
+def _stills_by_packets(uri: str, indexes: set[int]) -> set[int]:
+    """Of the streams ``indexes``, those with at most one packet while another has more."""
+    counts = dict.fromkeys(indexes, 0)
+    try:
+        with open_input(uri, block_size=_BLOCK_SIZE) as file, av.open(
+            file, mode="r", metadata_errors="ignore"
+        ) as container:
+            for read, packet in enumerate(container.demux()):
+                if packet.size and packet.stream.index in counts:
+                    counts[packet.stream.index] += 1
+                if read >= _STILL_PROBE_PACKETS or min(counts.values()) >= 2:
+                    break
+    except (av.FFmpegError, OSError, ValueError, EOFError):
+        return set()  # the decode that follows reports what is wrong
+    if max(counts.values()) < 2:
+        return set()
+    return {index for index, count in counts.items() if count <= 1}
+
+
+def _is_still(stream) -> bool:
+    """A stream that holds one picture: one frame in the header, or one frame's length."""
+    if stream.frames == 1:
+        return True
+    rate = stream.average_rate or stream.guessed_rate
+    if stream.frames == 0 and stream.duration and stream.time_base and rate:
+        return stream.duration * stream.time_base * rate <= 1
+    return False
+
+
+# FFmpeg's thresholds for a timestamp discontinuity (fftools: dts_delta_threshold 10 s;
+# a jump back by more than 0.1 s).
+_DISCONT_JUMP_S = Fraction(10)
+_DISCONT_BACK_S = Fraction(1, 10)
+
+
+class _Timeline:
+    """Re-bases packet timestamps across discontinuities, as ``ffmpeg`` does.
+
+    Only for formats that declare discontinuities (``AVFMT_TS_DISCONT``: MPEG-TS and
+    -PS; recordings appended, a recorder restarting): when a packet's dts jumps from
+    the one predicted (the last dts plus the last packet's duration) by more than
+    10 s either way, or falls more than 0.1 s behind the last, the offset is moved so
+    it continues from the prediction. Other formats keep their timestamps.
+    """
+
+    def __init__(self, container, time_base: Fraction, frame_step: Fraction):
+        flags = container.format.flags if container.format is not None else 0
+        self.discont = bool(flags & av.format.Flags.ts_discont.value)
+        self.discontinuities = 0
+        self._tb = time_base
+        self._step = max(1, round(frame_step / time_base))
+        self._offset = 0
+        self._last_dts: Optional[int] = None
+        self._next_dts: Optional[int] = None
+
+    def rebase(self, packet) -> None:
+        if not self.discont:
+            return
+        dts = packet.dts if packet.dts is not None else packet.pts
+        if dts is None:
+            return
+        dts += self._offset
+        if self._next_dts is not None:
+            delta = dts - self._next_dts
+            if (
+                abs(delta) * self._tb > _DISCONT_JUMP_S
+                or (dts - self._last_dts) * self._tb < -_DISCONT_BACK_S
+            ):
+                self._offset -= delta
+                dts -= delta
+                self.discontinuities += 1
+        if self._offset:
+            if packet.pts is not None:
+                packet.pts += self._offset
+            if packet.dts is not None:
+                packet.dts += self._offset
+        self._last_dts = dts
+        self._next_dts = dts + (packet.duration or self._step)
 
 
 def _reason(error: BaseException, log=()) -> str:

@@ -42,7 +42,7 @@ from transforms.postprocess import softmax, top_k
 from transforms.preprocess import FrameSpec
 from transforms.records import ClipScores, Failure, VideoInfo, VideoRef, VideoResult
 from transforms.sampling import rate_fraction
-from transforms.video_io import DecodeLimits, VideoReader
+from transforms.video_io import DecodeLimits, VideoReader, stream_facts
 
 DECODE = "decode"  # failure stages: a video that could not be read,
 INFERENCE = "inference"  # or whose batch the model failed on
@@ -193,6 +193,10 @@ class VideoFrames:
         return self._reader.decode_errors
 
     @property
+    def discontinuities(self) -> int:
+        return self._reader.discontinuities
+
+    @property
     def duration_s(self) -> Optional[Fraction]:
         return self._reader.duration_s
 
@@ -228,6 +232,8 @@ def video_info(ref: VideoRef, frames: VideoFrames, num_clips: int, duration_s=No
         num_clips=num_clips,
         num_frames=int(frames.num_frames_decoded or 0),
         decode_errors=int(frames.decode_errors or 0),
+        discontinuities=int(getattr(frames, "discontinuities", 0) or 0),
+        **stream_facts(source),
     )
 
 
