@@ -3,6 +3,7 @@
     python bench/bench_index.py throughput [--model i3d-kinetics-400] [--rounds 2]
     python bench/bench_index.py memory [--long-min 30] [--short-min 1]
     python bench/bench_index.py decode
+    python bench/bench_index.py length [--rounds 3]
 
 throughput: on a corpus built from ../shared/media, (a) the whole job's clips/s
 (LocalRunner, in this process: list, decode, classify, summarise, write, with the
@@ -14,6 +15,10 @@ Prints each round and two ratios of medians: (a) / (b), and the running job's ra
 
 decode: CPU seconds of decode + resample + preprocess per clip, per corpus file (what
 sizing a GPU worker's vCPUs needs).
+
+length: what finding a video's true length from packet timestamps (demux only, what
+``--max-clips-per-video`` adds) costs against decoding it for clips; CPU seconds of
+each, alternated per file and round; prints per-file and corpus ratios of medians.
 
 memory: generates a long and a short low-resolution video, indexes each in its own
 child process, and also decodes each alone (read_clips, no model) in another; prints
@@ -150,6 +155,43 @@ def decode(args) -> dict:
     return rows
 
 
+def length(args) -> dict:
+    """CPU seconds: measure_length (demux) vs read_clips (decode + resample + preprocess)."""
+    import statistics
+
+    from beam_pipeline.models.registry import registered
+    from transforms.clips import read_clips
+    from transforms.video_io import measure_length
+
+    spec = registered()[args.model]
+    sampling = spec.clip_sampling()
+    files = CORPUS + ["moviepy/smpte-2997.mp4"]
+    probe: dict[str, list[float]] = {name: [] for name in files}
+    clips: dict[str, list[float]] = {name: [] for name in files}
+    for _ in range(args.rounds):
+        for name in files:
+            path = str(SHARED / "media" / name)
+            started = time.process_time()
+            measure_length(path)
+            probe[name].append(time.process_time() - started)
+            started = time.process_time()
+            with read_clips(path, sampling, spec.frame_spec()) as reader:
+                sum(1 for _ in reader)
+            clips[name].append(time.process_time() - started)
+    rows = {
+        name: {
+            "demux_cpu_s": round(statistics.median(probe[name]), 4),
+            "clips_cpu_s": round(statistics.median(clips[name]), 3),
+            "ratio": round(statistics.median(probe[name]) / statistics.median(clips[name]), 4),
+        }
+        for name in files
+    }
+    total_probe = sum(statistics.median(v) for v in probe.values())
+    total_clips = sum(statistics.median(v) for v in clips.values())
+    rows["corpus"] = {"ratio": round(total_probe / total_clips, 4), "rounds": args.rounds}
+    return rows
+
+
 def write_long_video(path: Path, minutes: float, fps: int = 25, size=(160, 120)) -> None:
     """A low-resolution test pattern that moves, so the encoder has real work."""
     import av
@@ -238,6 +280,9 @@ def main() -> None:
     d = sub.add_parser("decode")
     d.add_argument("--model", default="i3d-kinetics-400")
     d.add_argument("--stride-s", type=float, default=None)
+    n = sub.add_parser("length")
+    n.add_argument("--model", default="i3d-kinetics-400")
+    n.add_argument("--rounds", type=int, default=3)
     m = sub.add_parser("memory")
     m.add_argument("--model", default="i3d-kinetics-400")
     m.add_argument("--long-min", type=float, default=30.0)
@@ -250,7 +295,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    result = {"throughput": throughput, "memory": memory, "decode": decode}[args.what](args)
+    modes = {"throughput": throughput, "memory": memory, "decode": decode, "length": length}
+    result = modes[args.what](args)
     print(json.dumps(result, indent=1))
 
 

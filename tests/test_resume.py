@@ -51,6 +51,7 @@ def test_rerun_indexes_only_what_changed(tmp_path, colour_spec_file):
         "clips": 6,
         "failures": 1,
         "skipped_unchanged": 0,
+        "left_out_by_extension": 0,
     }
 
     second = run(index_cmd(archive, out, colour_spec_file))
