@@ -175,17 +175,21 @@ def _decode_rgb(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.stack(frames), np.asarray(times, dtype=np.float64)
 
 
-def _reference_clip(path: Path) -> np.ndarray:
+def _reference_clip(path: Path, displayed_width: int | None = None) -> np.ndarray:
     """The golden clips' preprocessing, as ``float32 [T, 224, 224, 3]`` in ``[0, 1]``.
 
     Resample to 25 fps by taking, for each output time, the frame nearest in
     presentation time (what ffmpeg's fps filter does), resize the shorter side to
-    256 (bilinear), centre-crop 224, keep the first 100 frames.
+    256 (bilinear), centre-crop 224, keep the first 100 frames. The golden clips used
+    the stored pixels; ``displayed_width`` first resizes them to that width (bilinear),
+    as a player shows pixels that are not square.
     """
     frames, times = _decode_rgb(path)
     wanted = times[0] + np.arange(REFERENCE_FRAMES) / REFERENCE_FPS
     nearest = np.abs(times[None, :] - wanted[:, None]).argmin(axis=1)
     clip = frames[nearest]
+    if displayed_width is not None:
+        clip = tf.image.resize(clip, (clip.shape[1], displayed_width), method="bilinear").numpy()
     height, width = clip.shape[1:3]
     if min(height, width) != REFERENCE_SHORT_SIDE:
         scale = REFERENCE_SHORT_SIDE / min(height, width)
@@ -267,3 +271,38 @@ def test_mmaction2_mp4_matches_reference_clip(model, kinetics400_labels: list[st
     np.testing.assert_allclose(
         logits[top5], [logit for _, _, logit in expected["top5"]], rtol=0, atol=0.05
     )
+
+
+@pytest.mark.slow
+@needs_shared
+def test_pipeline_feeds_i3d_the_picture_as_shown(model, kinetics400_labels: list[str]) -> None:
+    """test.mp4 stores 340x256 pixels with sample aspect 1024:765: it shows as 455x256.
+
+    The golden reference above was computed from the stored, squeezed pixels (the
+    reference preprocessing reproduces its logits to 3 decimals). The pipeline widens
+    frames to the displayed size before resize and crop, so its clip matches the
+    reference preprocessing on widened frames, not on squeezed ones, and I3D still
+    says "cleaning pool".
+    """
+    from transforms.clips import read_clips
+    from transforms.preprocess import FrameSpec
+    from transforms.sampling import ClipSampling
+
+    path = SHARED / "media" / "mmaction2" / "test.mp4"
+    sampling = ClipSampling(frames_per_clip=REFERENCE_FRAMES, fps=REFERENCE_FPS)
+    spec = FrameSpec(size=i3d.INPUT_SIZE, resize_shorter=REFERENCE_SHORT_SIDE)
+    with read_clips(str(path), sampling, spec) as reader:
+        pipeline = next(iter(reader)).frames.astype(np.float32) / 255.0
+    assert (reader.info.width, reader.info.height) == (455, 256)
+    shown, squeezed = _reference_clip(path, displayed_width=455), _reference_clip(path)
+    assert np.abs(pipeline - shown).mean() < 2 / 255
+    assert np.abs(pipeline - squeezed).mean() > 5 * np.abs(pipeline - shown).mean()
+    logits = {
+        name: model(clip[None]).numpy()[0]
+        for name, clip in (("pipeline", pipeline), ("shown", shown), ("squeezed", squeezed))
+    }
+    assert kinetics400_labels[int(np.argmax(logits["pipeline"]))] == "cleaning pool"
+    top5 = np.argsort(-logits["shown"])[:5]
+    np.testing.assert_allclose(logits["pipeline"][top5], logits["shown"][top5], rtol=0, atol=0.15)
+    # Squeezed and shown pictures differ for the model by more than that.
+    assert np.abs(logits["squeezed"][top5] - logits["shown"][top5]).max() > 1.0
