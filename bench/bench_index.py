@@ -4,6 +4,7 @@
     python bench/bench_index.py memory [--long-min 30] [--short-min 1]
     python bench/bench_index.py decode
     python bench/bench_index.py length [--rounds 3]
+    python bench/bench_index.py isolation [--rounds 3]
 
 throughput: on a corpus built from ../shared/media, (a) the whole job's clips/s
 (LocalRunner, in this process: list, decode, classify, summarise, write, with the
@@ -19,6 +20,11 @@ sizing a GPU worker's vCPUs needs).
 length: what finding a video's true length from packet timestamps (demux only, what
 ``--max-clips-per-video`` adds) costs against decoding it for clips; CPU seconds of
 each, alternated per file and round; prints per-file and corpus ratios of medians.
+
+isolation: clips/s of decode + resample + preprocess in a child process
+(``transforms.decode_worker``, what the job does) over the same in this process, on the
+corpus, alternated per file and round (wall clock: the child works while the parent
+waits); the child is started once before the clock, as a worker keeps it.
 
 memory: generates a long and a short low-resolution video, indexes each in its own
 child process, and also decodes each alone (read_clips, no model) in another; prints
@@ -192,6 +198,50 @@ def length(args) -> dict:
     return rows
 
 
+def isolation(args) -> dict:
+    """Wall-clock clips/s: isolated decode over in-process decode, ratio of sums of medians."""
+    import statistics
+
+    from beam_pipeline.models.registry import registered
+    from transforms.clips import read_clips
+    from transforms.decode_worker import IsolatedDecoder
+
+    spec = registered()[args.model]
+    sampling = spec.clip_sampling(stride_s=args.stride_s)
+    files = CORPUS + ["moviepy/smpte-2997.mp4"]
+    times: dict[str, dict[str, list[float]]] = {"in_process": {}, "isolated": {}}
+    clips: dict[str, int] = {}
+    decoder = IsolatedDecoder()
+    decoder._start()  # a worker starts its decoder once, in setup()
+    openers = {"in_process": read_clips, "isolated": decoder.read_clips}
+    try:
+        for round_ in range(args.rounds):
+            for name in files:
+                path = str(SHARED / "media" / name)
+                order = (
+                    ("in_process", "isolated") if round_ % 2 == 0 else ("isolated", "in_process")
+                )
+                for mode in order:
+                    started = time.perf_counter()
+                    with openers[mode](path, sampling, spec.frame_spec()) as reader:
+                        clips[name] = sum(1 for _ in reader)
+                    times[mode].setdefault(name, []).append(time.perf_counter() - started)
+    finally:
+        decoder.close()
+    total = sum(clips.values())
+    fps = {
+        mode: total / sum(statistics.median(v) for v in per_file.values())
+        for mode, per_file in times.items()
+    }
+    return {
+        "clips": total,
+        "rounds": args.rounds,
+        "in_process_clips_per_s": round(fps["in_process"], 2),
+        "isolated_clips_per_s": round(fps["isolated"], 2),
+        "isolated_over_in_process": round(fps["isolated"] / fps["in_process"], 3),
+    }
+
+
 def write_long_video(path: Path, minutes: float, fps: int = 25, size=(160, 120)) -> None:
     """A low-resolution test pattern that moves, so the encoder has real work."""
     import av
@@ -283,6 +333,10 @@ def main() -> None:
     n = sub.add_parser("length")
     n.add_argument("--model", default="i3d-kinetics-400")
     n.add_argument("--rounds", type=int, default=3)
+    i = sub.add_parser("isolation")
+    i.add_argument("--model", default="i3d-kinetics-400")
+    i.add_argument("--stride-s", type=float, default=None)
+    i.add_argument("--rounds", type=int, default=3)
     m = sub.add_parser("memory")
     m.add_argument("--model", default="i3d-kinetics-400")
     m.add_argument("--long-min", type=float, default=30.0)
@@ -295,7 +349,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    modes = {"throughput": throughput, "memory": memory, "decode": decode, "length": length}
+    modes = {
+        "throughput": throughput,
+        "memory": memory,
+        "decode": decode,
+        "length": length,
+        "isolation": isolation,
+    }
     result = modes[args.what](args)
     print(json.dumps(result, indent=1))
 

@@ -7,6 +7,10 @@ carries the video's ``DecodeResult``: its ``VideoInfo``, or the ``Failure`` that
 stopped it, with the number of clips emitted; a failure after some clips still
 ends the video in ``failures`` (Summarise drops those clips). A video that fails
 before its first clip gives its DecodeResult on the ``failed`` output.
+
+Decoding runs in a child process per DoFn instance (``transforms.decode_worker``): a
+decoder that crashes or hangs in native code fails its video (``DecoderCrashed``,
+``DecoderTimedOut``, stage ``decode``) and the next video gets a fresh child.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import apache_beam as beam
 from apache_beam import pvalue
 
 from transforms.clips import read_clips
+from transforms.decode_worker import IsolatedDecoder
 from transforms.metrics import StageMetrics
 from transforms.preprocess import FrameSpec
 from transforms.records import ClipKey, DecodeResult, Failure, VideoInfo, VideoRef, seconds
@@ -38,21 +43,31 @@ class _DecodeClipsFn(beam.DoFn):
         frame_spec: FrameSpec,
         limits: DecodeLimits,
         progress_path: Optional[str],
+        isolate: bool = True,
     ):
         self._sampling = sampling
         self._frame_spec = frame_spec
         self._limits = limits
         self._progress_path = progress_path
+        self._isolate = isolate
 
     def setup(self):
         self._metrics = StageMetrics(STAGE, self._progress_path)
+        self._decoder = IsolatedDecoder() if self._isolate else None
+        self._read_clips = self._decoder.read_clips if self._decoder else read_clips
+
+    def teardown(self):
+        if self._decoder is not None:
+            self._decoder.close()
 
     def process(self, ref: VideoRef):
         started = time.monotonic()
         num_clips = 0
         held = None  # the latest clip, held back until we know whether it is the last
         try:
-            with read_clips(ref.uri, self._sampling, self._frame_spec, self._limits) as reader:
+            with self._read_clips(
+                ref.uri, self._sampling, self._frame_spec, self._limits
+            ) as reader:
                 source = reader.info
                 for clip in reader:
                     if held is not None:
@@ -113,9 +128,10 @@ class DecodeClips(beam.PTransform):
         frame_spec: FrameSpec,
         limits: DecodeLimits = DecodeLimits(),
         progress_path: Optional[str] = None,
+        isolate: bool = True,
     ):
         super().__init__()
-        self._fn = _DecodeClipsFn(sampling, frame_spec, limits, progress_path)
+        self._fn = _DecodeClipsFn(sampling, frame_spec, limits, progress_path, isolate)
 
     def expand(self, refs: pvalue.PCollection) -> dict[str, pvalue.PCollection]:
         decoded = refs | "Decode" >> beam.ParDo(self._fn).with_outputs("failed", main="clips")

@@ -1,0 +1,358 @@
+"""Decode in a child process, so a decoder that crashes or hangs fails one video, not the job.
+
+FFmpeg is native code: a hostile or broken file can segfault, abort, exhaust memory or
+block inside one call, where no Python check runs. ``IsolatedDecoder`` keeps one
+long-lived child process (``python -m transforms.decode_worker``) that runs
+``transforms.clips.read_clips`` and hands each clip back: the clip's
+``uint8 [T, S, S, 3]`` frames through a shared memory block (an anonymous ``memfd``
+both map), a small pickled header through a pipe; the parent copies the frames out
+and acknowledges, so the child may write the next clip. The parent waits with a wall-clock deadline (``max_decode_s`` from the
+request, plus a grace for the child's own check to fire first): past it the child is
+killed and the video fails with ``DecoderTimedOut``; a child that dies (a signal, an
+abort, the kernel's OOM killer) fails it with ``DecoderCrashed``. Either way the next
+video gets a fresh child. Errors the decoder reports itself (``UnreadableVideo``, ...)
+come back as the same exceptions, so the failure rows read as they would in process.
+
+Memory: the child holds one decoder and one clip, the shared block one clip, the
+parent its copy. Cost: one more copy of each clip each side (README "Measured here"
+gives the decode bench's isolated / in-process ratio).
+
+Test hook: with ``VIDEO_INDEX_TEST_FAULTS=1`` in the child's environment, a URI that
+contains ``__crash__`` makes the child segfault and one that contains ``__hang__``
+makes it block in a native sleep; without the variable the names mean nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+from transforms.clips import SampledClip, read_clips
+from transforms.preprocess import FrameSpec
+from transforms.sampling import ClipSampling
+from transforms.video_io import DecodeLimitExceeded, DecodeLimits, VideoDecodeError
+
+__all__ = ["IsolatedDecoder", "DecoderCrashed", "DecoderTimedOut"]
+
+TEST_FAULTS_ENV = "VIDEO_INDEX_TEST_FAULTS"
+# Seconds past max_decode_s the parent waits, so the child's own per-packet check
+# (a clean DecodeLimitExceeded) fires first where it can.
+_GRACE_S = 1.0
+# How long a new child may take to import its modules and say it is ready.
+_START_S = 120.0
+_LENGTH = struct.Struct("<Q")  # bytes of the pickled header that follows
+_ACK = b"A"  # parent -> child: the shared block is free again
+
+
+class DecoderCrashed(VideoDecodeError):
+    """The decoder process died (a signal, an abort, out of memory)."""
+
+
+class DecoderTimedOut(DecodeLimitExceeded):
+    """The decoder process gave no answer within the wall-clock limit; it was killed."""
+
+
+def _write_message(out, header: object) -> None:
+    data = pickle.dumps(header, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_LENGTH.pack(len(data)) + data)
+    out.flush()
+
+
+class _SharedBlock:
+    """An anonymous shared memory file both processes map; grown on demand."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.size = 0
+        self.map: Optional[mmap.mmap] = None
+
+    def ensure(self, size: int, grow: bool) -> None:
+        if size <= self.size:
+            return
+        if grow:
+            os.ftruncate(self.fd, size)
+        if self.map is not None:
+            self.map.close()
+        self.map = mmap.mmap(self.fd, size)
+        self.size = size
+
+    def put(self, frames: np.ndarray) -> None:
+        np.frombuffer(self.map, dtype=np.uint8, count=frames.size)[...] = frames.reshape(-1)
+
+    def take(self, shape: tuple) -> np.ndarray:
+        """A copy of the ``uint8`` array of ``shape`` at the start of the block."""
+        count = int(np.prod(shape))
+        return np.frombuffer(self.map, dtype=np.uint8, count=count).reshape(shape).copy()
+
+    def close(self) -> None:
+        if self.map is not None:
+            self.map.close()
+            self.map = None
+        os.close(self.fd)
+
+
+class IsolatedDecoder:
+    """``decoder.read_clips(uri, sampling, frame_spec, limits)``: ``read_clips`` in a child.
+
+    The returned object is used like ``transforms.clips.read_clips`` (``with ... as
+    reader``, ``reader.info``, iterate ``SampledClip``, then ``num_frames``,
+    ``duration_s``, ``decode_errors``, ``discontinuities``, ``display_size``). The
+    child starts on first use and again after a crash, a timeout or an abandoned
+    video; ``close()`` ends it (it also ends by itself when the parent goes away).
+    """
+
+    def __init__(self) -> None:
+        self._proc: Optional[subprocess.Popen] = None
+        self._requests = None
+        self._answers: Optional[int] = None
+        self._block: Optional[_SharedBlock] = None
+
+    def read_clips(
+        self,
+        uri: str,
+        sampling: ClipSampling,
+        frame_spec: FrameSpec,
+        limits: DecodeLimits = DecodeLimits(),
+    ) -> "_RemoteClips":
+        return _RemoteClips(self, uri, sampling, frame_spec, limits)
+
+    def _start(self) -> None:
+        request_r, request_w = os.pipe()
+        answer_r, answer_w = os.pipe()
+        self._block = _SharedBlock(os.memfd_create("video-index-clip"))
+        root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        level = logging.getLogger("libav").getEffectiveLevel()
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "transforms.decode_worker"]
+            + [str(request_r), str(answer_w), str(self._block.fd), str(level)],
+            pass_fds=(request_r, answer_w, self._block.fd),
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        os.close(request_r)
+        os.close(answer_w)
+        self._requests = os.fdopen(request_w, "wb")
+        self._answers = answer_r
+        # The per-video clock starts once the child is ready, not during its imports.
+        self._receive(time.monotonic() + _START_S, _START_S)
+
+    def _send(self, request: tuple, clip_bytes: int) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            self.close()
+            self._start()
+        self._block.ensure(clip_bytes, grow=True)
+        try:
+            _write_message(self._requests, (*request, self._block.size))
+        except (BrokenPipeError, OSError):
+            raise self._crashed() from None
+
+    def _ack(self) -> None:
+        try:
+            self._requests.write(_ACK)
+            self._requests.flush()
+        except (BrokenPipeError, OSError):
+            pass  # the child is gone: the next read says how
+
+    def _frames(self, shape: tuple) -> np.ndarray:
+        """A copy of the clip the child put in the shared block."""
+        return self._block.take(shape)
+
+    def _receive(self, deadline: float, limit_s: float) -> tuple:
+        """The next header; raises DecoderCrashed / DecoderTimedOut."""
+        (size,) = _LENGTH.unpack(self._read_exact(_LENGTH.size, deadline, limit_s))
+        return pickle.loads(self._read_exact(size, deadline, limit_s))
+
+    def _read_exact(self, size: int, deadline: float, limit_s: float) -> bytes:
+        buffer = bytearray(size)
+        self._read_into(memoryview(buffer), deadline, limit_s)
+        return bytes(buffer)
+
+    def _read_into(self, view: memoryview, deadline: float, limit_s: float) -> None:
+        done = 0
+        while done < len(view):
+            remaining = deadline - time.monotonic()
+            ready = remaining > 0 and select.select([self._answers], [], [], remaining)[0]
+            if not ready:
+                self.close()
+                raise DecoderTimedOut(
+                    f"decoder timed out: no answer within max_decode_s={limit_s:g} s "
+                    f"(+{_GRACE_S:g} s), decoder process killed"
+                )
+            count = os.readv(self._answers, [view[done:]])
+            if count == 0:
+                raise self._crashed()
+            done += count
+
+    def _crashed(self) -> DecoderCrashed:
+        proc = self._proc
+        code = None
+        if proc is not None:
+            try:
+                code = proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.close()
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            why = f"killed by {name}" + (", e.g. out of memory" if -code == signal.SIGKILL else "")
+        else:
+            why = f"exit status {code}"
+        return DecoderCrashed(f"decoder crashed ({why}); the video was not indexed")
+
+    def close(self) -> None:
+        """End the child (killed if it is still working) and free the pipes."""
+        proc, self._proc = self._proc, None
+        if self._requests is not None:
+            try:
+                self._requests.close()
+            except OSError:
+                pass
+            self._requests = None
+        if self._answers is not None:
+            os.close(self._answers)
+            self._answers = None
+        if self._block is not None:
+            self._block.close()
+            self._block = None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class _RemoteClips:
+    """One video read by the child; the interface of ``transforms.clips.read_clips``."""
+
+    def __init__(self, decoder, uri, sampling, frame_spec, limits: DecodeLimits):
+        self._decoder = decoder
+        self._request = (uri, sampling, frame_spec, limits)
+        self._clip_bytes = sampling.frames_per_clip * frame_spec.size * frame_spec.size * 3
+        self._limit_s = limits.max_decode_s
+        self._finished = False
+        self._facts: dict = {}
+
+    def __enter__(self) -> "_RemoteClips":
+        self._deadline = time.monotonic() + self._limit_s + _GRACE_S
+        self._decoder._send(self._request, self._clip_bytes)
+        self.info = self._next()[1]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self._finished:
+            # Abandoned mid-video: the child is still sending; a fresh one is cheaper
+            # than draining it.
+            self._decoder.close()
+
+    def _next(self) -> tuple:
+        header = self._decoder._receive(self._deadline, self._limit_s)
+        if header[0] == "error":
+            self._finished = True
+            raise header[1]
+        return header
+
+    def __iter__(self) -> Iterator[SampledClip]:
+        while True:
+            header = self._next()
+            if header[0] == "done":
+                self._facts = header[1]
+                self._finished = True
+                return
+            _, index, start_s, end_s, shape = header
+            frames = self._decoder._frames(shape)
+            self._decoder._ack()
+            yield SampledClip(index, start_s, end_s, frames)
+
+    def __getattr__(self, name: str):
+        # num_frames, duration_s, decode_errors, discontinuities, display_size, ...
+        facts = self.__dict__.get("_facts", {})
+        if name in facts:
+            return facts[name]
+        raise AttributeError(name)
+
+
+_FACTS = ("num_frames", "duration_s", "decode_errors", "discontinuities", "display_size")
+
+
+def _picklable(error: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:  # noqa: BLE001 - any error that does not survive the pipe
+        return VideoDecodeError(f"{type(error).__name__}: {error}")
+
+
+def _test_fault(uri: str) -> None:
+    if os.environ.get(TEST_FAULTS_ENV) != "1":
+        return
+    if "__crash__" in uri:
+        import ctypes
+
+        ctypes.string_at(0)  # a read of address 0: SIGSEGV inside native code
+    if "__hang__" in uri:
+        time.sleep(24 * 3600)  # blocks in one native call (nanosleep)
+
+
+def serve(request_fd: int, answer_fd: int, block_fd: int) -> None:
+    """The child's loop: one request at a time until the parent closes its end."""
+    requests = os.fdopen(request_fd, "rb")
+    answers = os.fdopen(answer_fd, "wb")
+    block = _SharedBlock(block_fd)
+    _write_message(answers, ("ready",))
+    while True:
+        raw = requests.read(_LENGTH.size)
+        if len(raw) < _LENGTH.size:
+            return  # the parent is gone or done
+        (size,) = _LENGTH.unpack(raw)
+        uri, sampling, frame_spec, limits, block_size = pickle.loads(requests.read(size))
+        block.ensure(block_size, grow=False)
+        unacknowledged = False
+        try:
+            _test_fault(uri)
+            with read_clips(uri, sampling, frame_spec, limits) as reader:
+                _write_message(answers, ("info", reader.info))
+                for clip in reader:
+                    if unacknowledged and requests.read(1) != _ACK:
+                        return  # the parent is gone
+                    block.put(clip.frames)
+                    header = ("clip", clip.index, clip.start_s, clip.end_s, clip.frames.shape)
+                    _write_message(answers, header)
+                    unacknowledged = True
+                facts = {name: getattr(reader, name) for name in _FACTS}
+            if unacknowledged and requests.read(1) != _ACK:
+                return
+            unacknowledged = False
+            _write_message(answers, ("done", facts))
+        except BrokenPipeError:
+            return
+        except Exception as error:  # noqa: BLE001 - sent back as the video's failure
+            if unacknowledged and requests.read(1) != _ACK:
+                return
+            _write_message(answers, ("error", _picklable(error)))
+
+
+def main(argv: list[str]) -> None:
+    request_fd, answer_fd, block_fd, libav_level = (int(arg) for arg in argv[:4])
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("libav").setLevel(libav_level)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when this ends
+    serve(request_fd, answer_fd, block_fd)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
