@@ -164,12 +164,12 @@ def run_index(config, options, local: bool = True) -> int:
     import apache_beam as beam
 
     from beam_pipeline import report
-    from beam_pipeline.models.loaders import resolve_source
+    from beam_pipeline.models.backend import is_builtin, resolve_source
     from beam_pipeline.pipeline import build_pipeline
     from beam_pipeline.runner import runner_for
 
     spec = config.model
-    if spec.source.startswith("builtin:"):
+    if is_builtin(spec.source):
         # Build the default model once, here, rather than in every worker at once.
         print(f"{PROG}: preparing model {spec.name} (first run builds it, ~1 min)", file=sys.stderr)
         resolve_source(spec.source)

@@ -63,7 +63,7 @@ def throughput(args) -> dict:
     import numpy as np
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    from beam_pipeline.models.loaders import ClipModel
+    from beam_pipeline.models.clip_model import ClipModel
     from beam_pipeline.options import IndexConfig
     from beam_pipeline.pipeline import build_pipeline
     from beam_pipeline.report import current_rows

@@ -44,7 +44,7 @@ def _timed(fn, repeats: int) -> float:
 def bench_clip(spec, repeats: int) -> dict:
     import numpy as np
 
-    from beam_pipeline.models.loaders import ClipModel
+    from beam_pipeline.models.clip_model import ClipModel
 
     started = time.perf_counter()
     model = ClipModel.load(spec)

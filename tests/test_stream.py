@@ -639,7 +639,7 @@ def test_clip_classifier_same_video_in_three_containers_same_top1(one_video_thre
     """The real I3D (kind 'clip') on one 64-frame clip per container: same top-1,
     lossy MJPEG included."""
     from beam_pipeline.models import i3d
-    from beam_pipeline.models.loaders import ClipModel
+    from beam_pipeline.models.clip_model import ClipModel
     from beam_pipeline.models.registry import resolve_model
     from transforms.clips import read_clips
 

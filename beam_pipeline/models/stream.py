@@ -34,7 +34,7 @@ from typing import Any, Callable, ContextManager, Iterator, Optional, Sequence
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler
 
-from beam_pipeline.models.loaders import configure_tensorflow, load_saved_model
+from beam_pipeline.models.backend import InputRange, TensorFlowBackend
 from beam_pipeline.models.spec import ModelSpec
 from transforms.clips import read_frames
 from transforms.metrics import NAMESPACE
@@ -61,9 +61,7 @@ class StreamModel:
         self.spec = spec
         self._loaded = loaded  # keeps the variables alive
         self._init_states, self._call = _stream_convention(spec, loaded)
-        low, high = spec.value_range
-        self._scale = (high - low) / 255.0
-        self._offset = low
+        self._to_input = InputRange(spec.value_range)
         # Which state tensors hold one row per video: those whose leading dim follows
         # the batch size. The rest (frame counts) are shared by the whole batch.
         two, three = self._init_states(2), self._init_states(3)
@@ -75,8 +73,7 @@ class StreamModel:
 
     @classmethod
     def load(cls, spec: ModelSpec) -> "StreamModel":
-        configure_tensorflow()
-        return cls(spec, load_saved_model(spec.source))
+        return cls(spec, TensorFlowBackend().load(spec))
 
     def init(self, batch: int) -> States:
         """The initial state of ``batch`` videos that start together."""
@@ -88,8 +85,8 @@ class StreamModel:
 
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"expected uint8 [B, H, W, 3], got {frames.dtype} {frames.shape}")
-        x = tf.cast(tf.convert_to_tensor(frames), tf.float32) * self._scale + self._offset
-        logits, states = self._call(x[:, tf.newaxis], states)
+        x = self._to_input(frames)[:, tf.newaxis]
+        logits, states = self._call(x, states)
         logits = np.asarray(logits, dtype=np.float32)
         if logits.shape != (frames.shape[0], self.spec.num_classes):
             raise ValueError(

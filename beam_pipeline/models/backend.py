@@ -1,0 +1,220 @@
+"""The model-call layer: everything between a uint8 batch and a framework's call.
+
+Beam-free. The clip, stream and sequence wrappers (``clip_model``, ``stream_model``,
+``sequence_model``) hold a model kind's contract (shapes, state, masks); what they
+share about *calling* a loaded model lives here, once:
+
+- :func:`configure_tensorflow`: TF thread pools and GPU memory growth, once a process;
+- :func:`load_saved_model`: a spec's ``source`` (``builtin:``, TF Hub, SavedModel) loaded;
+- :class:`InputRange`: uint8 ``[0, 255]`` → the model's float range, at the model input,
+  so frames cross every stage boundary as uint8;
+- :func:`sole_output` / :func:`find_signature`: which tensor of a signature's outputs
+  is the answer, which signature of an export is called.
+
+A backend is a small object that turns a spec into a call of its model; the clip
+wrapper takes whichever backend it is given (:data:`DEFAULT_BACKEND` is TensorFlow).
+A second backend (OpenVINO) is another object with ``clip_call``, chosen in one place
+(``clip_model.ClipModel.load``), not a flag inside this one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any, Callable, Iterable, Optional, Protocol
+
+import numpy as np
+
+from beam_pipeline.models.spec import ModelSpec
+
+__all__ = [
+    "BUILTIN",
+    "Backend",
+    "DEFAULT_BACKEND",
+    "InputRange",
+    "TensorFlowBackend",
+    "configure_tensorflow",
+    "find_signature",
+    "is_builtin",
+    "load_saved_model",
+    "resolve_source",
+    "sole_output",
+]
+
+_LOGGER = logging.getLogger(__name__)
+_TF_CONFIGURED = threading.Lock()
+_tf_configured = False
+
+BUILTIN = "builtin:"  # a spec source built by this package on first use
+
+
+def configure_tensorflow() -> None:
+    """Thread pools sized to the machine and GPU memory growth, once per process.
+
+    Memory growth matters on a GPU worker that runs several SDK threads: without it
+    the first model to load takes the whole card. ``$VIDEO_INDEX_TF_THREADS`` caps the
+    threads of one op (0, the default: every core).
+    """
+    global _tf_configured
+    with _TF_CONFIGURED:
+        if _tf_configured:
+            return
+        _tf_configured = True
+        import tensorflow as tf
+
+        for gpu in tf.config.list_physical_devices("GPU"):
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:  # already initialised in this process
+                pass
+        threads = int(os.environ.get("VIDEO_INDEX_TF_THREADS", "0"))
+        try:
+            # 0 lets TF use every core for one op; decode threads share them.
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(2)
+        except RuntimeError:
+            pass  # TF already ran an op here (tests); keep its settings
+
+
+def is_builtin(source: str) -> bool:
+    """Whether a spec's ``source`` names a model this package builds (``builtin:NAME``)."""
+    return source.startswith(BUILTIN)
+
+
+def resolve_source(source: str) -> str:
+    """The loadable path or handle for a spec's ``source``.
+
+    ``builtin:i3d-kinetics-400`` is built into the cache on first use (see
+    ``models.i3d``); raises ValueError for any other ``builtin:`` name.
+    """
+    if not is_builtin(source):
+        return source
+    from beam_pipeline.models import i3d, i3d_weights
+
+    name = source[len(BUILTIN) :]
+    if name != i3d_weights.MODEL_NAME:
+        raise ValueError(f"unknown builtin model {name!r}")
+    return str(i3d.ensure_i3d_savedmodel())
+
+
+def load_saved_model(source: str) -> Any:
+    """A SavedModel or TF Hub handle, loaded as a TF object."""
+    import tensorflow as tf
+
+    path = resolve_source(source)
+    if path.startswith(("https://", "http://")) or "://" not in path and not os.path.exists(path):
+        import tensorflow_hub as hub
+
+        _LOGGER.info("loading %s through tensorflow_hub", path)
+        return hub.load(path)
+    _LOGGER.info("loading SavedModel %s", path)
+    return tf.saved_model.load(path)
+
+
+class InputRange:
+    """uint8 ``[0, 255]`` → float32 in the spec's ``value_range``, at the model input.
+
+    ``low + x * (high - low) / 255``, computed by TF (on the device the model runs on).
+    """
+
+    def __init__(self, value_range: tuple[float, float]):
+        low, high = value_range
+        self._scale = (high - low) / 255.0
+        self._offset = low
+
+    def __call__(self, frames: Any) -> Any:
+        """uint8 array or tensor of any shape → float32 ``tf.Tensor`` of that shape."""
+        import tensorflow as tf
+
+        return tf.cast(tf.convert_to_tensor(frames), tf.float32) * self._scale + self._offset
+
+
+def sole_output(spec: ModelSpec, outputs: Any) -> Any:
+    """The answer among a call's outputs: ``outputs[spec.output_key]``, the only value
+    of a one-entry dict, or ``outputs`` itself when it is not a dict.
+
+    Raises ValueError for a dict of several outputs and no ``output_key``.
+    """
+    if not isinstance(outputs, dict):
+        return outputs
+    if spec.output_key:
+        return outputs[spec.output_key]
+    if len(outputs) != 1:
+        raise ValueError(f"model {spec.name} has outputs {sorted(outputs)}: set output_key")
+    return next(iter(outputs.values()))
+
+
+def find_signature(loaded: Any, names: Iterable[Optional[str]]) -> Optional[Any]:
+    """The first of ``names`` (None entries skipped) among ``loaded.signatures``, or None."""
+    signatures = getattr(loaded, "signatures", {})
+    for name in names:
+        if name and name in signatures:
+            return signatures[name]
+    return None
+
+
+class Backend(Protocol):
+    """What a clip wrapper needs of a backend.
+
+    ``clip_call(spec)`` loads the spec's model and gives one function
+    ``uint8 [B, T, H, W, 3] RGB -> outputs`` (array-like ``[B, C]``) that already maps
+    the input to the model's range and picks the output tensor.
+    """
+
+    name: str
+
+    def clip_call(self, spec: ModelSpec) -> Callable[[np.ndarray], Any]: ...
+
+
+class TensorFlowBackend:
+    """SavedModels and TF Hub modules, called through TensorFlow."""
+
+    name = "tensorflow"
+
+    def load(self, spec: ModelSpec, source: Optional[str] = None) -> Any:
+        """Configure TF for this process and load ``source`` (default: the spec's)."""
+        configure_tensorflow()
+        return load_saved_model(source or spec.source)
+
+    def clip_call(self, spec: ModelSpec) -> Callable[[np.ndarray], Any]:
+        loaded = self.load(spec)
+        call = _clip_convention(spec, loaded)
+        to_input = InputRange(spec.value_range)
+
+        def clip_call(clips: np.ndarray) -> Any:
+            return call(to_input(clips))
+
+        clip_call.loaded = loaded  # keeps the variables alive with the call
+        return clip_call
+
+
+DEFAULT_BACKEND: Backend = TensorFlowBackend()
+
+
+def _clip_convention(spec: ModelSpec, loaded: Any) -> Callable[[Any], Any]:
+    """One function from a float tensor to the output, whatever shape the export has.
+
+    TF Hub's I3D is a TF1-format module (signature 'default', output 'default');
+    MoViNet base takes a dict ``{'image': x}``; a Keras export is a plain callable.
+    """
+    signature: Optional[Any] = None
+    if spec.signature:
+        signature = loaded.signatures[spec.signature]
+    elif not callable(loaded):
+        signature = find_signature(loaded, ("serving_default", "default"))
+        if signature is None:
+            raise ValueError(f"model {spec.name} is neither callable nor has a signature")
+    if signature is not None:
+        input_key = spec.input_key
+        if input_key is None:
+            _, kwargs = signature.structured_input_signature
+            if len(kwargs) != 1:
+                raise ValueError(
+                    f"model {spec.name} signature takes {sorted(kwargs)}: set input_key"
+                )
+            input_key = next(iter(kwargs))
+        return lambda x: sole_output(spec, signature(**{input_key: x}))
+    if spec.input_key:
+        return lambda x: sole_output(spec, loaded({spec.input_key: x}))
+    return lambda x: sole_output(spec, loaded(x))
