@@ -159,8 +159,6 @@ def _print_index_help() -> None:
 
 def run_index(config, options, local: bool = True) -> int:
     """Run the job for ``config``; print progress (local) and the summary."""
-    import dataclasses
-
     import apache_beam as beam
 
     from beam_pipeline import report
@@ -168,17 +166,16 @@ def run_index(config, options, local: bool = True) -> int:
     from beam_pipeline.pipeline import build_pipeline
     from beam_pipeline.runner import runner_for
 
-    spec = config.model
+    spec = config.spec
     if is_builtin(spec.source):
         # Build the default model once, here, rather than in every worker at once.
         print(f"{PROG}: preparing model {spec.name} (first run builds it, ~1 min)", file=sys.stderr)
         resolve_source(spec.source)
-    progress = None
+    progress = progress_path = None
     stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix="video-index-") as tmp:
         if local:
             progress_path = os.path.join(tmp, "progress")
-            config = dataclasses.replace(config, progress_path=progress_path)
             progress = threading.Thread(
                 target=_show_progress, args=(progress_path, stop), daemon=True
             )
@@ -186,7 +183,7 @@ def run_index(config, options, local: bool = True) -> int:
         started = time.time()
         try:
             p = beam.Pipeline(runner=runner_for(options), options=options)
-            build_pipeline(p, config)
+            build_pipeline(p, config, progress_path)
             result = p.run()
             result.wait_until_finish()
         finally:

@@ -17,10 +17,15 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from beam_pipeline.models.registry import DEFAULT_MODEL, resolve_model
 from beam_pipeline.models.spec import CLIP, ModelSpec, SpecError
 from transforms.manifest import ALL_FILES, VIDEO_EXTENSIONS, InputError, input_kind
-from transforms.sampling import ClipSampling
+from transforms.sampling import SHORT_VIDEO_POLICIES, ClipSampling
 from transforms.video_io import DecodeLimits
 
-SHORT_VIDEO_POLICIES = ("loop", "repeat_last")
+# The clip flags, by the ClipSampling field that checks them (its errors name the field).
+_CLIP_FLAGS = {
+    "stride_s": "clip_stride_s",
+    "max_clips": "max_clips_per_video",
+    "short_video": "short_video",
+}
 
 
 class ConfigError(ValueError):
@@ -118,18 +123,35 @@ def new_run_id() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class IndexConfig:
+    """One validated run of ``video-index index``: what the stages are built from.
+
+    ``spec`` is the model; the clip flags (``clip_stride_s``, ``max_clips_per_video``,
+    ``short_video``) are kept as given and joined with the spec's facts in
+    ``sampling``, so no model fact is copied here.
+    """
+
     input: str
     output: str
-    model: ModelSpec
-    sampling: ClipSampling
+    spec: ModelSpec
     limits: DecodeLimits
     top_k: int
     batch_size: int
     extensions: tuple[str, ...]
     run_id: str
+    clip_stride_s: Optional[float] = None
+    max_clips_per_video: Optional[int] = None
+    short_video: str = "loop"
     reindex: bool = False
     commit_every_s: float = 20.0
-    progress_path: Optional[str] = None
+
+    @property
+    def sampling(self) -> ClipSampling:
+        """How a clip model's clips are cut: the spec's frames and fps, the clip flags."""
+        return self.spec.clip_sampling(
+            stride_s=self.clip_stride_s,
+            max_clips=self.max_clips_per_video,
+            short_video=self.short_video,
+        )
 
     @classmethod
     def from_options(cls, options: PipelineOptions, check_input: bool = True) -> "IndexConfig":
@@ -149,10 +171,6 @@ class IndexConfig:
             raise ConfigError(str(error)) from None
         except FileNotFoundError as error:
             raise ConfigError(f"cannot read {error.filename or error}") from None
-        if opts.clip_stride_s is not None and opts.clip_stride_s <= 0:
-            raise ConfigError("--clip-stride-s must be positive")
-        if opts.max_clips_per_video is not None and opts.max_clips_per_video < 1:
-            raise ConfigError("--max-clips-per-video must be at least 1")
         if spec.kind != CLIP:
             given = [
                 f"--{name.replace('_', '-')}"
@@ -165,8 +183,12 @@ class IndexConfig:
                     f"{spec.kind} model, which takes whole videos, not clips"
                 )
         short_video = opts.short_video or SHORT_VIDEO_POLICIES[0]
-        if short_video not in SHORT_VIDEO_POLICIES:
-            raise ConfigError(f"--short-video must be one of {', '.join(SHORT_VIDEO_POLICIES)}")
+        try:
+            spec.clip_sampling(opts.clip_stride_s, opts.max_clips_per_video, short_video)
+        except ValueError as error:
+            field, _, reason = str(error).partition(" ")
+            flag = _CLIP_FLAGS.get(field, field).replace("_", "-")
+            raise ConfigError(f"--{flag} {reason}") from None
         if opts.top_k < 1:
             raise ConfigError("--top-k must be at least 1")
         if opts.batch_size is not None and opts.batch_size < 1:
@@ -184,12 +206,7 @@ class IndexConfig:
         return cls(
             input=opts.input,
             output=opts.output.rstrip("/"),
-            model=spec,
-            sampling=spec.clip_sampling(
-                stride_s=opts.clip_stride_s,
-                max_clips=opts.max_clips_per_video,
-                short_video=short_video,
-            ),
+            spec=spec,
             limits=DecodeLimits(
                 max_pixels_per_frame=opts.max_pixels_per_frame,
                 max_duration_s=opts.max_duration_s,
@@ -199,6 +216,9 @@ class IndexConfig:
             batch_size=opts.batch_size or spec.max_batch_size,
             extensions=extensions,
             run_id=opts.run_id or new_run_id(),
+            clip_stride_s=opts.clip_stride_s,
+            max_clips_per_video=opts.max_clips_per_video,
+            short_video=short_video,
             reindex=bool(opts.reindex),
             commit_every_s=opts.commit_every_s,
         )

@@ -99,7 +99,7 @@ def write_run_record(
     import apache_beam
     import numpy
 
-    spec = config.model
+    spec = config.spec
     record = {
         "run_id": config.run_id,
         "input": config.input,

@@ -68,7 +68,7 @@ def throughput(args) -> dict:
     from beam_pipeline.pipeline import build_pipeline
     from beam_pipeline.report import current_rows
     from beam_pipeline.runner import LocalRunner
-    from transforms.clips import read_clips
+    from transforms.reading import read_clips
 
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "corpus.txt"
@@ -86,7 +86,7 @@ def throughput(args) -> dict:
             return flags
 
         config = IndexConfig.from_options(PipelineOptions(argv("all") + [f"--output={tmp}/o"]))
-        spec, batch = config.model, config.batch_size
+        spec, batch = config.spec, config.batch_size
         clips = []  # the corpus's clips, for the model alone
         for name in CORPUS:
             with read_clips(
@@ -146,7 +146,7 @@ def throughput(args) -> dict:
 def decode(args) -> dict:
     """Core-seconds of decode + resample + preprocess per I3D clip, per corpus file."""
     from beam_pipeline.models.registry import registered
-    from transforms.clips import read_clips
+    from transforms.reading import read_clips
 
     spec = registered()[args.model]
     sampling = spec.clip_sampling(stride_s=args.stride_s)
@@ -166,7 +166,7 @@ def length(args) -> dict:
     import statistics
 
     from beam_pipeline.models.registry import registered
-    from transforms.clips import read_clips
+    from transforms.reading import read_clips
     from transforms.video_io import measure_length
 
     spec = registered()[args.model]
@@ -203,8 +203,8 @@ def isolation(args) -> dict:
     import statistics
 
     from beam_pipeline.models.registry import registered
-    from transforms.clips import read_clips
     from transforms.decode_worker import IsolatedDecoder
+    from transforms.reading import read_clips
 
     spec = registered()[args.model]
     sampling = spec.clip_sampling(stride_s=args.stride_s)
@@ -277,7 +277,7 @@ def peak_rss_of(cmd: list[str]) -> tuple[int, float]:
 
 _DECODE_ONLY = """
 import sys
-from transforms.clips import read_clips
+from transforms.reading import read_clips
 from transforms.preprocess import FrameSpec
 from transforms.sampling import ClipSampling
 sampling = ClipSampling(64, 25.0, stride_s=float(sys.argv[2]))

@@ -69,7 +69,7 @@ def bench_stream(spec, steps: int) -> dict:
     import numpy as np
     import tensorflow as tf
 
-    from beam_pipeline.models.stream import StreamModel
+    from beam_pipeline.models.stream_model import StreamModel
 
     started = time.perf_counter()
     model = StreamModel.load(spec)

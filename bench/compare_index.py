@@ -1,11 +1,13 @@
 """Compare two index outputs row for row: the check that a refactor changed no result.
 
     python bench/compare_index.py REFERENCE_DIR CANDIDATE_DIR
-    python bench/compare_index.py REFERENCE_DIR --run OUT [-- index flags...]
+    python bench/compare_index.py REFERENCE_DIR --run OUT [--input DIR] [-- index flags...]
 
-The second form first runs ``video-index index --input ../shared/media --output OUT
---max-clips-per-video 2 --reindex`` (extra flags after ``--`` replace those) with the
-code of this checkout, then compares. Exit 0 when equal, 1 with the differences.
+The second form first runs ``video-index index --input DIR --output OUT
+--max-clips-per-video 2`` (flags after ``--`` replace the last two) with the code of
+this checkout, into a new folder OUT, then compares. ``DIR`` defaults to
+``../shared/media`` as an absolute path; give the reference run the same string (it
+is written in the run record). Exit 0 when equal, 1 with the differences.
 
 What is compared: every row of ``videos/``, ``clips/`` and ``failures/`` (all their
 Parquet files, ``_``-prefixed paths skipped as every reader does), keyed by
@@ -31,7 +33,10 @@ import pyarrow.parquet as pq
 
 IGNORED_COLUMNS = ("run_id",)
 KEYS = {"videos": ("video_id",), "clips": ("video_id", "clip_index"), "failures": ("video_id",)}
-MEDIA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "media")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MEDIA = os.path.join(
+    os.environ.get("VIDEO_INDEX_SHARED", os.path.dirname(REPO) + "/shared"), "media"
+)
 
 
 def read_rows(output: str, table: str) -> dict[tuple, dict]:
@@ -93,15 +98,19 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("reference")
     parser.add_argument("candidate", nargs="?")
-    parser.add_argument("--run", metavar="OUT", help="index ../shared/media into OUT first")
+    parser.add_argument("--run", metavar="OUT", help="index --input into OUT first")
+    parser.add_argument("--input", default=MEDIA, help=f"what --run indexes (default {MEDIA})")
     args = parser.parse_args(argv)
     candidate = args.candidate or args.run
     if candidate is None:
         parser.error("give CANDIDATE_DIR or --run OUT")
     if args.run:
+        if os.path.exists(args.run):
+            parser.error(f"{args.run} exists: --run writes a new folder")
         flags = extra or ["--max-clips-per-video", "2"]
-        cmd = ["video-index", "index", "--input", MEDIA, "--output", args.run, "--reindex"]
-        subprocess.run(cmd + flags, check=True)
+        cmd = [sys.executable, "-m", "beam_pipeline", "index", "--input", args.input]
+        env = {**os.environ, "PYTHONPATH": REPO}  # this checkout's code, wherever it runs
+        subprocess.run(cmd + ["--output", args.run] + flags, check=True, cwd=REPO, env=env)
     problems = compare(args.reference, candidate)
     for line in problems:
         print(line)

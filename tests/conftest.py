@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("VIDEO_INDEX_SHARED", REPO.parent / "shared"))
-MEDIA = SHARED / "media"
+from tests.helpers import MEDIA
 
 COLOUR_LABELS = ("red", "green", "blue")
 

@@ -146,3 +146,13 @@ def write_video(path: Path, frames, fps: int, codec="ffv1", pix_fmt="bgr0", opti
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+COLOURS = {"red": (230, 10, 10), "green": (10, 230, 10), "blue": (10, 10, 230)}
+
+
+def write_colour_video(path: Path, rgb, seconds: float, fps: int = 10, size=(48, 32)) -> Path:
+    """A lossless video of one solid colour (ffv1 in Matroska), ``size`` = (width, height)."""
+    frame = np.zeros((size[1], size[0], 3), np.uint8)
+    frame[...] = rgb
+    return write_video(path, [frame] * int(round(seconds * fps)), fps, "ffv1", "yuv444p")

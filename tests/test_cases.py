@@ -15,10 +15,9 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from tests.conftest import SHARED
-from tests.test_cli import run_cli
-from transforms.clips import read_clips
+from tests.helpers import SHARED, run_cli
 from transforms.preprocess import FrameSpec, centre_crop
+from transforms.reading import read_clips
 from transforms.sampling import ClipSampling
 from transforms.video_io import VideoReader, measure_length
 

@@ -3,25 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
-
-
-def run_cli(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run(
-        [sys.executable, "-m", "beam_pipeline", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from tests.helpers import run_cli
 
 
 @pytest.mark.parametrize(
@@ -126,7 +111,7 @@ def test_index_shared_media_with_i3d(media_dir, tmp_path):
 
 
 def test_show_prints_the_index_and_writes_an_html_report(tmp_path, colour_spec_file):
-    from tests.test_pipeline import COLOURS, write_colour_video
+    from tests.media import COLOURS, write_colour_video
 
     archive = tmp_path / "archive"
     archive.mkdir()

@@ -11,9 +11,8 @@ import numpy as np
 import pyarrow.dataset as ds
 import pytest
 
-from tests.test_cli import run_cli
-from tests.test_pipeline import COLOURS, write_colour_video
-from transforms.clips import read_clips
+from tests.helpers import run_cli
+from tests.media import COLOURS, write_colour_video
 from transforms.decode_worker import (
     TEST_FAULTS_ENV,
     DecoderCrashed,
@@ -21,6 +20,7 @@ from transforms.decode_worker import (
     IsolatedDecoder,
 )
 from transforms.preprocess import FrameSpec
+from transforms.reading import read_clips
 from transforms.sampling import ClipSampling
 from transforms.video_io import DecodeLimits, UnreadableVideo
 
@@ -45,11 +45,8 @@ def test_isolated_clips_are_the_in_process_clips(tmp_path):
             (c.index, c.start_s, c.end_s) for c in want
         ]
         assert all(np.array_equal(a.frames, b.frames) for a, b in zip(got, want))
-        assert (remote.num_frames, remote.duration_s, remote.display_size) == (
-            local.num_frames,
-            local.duration_s,
-            local.display_size,
-        )
+        facts = ("num_frames", "duration_s", "decode_errors", "discontinuities")
+        assert [getattr(remote, f) for f in facts] == [getattr(local, f) for f in facts]
         assert remote.info == local.info
         (tmp_path / "bad.mkv").write_text("not a video")
         with pytest.raises(UnreadableVideo):  # the decoder's own errors, as in process

@@ -5,20 +5,22 @@ from __future__ import annotations
 import numpy as np
 from apache_beam import pvalue
 
-from tests.test_pipeline import COLOURS, write_colour_video
+from tests.helpers import RUN
+from tests.media import COLOURS, write_colour_video
+from transforms.context import RunContext
 from transforms.decode import _DecodeClipsFn
 from transforms.inference import _ToOutcomeFn
 from transforms.manifest import _SkipUnchangedFn
 from transforms.postprocess import _SummariseFn
 from transforms.preprocess import FrameSpec
-from transforms.records import ClipKey, DecodeResult, Failure, VideoRef
+from transforms.records import ClipKey, ClipPrediction, DecodeResult, Failure, VideoRef
 from transforms.sampling import ClipSampling
 from transforms.sink import write_rows
 from transforms.video_io import DecodeLimits
 
 
 def decode_fn() -> _DecodeClipsFn:
-    fn = _DecodeClipsFn(ClipSampling(8, 10.0), FrameSpec(16), DecodeLimits(), None)
+    fn = _DecodeClipsFn(ClipSampling(8, 10.0), FrameSpec(16), DecodeLimits(), RUN)
     fn.setup()
     return fn
 
@@ -28,8 +30,8 @@ def test_decode_fn_puts_the_result_on_the_last_clip(tmp_path):
     out = list(decode_fn().process(VideoRef("v", str(video), 1, "1")))
     keys = [key for key, _ in out]
     assert [k.clip_index for k in keys] == [0, 1, 2]
-    assert [k.done is None for k in keys] == [True, True, False]
-    result = keys[-1].done
+    assert [k.decode_result is None for k in keys] == [True, True, False]
+    result = keys[-1].decode_result
     assert result.num_clips == 3 and result.failure is None
     assert result.info.num_frames == 20 and (result.info.width, result.info.height) == (48, 32)
     frames = out[0][1]
@@ -47,25 +49,23 @@ def test_decode_fn_sends_a_clipless_failure_to_its_own_output(tmp_path):
 def test_outcome_fn_turns_errors_into_failures_and_ends_the_video():
     from apache_beam.ml.inference.base import PredictionResult
 
-    fn = _ToOutcomeFn(None)
+    fn = _ToOutcomeFn(RUN)
     fn.setup()
     done = DecodeResult(VideoRef("v", "/v"), 2)
     good = list(fn.process((ClipKey("v", "/v", 0, 0, 1), PredictionResult(None, np.ones(3)))))
     bad = list(
         fn.process((ClipKey("v", "/v", 1, 1, 2, done), PredictionResult(None, MemoryError("oom"))))
     )
-    assert good[0].key.done is None and len(good) == 1
+    assert good[0].key.decode_result is None and len(good) == 1
     assert isinstance(bad[0], Failure) and bad[0].error_type == "MemoryError"
     assert bad[1] is done
 
 
 def test_summarise_fn_hands_unfinished_videos_to_the_fallback():
-    fn = _SummariseFn(("a", "b"), 1, "m", "r", None)
+    fn = _SummariseFn(("a", "b"), 1, RUN)
     fn.setup()
     fn.start_bundle()
     key = ClipKey("v", "/v", 0, 0.0, 1.0)
-    from transforms.records import ClipPrediction
-
     assert list(fn.process(ClipPrediction(key, np.array([1.0, 0.0])))) == []
     (partial,) = list(fn.finish_bundle())
     assert partial.tag == "partial" and partial.value.value[0] == ("v", "/v")
@@ -75,10 +75,10 @@ def test_skip_fn_skips_only_unchanged_videos(tmp_path):
     row = {"video_id": "v", "uri": "/v.mp4", "stage": "decode", "error_type": "E", "message": "m",
            "size": 10, "version": "7", "model": "m", "run_id": "r1"}  # fmt: skip
     write_rows(str(tmp_path), "failures", [row], "r1-x")
-    fn = _SkipUnchangedFn(str(tmp_path), "m", None)
+    fn = _SkipUnchangedFn(str(tmp_path), RunContext("r2", "m"))
     fn.setup()
     assert list(fn.process(VideoRef("v", "/v.mp4", 10, "7"))) == []
     assert len(list(fn.process(VideoRef("v", "/v.mp4", 10, "8")))) == 1  # changed
-    other = _SkipUnchangedFn(str(tmp_path), "another-model", None)
+    other = _SkipUnchangedFn(str(tmp_path), RunContext("r2", "another-model"))
     other.setup()
     assert len(list(other.process(VideoRef("v", "/v.mp4", 10, "7")))) == 1

@@ -22,7 +22,7 @@ import pytest
 import tensorflow as tf
 
 from beam_pipeline.models import i3d, i3d_weights
-from tests.conftest import SHARED
+from tests.helpers import SHARED
 
 needs_shared = pytest.mark.skipif(
     not (SHARED / "golden").is_dir(),
@@ -284,8 +284,8 @@ def test_pipeline_feeds_i3d_the_picture_as_shown(model, kinetics400_labels: list
     reference preprocessing on widened frames, not on squeezed ones, and I3D still
     says "cleaning pool".
     """
-    from transforms.clips import read_clips
     from transforms.preprocess import FrameSpec
+    from transforms.reading import read_clips
     from transforms.sampling import ClipSampling
 
     path = SHARED / "media" / "mmaction2" / "test.mp4"

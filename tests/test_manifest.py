@@ -9,6 +9,7 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from tests.helpers import RUN
 from transforms.manifest import InputError, ReadManifest, input_kind, list_input, stat
 from transforms.records import Failure, VideoRef
 
@@ -111,7 +112,7 @@ def test_read_manifest_dedupes_and_accounts_every_row(archive):
         f"{archive / 'gone.mp4'},gone\n,empty\n"
     )
     with TestPipeline() as p:
-        out = p | ReadManifest(str(manifest))
+        out = p | ReadManifest(str(manifest), RUN)
         assert_that(
             out["refs"] | beam.Map(lambda r: (r.video_id, r.uri, r.size)),
             equal_to([("v1", one, 10), ("dup", two, 20)]),

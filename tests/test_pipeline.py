@@ -1,33 +1,22 @@
 """Whole graphs on a TestPipeline (tier 3): build_pipeline over generated videos.
 
 The colour model (conftest) names a clip's dominant colour, so each video's label
-is known before the run; the real I3D is exercised in test_cli_e2e.py.
+is known before the run; the real I3D is exercised in test_cli.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline
 
-from beam_pipeline.options import IndexConfig
 from beam_pipeline.pipeline import build_pipeline
 from beam_pipeline.report import current_rows
-from tests.media import write_video
+from tests.helpers import make_config
+from tests.media import COLOURS, write_colour_video
 from transforms.video_io import DecodeLimits
-
-COLOURS = {"red": (230, 10, 10), "green": (10, 230, 10), "blue": (10, 10, 230)}
-
-
-def write_colour_video(path: Path, rgb, seconds: float, fps: int = 10, size=(48, 32)) -> Path:
-    """A lossless video of one solid colour (ffv1 in Matroska)."""
-    frame = np.zeros((size[1], size[0], 3), np.uint8)
-    frame[...] = rgb
-    return write_video(path, [frame] * int(round(seconds * fps)), fps, "ffv1", "yuv444p")
 
 
 @pytest.fixture
@@ -40,21 +29,6 @@ def colour_archive(tmp_path) -> Path:
     (archive / "notes.mp4").write_text("this is not a video")
     (archive / "empty.webm").write_bytes(b"")
     return archive
-
-
-def make_config(colour_spec, input_uri: str, output: str, **overrides) -> IndexConfig:
-    config = IndexConfig(
-        input=input_uri,
-        output=output,
-        model=colour_spec,
-        sampling=colour_spec.clip_sampling(),
-        limits=DecodeLimits(),
-        top_k=2,
-        batch_size=colour_spec.max_batch_size,
-        extensions=(".mkv", ".mp4", ".webm"),
-        run_id="test-run",
-    )
-    return dataclasses.replace(config, **overrides)
 
 
 def test_every_video_lands_in_exactly_one_table(colour_spec, colour_archive, tmp_path):

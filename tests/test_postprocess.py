@@ -1,4 +1,4 @@
-"""Summarise: outcomes in any order → exactly one of videos/failures per video."""
+"""Summarise: outcomes in any order → one VideoOutcome → exactly one of videos/failures."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from transforms.postprocess import Summarise, VideoSummary, softmax, top_k
+from tests.helpers import RUN
+from transforms.postprocess import Summarise, VideoSummary
 from transforms.records import ClipKey, ClipPrediction, DecodeResult, Failure, VideoInfo, VideoRef
+from transforms.rows import outcome_rows
+from transforms.scores import softmax, top_k
 
 LABELS = ("a", "b", "c")
 REF = VideoRef("v", "/v.mp4", 100, "123")
@@ -40,12 +43,12 @@ def test_video_completes_in_any_order(order):
         prediction(1, [0, 5, 0]),
         prediction(0, [5, 0, 0]),
     ]
-    summary = VideoSummary(LABELS, 2, "m", "r")
+    summary = VideoSummary(LABELS, 2)
     for position in order:
         assert not summary.complete
         summary.add(outcomes[position])
     assert summary.complete
-    rows = list(summary.rows())
+    rows = list(outcome_rows(summary.outcome(), RUN))
     assert [t for t, _ in rows] == ["clips", "clips", "videos"]
     video = rows[2][1]
     # Mean of the two clips' probabilities: a and b tie, c is far behind.
@@ -57,22 +60,22 @@ def test_video_completes_in_any_order(order):
 
 def test_decode_failure_after_clips_drops_the_clips():
     failure = Failure("v", "/v.mp4", "decode", "DecodeLimitExceeded", "too long")
-    summary = VideoSummary(LABELS, 2, "m", "r")
+    summary = VideoSummary(LABELS, 2)
     summary.add(prediction(0, [1, 0, 0]))
     summary.add(DecodeResult(REF, 2, failure=failure))
     assert not summary.complete  # one clip still on its way
     summary.add(prediction(1, [1, 0, 0]))
-    (row,) = summary.rows()
+    (row,) = outcome_rows(summary.outcome(), RUN)
     assert row[0] == "failures"
     assert row[1]["stage"] == "decode" and row[1]["size"] == 100
 
 
 def test_an_inference_failure_fails_the_video():
-    summary = VideoSummary(LABELS, 2, "m", "r")
+    summary = VideoSummary(LABELS, 2)
     summary.add(DecodeResult(REF, 2, info=info(2)))
     summary.add(prediction(0, [1, 0, 0]))
     summary.add(Failure("v", "/v.mp4", "inference", "ValueError", "bad batch"))
-    (row,) = summary.rows()
+    (row,) = outcome_rows(summary.outcome(), RUN)
     assert row[0] == "failures" and row[1]["stage"] == "inference"
 
 
@@ -94,7 +97,7 @@ def test_summarise_fallback_path_finishes_videos_split_across_bundles():
         # Reshuffle splits the elements over bundles as the runner likes.
         spread = p | "Outcomes" >> beam.Create(outcomes) | beam.Reshuffle()
         rows = {"Clips": spread, "Failed": p | "Failed" >> beam.Create(failed)} | Summarise(
-            LABELS, 1, "m", "r"
+            LABELS, 1, RUN
         )
         all_rows = list(rows.values()) | beam.Flatten()
         assert_that(

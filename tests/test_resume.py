@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from beam_pipeline.report import current_rows, read_table
-from tests.conftest import REPO
-from tests.test_pipeline import COLOURS, write_colour_video
+from tests.helpers import REPO
+from tests.media import COLOURS, write_colour_video
 
 
 def index_cmd(archive: Path, out: Path, spec_file: Path, *extra: str) -> list[str]:

@@ -49,8 +49,8 @@ from beam_pipeline.options import IndexConfig
 from beam_pipeline.pipeline import build_pipeline
 from beam_pipeline.report import current_rows
 from beam_pipeline.runner import runner_for
-from tests.conftest import REPO
-from tests.test_pipeline import COLOURS, make_config, write_colour_video
+from tests.helpers import REPO, make_config
+from tests.media import COLOURS, write_colour_video
 
 IMAGE = "us-central1-docker.pkg.dev/test-project/video-index/worker:test"
 ACCELERATOR = "worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"

@@ -19,14 +19,14 @@ from typing import Optional
 import numpy as np
 import pytest
 
-from beam_pipeline.models.sequence import (
+from beam_pipeline.models.sequence_model import (
     SequenceModel,
     SequenceModelHandler,
     pick_frames,
     spread_indices,
 )
 from beam_pipeline.models.spec import SpecError, spec_from_file
-from tests.conftest import REPO
+from tests.helpers import REPO
 from tests.media import write_video
 from transforms.records import VideoRef
 

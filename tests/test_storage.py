@@ -12,17 +12,13 @@ import uuid
 import fsspec
 import pytest
 
-import tests.conftest as _conftest
 from beam_pipeline.report import current_rows
+from tests.helpers import RUN
 from transforms import storage
 from transforms.manifest import ReadManifest, list_input, stat
 from transforms.records import VideoRef
 from transforms.sink import WriteIndex, write_rows
 from transforms.storage import is_transient, open_input, retried, retrying
-
-if not hasattr(_conftest, "gcs_emulator"):  # until tests/conftest.py imports them
-    from tests.cloud import gcs_emulator, s3_server  # noqa: F401
-
 
 # --- errors as the libraries raise them ------------------------------------------
 
@@ -438,7 +434,7 @@ def test_beam_worker_processes_read_and_write_the_store(store):
         runner="DirectRunner", direct_running_mode="multi_processing", direct_num_workers=2
     )
     with beam.Pipeline(options=options) as p:
-        refs = (p | ReadManifest(store.uri(f"{root}/in")))["refs"]
+        refs = (p | ReadManifest(store.uri(f"{root}/in"), RUN))["refs"]
         tables = {
             "Videos": refs
             | beam.Map(
@@ -463,7 +459,8 @@ def test_index_end_to_end_from_bucket_to_bucket(store, colour_spec, tmp_path):
     from apache_beam.testing.test_pipeline import TestPipeline
 
     from beam_pipeline.pipeline import build_pipeline
-    from tests.test_pipeline import COLOURS, make_config, write_colour_video
+    from tests.helpers import make_config
+    from tests.media import COLOURS, write_colour_video
 
     root = unique("e2e")
     for name in ("red", "blue"):

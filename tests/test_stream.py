@@ -29,12 +29,11 @@ import numpy as np
 import pytest
 
 from beam_pipeline.models.spec import ModelSpec
-from beam_pipeline.models.stream import StreamModel, StreamModelHandler, classify_streams
-from tests.conftest import MEDIA, SHARED
+from beam_pipeline.models.stream_model import StreamModel, StreamModelHandler, classify_streams
+from tests.helpers import MEDIA, SHARED, run_cli
 from tests.media import write_video
-from tests.test_cli import run_cli
-from transforms.postprocess import softmax
-from transforms.records import VideoRef, VideoResult
+from transforms.records import VideoOutcome, VideoRef
+from transforms.scores import softmax
 from transforms.video_io import DecodeLimitExceeded, DecodeLimits, UnreadableVideo
 
 MOVINET = SHARED / "models" / "movinet"
@@ -109,7 +108,7 @@ class FakeInfo:
 
 
 class FakeVideo:
-    """A VideoFrames stand-in: ``levels`` are the frames' grey levels, 1/5 s apart."""
+    """A ``read_frames`` stand-in: ``levels`` are the frames' grey levels, 1/5 s apart."""
 
     def __init__(self, levels, fail_at: Optional[int] = None):
         self._levels = levels
@@ -117,7 +116,12 @@ class FakeVideo:
         self.info = FakeInfo(duration_s=len(levels) / 5)
         self.num_frames_decoded = 0
         self.decode_errors = 0
+        self.discontinuities = 0
         self.duration_s = None
+
+    @property
+    def num_frames(self) -> int:
+        return self.num_frames_decoded
 
     def __iter__(self):
         for i, level in enumerate(self._levels):
@@ -241,7 +245,8 @@ def test_classify_stream_accounts_for_every_ref_once():
     from apache_beam.testing.test_pipeline import TestPipeline
     from apache_beam.testing.util import assert_that, equal_to
 
-    from transforms.stream import ClassifyStream
+    from transforms.context import RunContext
+    from transforms.video_inference import ClassifyVideos
 
     # (A video failing mid-decode is tested above: here it could share boom's batch.)
     names = ["dark7", "bright12", "missing", "boom", "ramp10", "empty", "dark7-again", "bright12b"]
@@ -250,7 +255,9 @@ def test_classify_stream_accounts_for_every_ref_once():
     )
     with TestPipeline() as p:
         (rows,) = (
-            p | beam.Create(refs(*names)) | ClassifyStream(handler, "fake-stream", "run-1")
+            p
+            | beam.Create(refs(*names))
+            | ClassifyVideos(handler, RunContext("run-1", "fake-stream"))
         ).values()
         table = lambda name: lambda pair: pair[0] == name  # noqa: E731
         videos = rows | "V" >> beam.Filter(table("videos")) | "VR" >> beam.Map(lambda p: p[1])
@@ -329,13 +336,13 @@ def reference_loop(loaded, spec, uri: str) -> tuple[np.ndarray, int]:
     """
     import tensorflow as tf
 
-    from beam_pipeline.models.stream import read_video_frames
+    from beam_pipeline.models.stream_model import read_frames
 
     init = loaded.signatures["init_states"]
     call = loaded.signatures["call"]
     states = init(input_shape=tf.constant([1, 1, spec.size, spec.size, 3], tf.int32))
     count = 0
-    with read_video_frames(uri, spec.fps, spec.frame_spec(), DecodeLimits()) as video:
+    with read_frames(uri, spec.fps, spec.frame_spec(), DecodeLimits()) as video:
         for _, frame in video:
             image = tf.constant(frame[None, None], tf.float32) / 255.0
             outputs = call(image=image, **states)
@@ -449,7 +456,7 @@ def test_lockstep_batch_of_three_equals_one_at_a_time(stream_model, stream_spec,
             assert np.abs(np.log(_clip_probs(a)) - np.log(_clip_probs(b))).max() < 1e-4
 
 
-def _probs(result: VideoResult) -> np.ndarray:
+def _probs(result: VideoOutcome) -> np.ndarray:
     return _clip_probs(result)
 
 
@@ -641,7 +648,7 @@ def test_clip_classifier_same_video_in_three_containers_same_top1(one_video_thre
     from beam_pipeline.models import i3d
     from beam_pipeline.models.clip_model import ClipModel
     from beam_pipeline.models.registry import resolve_model
-    from transforms.clips import read_clips
+    from transforms.reading import read_clips
 
     try:
         i3d.ensure_i3d_savedmodel()

@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from transforms.clips import read_clips, read_frames
 from transforms.preprocess import FrameSpec, centre_crop, preprocess_frame, resize_dims
+from transforms.reading import read_clips, read_frames
 from transforms.sampling import ClipSampling, clip_windows, resample, sliding_windows
 from transforms.video_io import (
     DecodeLimitExceeded,
@@ -54,8 +54,8 @@ def test_resampling_picks_the_nearest_frame_by_time(tmp_path):
     times = [Fraction(0), Fraction(1, 10), Fraction(3, 10), Fraction(7, 10), Fraction(8, 10)]
     video = write_indexed_video(tmp_path / "vfr.mkv", times)
     spec = FrameSpec(size=16)
-    with VideoReader(str(video)) as reader:
-        sampled = [(t, frame_index(f)) for t, f in read_frames(reader, 10, spec)]
+    with read_frames(str(video), 10, spec) as frames:
+        sampled = [(t, frame_index(f)) for t, f in frames]
     # Targets every 0.1 s; 0.2 s is equally near 0.1 and 0.3 (the earlier wins);
     # 0.4 is nearest 0.3, 0.5 is a tie (0.3), 0.6 is nearest 0.7.
     assert sampled == [
@@ -153,7 +153,11 @@ def test_every_shared_file_decodes_or_fails_clearly(media_dir):
         name = str(path.relative_to(media_dir))
         try:
             with read_clips(str(path), sampling, FrameSpec(size=32)) as reader:
-                outcomes[name] = (sum(1 for _ in reader), reader.decode_errors, reader.display_size)
+                outcomes[name] = (
+                    sum(1 for _ in reader),
+                    reader.decode_errors,
+                    (reader.info.width, reader.info.height),
+                )
         except Exception as error:  # noqa: BLE001 - collected and checked below
             outcomes[name] = error
     for name, (kind, text) in SHARED_FAILURES.items():
@@ -506,7 +510,7 @@ def test_rss_stays_flat_over_ten_minutes_of_video(tmp_path):
 
     child = (
         "import resource, sys\n"
-        "from transforms.clips import read_clips\n"
+        "from transforms.reading import read_clips\n"
         "from transforms.preprocess import FrameSpec\n"
         "from transforms.sampling import ClipSampling\n"
         "with read_clips(sys.argv[1], ClipSampling(16, 10.0), FrameSpec(32)) as reader:\n"

@@ -16,24 +16,19 @@ decoder that crashes or hangs in native code fails its video (``DecoderCrashed``
 from __future__ import annotations
 
 import time
-from typing import Optional
 
 import apache_beam as beam
 from apache_beam import pvalue
 
-from transforms.clips import read_clips
+from transforms.context import RunContext
 from transforms.decode_worker import IsolatedDecoder
-from transforms.metrics import StageMetrics
 from transforms.preprocess import FrameSpec
-from transforms.records import ClipKey, DecodeResult, Failure, VideoInfo, VideoRef, seconds
+from transforms.reading import NoFrames, read_clips, video_info
+from transforms.records import ClipKey, DecodeResult, Failure, VideoRef
 from transforms.sampling import ClipSampling
-from transforms.video_io import DecodeLimits, stream_facts
+from transforms.video_io import DecodeLimits
 
 STAGE = "decode"
-
-
-class NoFrames(Exception):
-    """A video whose container opened but gave no decodable frame."""
 
 
 class _DecodeClipsFn(beam.DoFn):
@@ -42,17 +37,17 @@ class _DecodeClipsFn(beam.DoFn):
         sampling: ClipSampling,
         frame_spec: FrameSpec,
         limits: DecodeLimits,
-        progress_path: Optional[str],
+        run: RunContext,
         isolate: bool = True,
     ):
         self._sampling = sampling
         self._frame_spec = frame_spec
         self._limits = limits
-        self._progress_path = progress_path
+        self._run = run
         self._isolate = isolate
 
     def setup(self):
-        self._metrics = StageMetrics(STAGE, self._progress_path)
+        self._metrics = self._run.metrics(STAGE)
         self._decoder = IsolatedDecoder() if self._isolate else None
         self._read_clips = self._decoder.read_clips if self._decoder else read_clips
 
@@ -68,35 +63,18 @@ class _DecodeClipsFn(beam.DoFn):
             with self._read_clips(
                 ref.uri, self._sampling, self._frame_spec, self._limits
             ) as reader:
-                source = reader.info
                 for clip in reader:
                     if held is not None:
                         yield held
                     key = ClipKey(
-                        ref.video_id,
-                        ref.uri,
-                        clip.index,
-                        seconds(clip.start_s),
-                        seconds(clip.end_s),
+                        ref.video_id, ref.uri, clip.index, float(clip.start_s), float(clip.end_s)
                     )
                     num_clips += 1
                     self._metrics.clips()
                     held = (key, clip.frames)
                 if num_clips == 0:
                     raise NoFrames("no decodable video frames")
-                info = VideoInfo(
-                    video_id=ref.video_id,
-                    uri=ref.uri,
-                    duration_s=_duration(reader, source),
-                    fps=float(source.fps) if source.fps else 0.0,
-                    width=reader.display_size[0],
-                    height=reader.display_size[1],
-                    num_clips=num_clips,
-                    num_frames=reader.num_frames,
-                    decode_errors=reader.decode_errors,
-                    discontinuities=reader.discontinuities,
-                    **stream_facts(source),
-                )
+                info = video_info(ref, reader, num_clips)
             result = DecodeResult(ref, num_clips, info=info)
             self._metrics.decoded(num_clips, int((time.monotonic() - started) * 1000))
         except Exception as error:  # noqa: BLE001 - a bad video is data, not a crash
@@ -108,15 +86,7 @@ class _DecodeClipsFn(beam.DoFn):
             yield pvalue.TaggedOutput("failed", result)
             return
         key, frames = held
-        yield key._replace(done=result), frames
-
-
-def _duration(reader, source) -> float:
-    # What was decoded is the truth; container metadata of a truncated file lies.
-    decoded = reader.duration_s
-    if decoded:
-        return float(decoded)
-    return float(source.duration_s or 0.0)
+        yield key._replace(decode_result=result), frames
 
 
 class DecodeClips(beam.PTransform):
@@ -126,12 +96,12 @@ class DecodeClips(beam.PTransform):
         self,
         sampling: ClipSampling,
         frame_spec: FrameSpec,
+        run: RunContext,
         limits: DecodeLimits = DecodeLimits(),
-        progress_path: Optional[str] = None,
         isolate: bool = True,
     ):
         super().__init__()
-        self._fn = _DecodeClipsFn(sampling, frame_spec, limits, progress_path, isolate)
+        self._fn = _DecodeClipsFn(sampling, frame_spec, limits, run, isolate)
 
     def expand(self, refs: pvalue.PCollection) -> dict[str, pvalue.PCollection]:
         decoded = refs | "Decode" >> beam.ParDo(self._fn).with_outputs("failed", main="clips")

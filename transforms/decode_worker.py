@@ -3,7 +3,7 @@
 FFmpeg is native code: a hostile or broken file can segfault, abort, exhaust memory or
 block inside one call, where no Python check runs. ``IsolatedDecoder`` keeps one
 long-lived child process (``python -m transforms.decode_worker``) that runs
-``transforms.clips.read_clips`` and hands each clip back: the clip's
+``transforms.reading.read_clips`` and hands each clip back: the clip's
 ``uint8 [T, S, S, 3]`` frames through a shared memory block (an anonymous ``memfd``
 both map), a small pickled header through a pipe; the parent copies the frames out
 and acknowledges, so the child may write the next clip. The parent waits with a wall-clock deadline (``max_decode_s`` from the
@@ -39,8 +39,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from transforms.clips import SampledClip, read_clips
 from transforms.preprocess import FrameSpec
+from transforms.reading import SampledClip, read_clips
 from transforms.sampling import ClipSampling
 from transforms.video_io import DecodeLimitExceeded, DecodeLimits, VideoDecodeError
 
@@ -106,9 +106,9 @@ class _SharedBlock:
 class IsolatedDecoder:
     """``decoder.read_clips(uri, sampling, frame_spec, limits)``: ``read_clips`` in a child.
 
-    The returned object is used like ``transforms.clips.read_clips`` (``with ... as
+    The returned object is used like ``transforms.reading.read_clips`` (``with ... as
     reader``, ``reader.info``, iterate ``SampledClip``, then ``num_frames``,
-    ``duration_s``, ``decode_errors``, ``discontinuities``, ``display_size``). The
+    ``duration_s``, ``decode_errors``, ``discontinuities``). The
     child starts on first use and again after a crash, a timeout or an abandoned
     video; ``close()`` ends it (it also ends by itself when the parent goes away).
     """
@@ -237,7 +237,7 @@ class IsolatedDecoder:
 
 
 class _RemoteClips:
-    """One video read by the child; the interface of ``transforms.clips.read_clips``."""
+    """One video read by the child; the interface of ``transforms.reading.read_clips``."""
 
     def __init__(self, decoder, uri, sampling, frame_spec, limits: DecodeLimits):
         self._decoder = decoder
@@ -279,14 +279,14 @@ class _RemoteClips:
             yield SampledClip(index, start_s, end_s, frames)
 
     def __getattr__(self, name: str):
-        # num_frames, duration_s, decode_errors, discontinuities, display_size, ...
+        # num_frames, duration_s, decode_errors, discontinuities
         facts = self.__dict__.get("_facts", {})
         if name in facts:
             return facts[name]
         raise AttributeError(name)
 
 
-_FACTS = ("num_frames", "duration_s", "decode_errors", "discontinuities", "display_size")
+_FACTS = ("num_frames", "duration_s", "decode_errors", "discontinuities")
 
 
 def _picklable(error: BaseException) -> BaseException:

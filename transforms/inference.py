@@ -9,36 +9,34 @@ its last clip; the job goes on whatever one video does.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import apache_beam as beam
 from apache_beam import pvalue
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInference
 
-from transforms.metrics import StageMetrics
+from transforms.context import RunContext
 from transforms.records import ClipKey, ClipPrediction, Failure
 
 STAGE = "inference"
 
 
 class _ToOutcomeFn(beam.DoFn):
-    def __init__(self, progress_path: Optional[str]):
-        self._progress_path = progress_path
+    def __init__(self, run: RunContext):
+        self._run = run
 
     def setup(self):
-        self._metrics = StageMetrics(STAGE, self._progress_path)
+        self._metrics = self._run.metrics(STAGE)
 
     def process(self, keyed: tuple[ClipKey, PredictionResult]):
         key, result = keyed
         self._metrics.classified()
-        clip_key = key._replace(done=None)
+        clip_key = key._replace(decode_result=None)
         if isinstance(result.inference, BaseException):
             yield Failure.from_exception(key.video_id, key.uri, STAGE, result.inference)
         else:
             # Only logits travel on; the frames stay behind.
             yield ClipPrediction(clip_key, result.inference)
-        if key.done is not None:
-            yield key.done  # the video's DecodeResult, after its last clip
+        if key.decode_result is not None:
+            yield key.decode_result  # the video's, after its last clip
 
 
 class ClassifyClips(beam.PTransform):
@@ -50,14 +48,14 @@ class ClassifyClips(beam.PTransform):
     that Summarise is fused with inference on every runner.
     """
 
-    def __init__(self, model_handler: ModelHandler, progress_path: Optional[str] = None):
+    def __init__(self, model_handler: ModelHandler, run: RunContext):
         super().__init__()
         self._model_handler = model_handler
-        self._progress_path = progress_path
+        self._run = run
 
     def expand(self, clips: pvalue.PCollection) -> pvalue.PCollection:
         return (
             clips
             | "RunInference" >> RunInference(self._model_handler)
-            | "ToOutcome" >> beam.ParDo(_ToOutcomeFn(self._progress_path))
+            | "ToOutcome" >> beam.ParDo(_ToOutcomeFn(self._run))
         )

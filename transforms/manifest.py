@@ -30,7 +30,7 @@ import apache_beam as beam
 import fsspec
 from apache_beam import pvalue
 
-from transforms.metrics import StageMetrics
+from transforms.context import RunContext
 from transforms.records import Failure, VideoRef
 from transforms.storage import (
     escape_local_path,
@@ -280,12 +280,12 @@ def stat(ref: VideoRef) -> VideoRef:
 
 
 class _ListInputFn(beam.DoFn):
-    def __init__(self, extensions: tuple[str, ...], progress_path: Optional[str]):
+    def __init__(self, extensions: tuple[str, ...], run: RunContext):
         self._extensions = extensions
-        self._progress_path = progress_path
+        self._run = run
 
     def setup(self):
-        self._metrics = StageMetrics(STAGE, self._progress_path)
+        self._metrics = self._run.metrics(STAGE)
 
     def process(self, input_uri: str):
         for item in list_input(input_uri, self._extensions, on_skip=self._metrics.filtered):
@@ -324,11 +324,11 @@ class _DedupeIdFn(beam.DoFn):
 
 
 class _StatFn(beam.DoFn):
-    def __init__(self, progress_path: Optional[str]):
-        self._progress_path = progress_path
+    def __init__(self, run: RunContext):
+        self._run = run
 
     def setup(self):
-        self._metrics = StageMetrics(STAGE, self._progress_path)
+        self._metrics = self._run.metrics(STAGE)
 
     def process(self, ref: VideoRef):
         try:
@@ -343,17 +343,16 @@ class _StatFn(beam.DoFn):
 class _SkipUnchangedFn(beam.DoFn):
     """Drops refs whose (size, version) the index at ``output`` already holds."""
 
-    def __init__(self, output: str, model: str, progress_path: Optional[str]):
+    def __init__(self, output: str, run: RunContext):
         self._output = output
-        self._model = model
-        self._progress_path = progress_path
+        self._run = run
 
     def setup(self):
         from transforms.index import indexed_versions
 
-        self._metrics = StageMetrics(STAGE, self._progress_path)
+        self._metrics = self._run.metrics(STAGE)
         # Once per worker: uri -> (size, version), about 100 bytes a video.
-        self._indexed = indexed_versions(self._output, self._model)
+        self._indexed = indexed_versions(self._output, self._run.model_name)
 
     def process(self, ref: VideoRef):
         if self._indexed.get(ref.uri) == (ref.size, ref.version):
@@ -367,34 +366,32 @@ class ReadManifest(beam.PTransform):
 
     Refs are distinct by URI and by video_id, shuffled so that decode spreads across
     workers, and carry size and version from storage. With ``skip_indexed_in`` (an
-    index folder) and ``model``, a video that index already holds unchanged (same
-    URI, size and version, same model) is skipped: that is what makes re-runs
+    index folder), a video that index already holds unchanged (same URI, size and
+    version, same model: ``run.model_name``) is skipped: that is what makes re-runs
     incremental and a killed run resumable.
     """
 
     def __init__(
         self,
         input_uri: str,
+        run: RunContext,
         extensions: Iterable[str] = VIDEO_EXTENSIONS,
-        progress_path: Optional[str] = None,
         skip_indexed_in: Optional[str] = None,
-        model: Optional[str] = None,
     ):
         super().__init__()
         # A local name that is not UTF-8 travels as its escaped file:// URI: Beam
         # encodes strings as UTF-8.
         self._input_uri = escape_local_path(input_uri) if local_path(input_uri) else input_uri
+        self._run = run
         self._extensions = tuple(extensions)
-        self._progress_path = progress_path
         self._skip_indexed_in = skip_indexed_in
-        self._model = model
 
     def expand(self, pbegin: pvalue.PBegin) -> dict[str, pvalue.PCollection]:
         listed = (
             pbegin
             | "Input" >> beam.Create([self._input_uri])
             | "List"
-            >> beam.ParDo(_ListInputFn(self._extensions, self._progress_path)).with_outputs(
+            >> beam.ParDo(_ListInputFn(self._extensions, self._run)).with_outputs(
                 "failures", main="refs"
             )
         )
@@ -411,13 +408,12 @@ class ReadManifest(beam.PTransform):
             distinct.refs
             # Only these small refs cross a shuffle; decode → inference stay fused.
             | "Spread" >> beam.Reshuffle()
-            | "Stat"
-            >> beam.ParDo(_StatFn(self._progress_path)).with_outputs("failures", main="refs")
+            | "Stat" >> beam.ParDo(_StatFn(self._run)).with_outputs("failures", main="refs")
         )
         refs = stated.refs
         if self._skip_indexed_in:
             refs = refs | "SkipUnchanged" >> beam.ParDo(
-                _SkipUnchangedFn(self._skip_indexed_in, self._model, self._progress_path)
+                _SkipUnchangedFn(self._skip_indexed_in, self._run)
             )
         failures = (
             listed.failures,

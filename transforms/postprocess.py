@@ -1,8 +1,9 @@
-"""Summarise: clip outcomes → clip rows and one video row, or the video's failure row.
+"""Summarise: clip outcomes → a video's ``VideoOutcome`` → its rows.
 
 Takes, flattened into one PCollection, each video's ``DecodeResult`` and its clips'
-outcomes (``ClipPrediction`` or an inference ``Failure``), and gives rows for the
-three tables. A video ends in exactly one place: if a stage failed it, one
+outcomes (``ClipPrediction`` or an inference ``Failure``), makes one ``VideoOutcome``
+a video (``VideoSummary``, Beam-free) and gives its rows for the three tables
+(``transforms.rows``, as the whole-video path does). A video ends in exactly one place: if a stage failed it, one
 ``failures`` row and none of its clips; else one ``videos`` row and its ``clips``.
 
 Scores are softmax probabilities. A video's scores are the mean of its clips'
@@ -19,7 +20,7 @@ fallback path through a GroupByKey and is finished there by the same code.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator, Optional, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import apache_beam as beam
 import numpy as np
@@ -28,28 +29,21 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
+from transforms.context import RunContext
 from transforms.metrics import StageMetrics
-from transforms.records import ClipPrediction, DecodeResult, Failure, decoded_columns
+from transforms.records import (
+    ClipPrediction,
+    ClipScores,
+    DecodeResult,
+    Failure,
+    VideoOutcome,
+)
+from transforms.rows import outcome_rows
+from transforms.scores import clip_scores, softmax, top_k
 
 STAGE = "summarise"
 
 Outcome = Union[DecodeResult, ClipPrediction, Failure]
-Row = tuple[str, dict]  # (table, row)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Probabilities along the last axis, computed stably in float64."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def top_k(probs: np.ndarray, labels: Sequence[str], k: int) -> tuple[list[str], list[float]]:
-    """The k most probable labels and their probabilities, best first."""
-    k = min(k, probs.shape[-1])
-    order = np.argsort(-probs, kind="stable")[:k]
-    return [labels[i] for i in order], [float(probs[i]) for i in order]
 
 
 def video_key(outcome: Outcome) -> tuple[str, str]:
@@ -60,21 +54,15 @@ def video_key(outcome: Outcome) -> tuple[str, str]:
     return outcome.video_id, outcome.uri
 
 
-def failure_row(failure: Failure, size, version, model: str, run_id: str) -> dict:
-    return {**failure._asdict(), "size": size, "version": version, "model": model, "run_id": run_id}
-
-
 class VideoSummary:
     """One video's outcomes as they arrive, in any order; Beam-free."""
 
-    def __init__(self, labels: Sequence[str], top_k: int, model: str, run_id: str):
+    def __init__(self, labels: Sequence[str], top_k: int):
         self._labels = labels
         self._top_k = top_k
-        self._model = model
-        self._run_id = run_id
         self.result: Optional[DecodeResult] = None
         self._clip_failures: list[Failure] = []
-        self._clip_rows: list[dict] = []
+        self._clips: list[ClipScores] = []
         self._prob_sum: Optional[np.ndarray] = None
         self._outcomes = 0
 
@@ -88,31 +76,20 @@ class VideoSummary:
             return
         probs = softmax(outcome.logits)
         self._prob_sum = probs if self._prob_sum is None else self._prob_sum + probs
-        labels, scores = top_k(probs, self._labels, self._top_k)
         key = outcome.key
-        self._clip_rows.append(
-            {
-                "video_id": key.video_id,
-                "uri": key.uri,
-                "clip_index": key.clip_index,
-                "start_s": key.start_s,
-                "end_s": key.end_s,
-                "labels": labels,
-                "scores": scores,
-                "model": self._model,
-                "run_id": self._run_id,
-            }
+        self._clips.append(
+            clip_scores(key.clip_index, key.start_s, key.end_s, probs, self._labels, self._top_k)
         )
 
     @property
     def complete(self) -> bool:
         return self.result is not None and self._outcomes >= self.result.num_clips
 
-    def rows(self) -> Iterator[Row]:
-        """The finished video's rows: its ('clips', row)s then ('videos', row); or ('failures', row)."""
+    def outcome(self) -> VideoOutcome:
+        """The finished video: its info, clips (by index) and top-k, or its failure."""
         result = self.result
         if result is None:
-            raise ValueError("rows() before the video's DecodeResult arrived")
+            raise ValueError("outcome() before the video's DecodeResult arrived")
         ref = result.ref
         failure = result.failure
         if failure is None and self._clip_failures:
@@ -120,36 +97,21 @@ class VideoSummary:
         if failure is None and (result.info is None or self._outcomes != result.num_clips):
             failure = Failure(ref.video_id, ref.uri, STAGE, "MissingClips", "clip count mismatch")
         if failure is not None:
-            yield "failures", failure_row(failure, ref.size, ref.version, self._model, self._run_id)
-            return
-        info = result.info
+            return VideoOutcome(ref, failure=failure)
         labels, scores = top_k(self._prob_sum / self._outcomes, self._labels, self._top_k)
-        # Clips before their video: a sink that commits in this order never holds a
-        # video row whose clips are not committed (what a resumed run relies on).
-        for row in sorted(self._clip_rows, key=lambda row: row["clip_index"]):
-            yield "clips", row
-        yield "videos", {
-            "video_id": ref.video_id,
-            "uri": ref.uri,
-            "size": ref.size,
-            "version": ref.version,
-            **decoded_columns(info),
-            "labels": labels,
-            "scores": scores,
-            "model": self._model,
-            "run_id": self._run_id,
-        }
+        clips = tuple(sorted(self._clips, key=lambda clip: clip.clip_index))
+        return VideoOutcome(ref, result.info, clips, tuple(labels), tuple(scores))
 
 
 class _SummariseFn(beam.DoFn):
     """Finishes videos within the bundle; hands the unfinished to the fallback."""
 
-    def __init__(self, labels, top_k, model, run_id, progress_path):
-        self._args = (tuple(labels), top_k, model, run_id)
-        self._progress_path = progress_path
+    def __init__(self, labels: tuple[str, ...], top_k: int, run: RunContext):
+        self._args = (labels, top_k)
+        self._run = run
 
     def setup(self):
-        self._metrics = StageMetrics(STAGE, self._progress_path)
+        self._metrics = self._run.metrics(STAGE)
 
     def start_bundle(self):
         self._open: dict[tuple[str, str], tuple[VideoSummary, list[Outcome]]] = {}
@@ -161,7 +123,7 @@ class _SummariseFn(beam.DoFn):
         seen.append(outcome)
         if summary.complete:
             del self._open[key]
-            yield from _emit(summary, self._metrics)
+            yield from _emit(summary, self._run, self._metrics)
 
     def finish_bundle(self):
         for key, (_, seen) in self._open.items():
@@ -175,12 +137,12 @@ class _SummariseFn(beam.DoFn):
 
 
 class _FinishFn(beam.DoFn):
-    def __init__(self, labels, top_k, model, run_id, progress_path):
-        self._args = (tuple(labels), top_k, model, run_id)
-        self._progress_path = progress_path
+    def __init__(self, labels: tuple[str, ...], top_k: int, run: RunContext):
+        self._args = (labels, top_k)
+        self._run = run
 
     def setup(self):
-        self._metrics = StageMetrics(STAGE, self._progress_path)
+        self._metrics = self._run.metrics(STAGE)
 
     def process(self, keyed: tuple[tuple[str, str], Iterable[Outcome]]):
         _, outcomes = keyed
@@ -189,11 +151,11 @@ class _FinishFn(beam.DoFn):
             summary.add(outcome)
         if summary.result is None:  # cannot happen: decode always ends with one
             return
-        yield from _emit(summary, self._metrics)
+        yield from _emit(summary, self._run, self._metrics)
 
 
-def _emit(summary: VideoSummary, metrics: StageMetrics):
-    for table, row in summary.rows():
+def _emit(summary: VideoSummary, run: RunContext, metrics: StageMetrics):
+    for table, row in outcome_rows(summary.outcome(), run):
         if table == "videos":
             metrics.indexed()
         elif table == "failures":
@@ -209,16 +171,9 @@ class Summarise(beam.PTransform):
     it); the rows come out as ``(table, row)`` pairs, clips before their video.
     """
 
-    def __init__(
-        self,
-        labels: Sequence[str],
-        top_k: int,
-        model_name: str,
-        run_id: str,
-        progress_path: Optional[str] = None,
-    ):
+    def __init__(self, labels: Sequence[str], top_k: int, run: RunContext):
         super().__init__()
-        self._args = (tuple(labels), top_k, model_name, run_id, progress_path)
+        self._args = (tuple(labels), top_k, run)
 
     def expand(self, inputs: dict[str, pvalue.PCollection]) -> dict[str, pvalue.PCollection]:
         rows, partials = {}, []

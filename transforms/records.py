@@ -8,8 +8,6 @@ the core and written out as float.
 
 from __future__ import annotations
 
-import dataclasses
-from fractions import Fraction
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -53,23 +51,6 @@ class VideoInfo(NamedTuple):
     sample_aspect_ratio: str = "1:1"
 
 
-def decoded_columns(info: VideoInfo) -> dict:
-    """The ``videos/`` columns that decoding fills, from a VideoInfo."""
-    return {
-        "duration_s": info.duration_s,
-        "fps": info.fps,
-        "width": info.width,
-        "height": info.height,
-        "num_frames": info.num_frames,
-        "decode_errors": info.decode_errors,
-        "discontinuities": info.discontinuities,
-        "stream_index": info.stream_index,
-        "codec": info.codec,
-        "sample_aspect_ratio": info.sample_aspect_ratio,
-        "num_clips": info.num_clips,
-    }
-
-
 class DecodeResult(NamedTuple):
     """The last word of decode on one video: its info, or why it failed.
 
@@ -87,10 +68,10 @@ class DecodeResult(NamedTuple):
 class ClipKey(NamedTuple):
     """Identity of one clip: the key that RunInference carries beside the frames.
 
-    The last clip of a video also carries the video's ``DecodeResult`` (``done``),
-    so that the end of a video travels the clips' own path through inference in
-    order, with no second collection to merge (a merge is a materialisation on
-    Beam's local runner).
+    The last clip of a video also carries the video's ``DecodeResult``
+    (``decode_result``; None on every other clip), so that the end of a video travels
+    the clips' own path through inference in order, with no second collection to
+    merge (a merge is a materialisation on Beam's local runner).
     """
 
     video_id: str
@@ -98,15 +79,7 @@ class ClipKey(NamedTuple):
     clip_index: int
     start_s: float
     end_s: float
-    done: Optional["DecodeResult"] = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Clip:
-    """One model input. ``frames``: uint8 [T, H, W, 3] RGB, already cropped/resized."""
-
-    key: ClipKey
-    frames: np.ndarray
+    decode_result: Optional["DecodeResult"] = None
 
 
 class ClipPrediction(NamedTuple):
@@ -145,12 +118,15 @@ class ClipScores(NamedTuple):
     scores: tuple[float, ...]
 
 
-class VideoResult(NamedTuple):
-    """A whole-video model's outcome for one video (stream and frame-sequence models).
+class VideoOutcome(NamedTuple):
+    """How one video ended, whatever the model kind: the record its rows are made from.
 
     Either ``info`` with the clips' and the video's top-k (``labels`` / ``scores``),
-    or the ``failure`` that stopped the video (then nothing else is used).
-    ``decode_ms`` is the time spent decoding it, model time excluded.
+    or the ``failure`` that stopped the video (then nothing else is used); rows are
+    made by ``transforms.rows.outcome_rows``. The clip path's Summarise makes one from
+    a video's clip predictions; a whole-video handler gives one per VideoRef.
+    ``decode_ms`` is the time spent decoding it, model time excluded (0 where the
+    decode stage counted it itself).
     """
 
     ref: VideoRef
@@ -160,8 +136,3 @@ class VideoResult(NamedTuple):
     scores: tuple[float, ...] = ()
     failure: Optional[Failure] = None
     decode_ms: int = 0
-
-
-def seconds(t: Fraction | float) -> float:
-    """A timestamp as the float seconds written to the tables."""
-    return float(t)

@@ -2,7 +2,7 @@
 
 ``clip`` models: a keyed ``ClipModelHandler`` ((ClipKey, uint8 clip) in,
 PredictionResult with float32 logits [C] out). ``stream`` and ``frame_sequence``
-models take a whole video per element: VideoRef in, VideoResult out (the handler
+models take a whole video per element: VideoRef in, VideoOutcome out (the handler
 decodes).
 """
 
@@ -12,14 +12,18 @@ from typing import Optional
 
 from apache_beam.ml.inference.base import KeyedModelHandler, ModelHandler
 
+from beam_pipeline.models.backend import DEFAULT_BACKEND, Backend
 from beam_pipeline.models.clip_model import ClipModelHandler
 from beam_pipeline.models.spec import FRAME_SEQUENCE, STREAM, ModelSpec
 from transforms.video_io import DecodeLimits
 
 
-def build_handler(spec: ModelSpec, max_batch_size: Optional[int] = None) -> ModelHandler:
-    """The keyed handler for a clip classifier: (ClipKey, clip) in, PredictionResult out."""
-    return KeyedModelHandler(ClipModelHandler(spec, max_batch_size))
+def build_handler(
+    spec: ModelSpec, max_batch_size: Optional[int] = None, backend: Backend = DEFAULT_BACKEND
+) -> ModelHandler:
+    """The keyed handler for a clip classifier: (ClipKey, clip) in, PredictionResult out,
+    the model called through ``backend``."""
+    return KeyedModelHandler(ClipModelHandler(spec, max_batch_size, backend))
 
 
 def build_video_handler(
@@ -29,13 +33,13 @@ def build_video_handler(
     max_batch_size: Optional[int] = None,
 ) -> ModelHandler:
     """The handler for a model that takes a whole video per element: VideoRef in,
-    VideoResult out (kinds ``stream`` and ``frame_sequence``; the handler decodes)."""
+    VideoOutcome out (kinds ``stream`` and ``frame_sequence``; the handler decodes)."""
     if spec.kind == STREAM:
-        from beam_pipeline.models.stream import StreamModelHandler
+        from beam_pipeline.models.stream_model import StreamModelHandler
 
         return StreamModelHandler(spec, limits, top_k, max_batch_size)
     if spec.kind == FRAME_SEQUENCE:
-        from beam_pipeline.models.sequence import SequenceModelHandler
+        from beam_pipeline.models.sequence_model import SequenceModelHandler
 
         return SequenceModelHandler(spec, limits, top_k, max_batch_size)
     raise ValueError(f"model {spec.name} is a {spec.kind!r} model, not a whole-video one")

@@ -1,6 +1,6 @@
 """Frame-feature + sequence models (the Keras CNN-RNN video classifier): N frames a video.
 
-Takes ``VideoRef`` records, one per RunInference element, and gives one ``VideoResult``
+Takes ``VideoRef`` records, one per RunInference element, and gives one ``VideoOutcome``
 each, holding one clip: the N frames the sequence model saw. The model is two parts,
 named by a ``frame_sequence`` spec file:
 
@@ -21,7 +21,7 @@ Why not the clip path (DecodeClips → ClassifyClips): its clips are windows of
 consecutive frames padded by looping or repeating frames, so it can express neither a
 spread of single frames nor "no frame here" (a mask); and a model that gives one
 prediction per video needs none of the per-clip bookkeeping. So this model takes the
-whole-video strategy of the stream models (``transforms.stream.ClassifyStream``): the
+whole-video strategy of the stream models (``transforms.video_inference.ClassifyVideos``): the
 handler decodes each video itself and keeps only the N frames it picks.
 """
 
@@ -33,7 +33,6 @@ from fractions import Fraction
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler
 
 from beam_pipeline.models.backend import (
     InputRange,
@@ -43,20 +42,16 @@ from beam_pipeline.models.backend import (
     sole_output,
 )
 from beam_pipeline.models.spec import ModelSpec
-from beam_pipeline.models.stream import (
-    NoFrames,
-    OpenFrames,
-    VideoFrames,
-    decode_failure,
-    inference_failure,
-    read_video_frames,
-    video_info,
+from beam_pipeline.models.video_handler import (
+    DECODE,
+    INFERENCE,
+    VideoModelHandler,
+    failed,
 )
-from transforms.metrics import NAMESPACE
-from transforms.postprocess import softmax, top_k
-from transforms.records import ClipScores, VideoInfo, VideoRef, VideoResult
-from transforms.sampling import expected_frame_count
-from transforms.video_io import DecodeLimits
+from transforms.reading import NoFrames, video_info
+from transforms.records import VideoInfo, VideoOutcome, VideoRef
+from transforms.sampling import expected_frame_count, rate_fraction
+from transforms.scores import clip_scores, softmax
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -75,7 +70,7 @@ def spread_indices(expected_frames: Optional[int], max_frames: int) -> Optional[
 
 
 def pick_frames(
-    video: VideoFrames, max_frames: int, fps: float, selection: str
+    video: Any, max_frames: int, fps: float, selection: str
 ) -> tuple[list[np.ndarray], list, bool]:
     """The frames one clip is made of: (frames, their times, whether decode reached the end).
 
@@ -231,23 +226,11 @@ class _Picked(NamedTuple):
     decode_ms: int
 
 
-class SequenceModelHandler(ModelHandler[VideoRef, VideoResult, SequenceModel]):
-    """RunInference handler: a batch of VideoRefs, N frames each, one model call."""
+class SequenceModelHandler(VideoModelHandler[SequenceModel]):
+    """RunInference handler: a batch of VideoRefs, N frames each, one model call.
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        limits: Optional[DecodeLimits] = None,
-        top_k: int = 5,
-        max_batch_size: Optional[int] = None,
-        open_frames: OpenFrames = read_video_frames,
-    ):
-        # A batch holds max_batch_size x N frames, uint8, until the model input.
-        super().__init__(min_batch_size=1, max_batch_size=max_batch_size or spec.max_batch_size)
-        self._spec = spec
-        self._limits = limits or DecodeLimits()
-        self._top_k = top_k
-        self._open_frames = open_frames
+    A batch holds ``max_batch_size`` x N frames, uint8, until the model input.
+    """
 
     def load_model(self) -> SequenceModel:
         return SequenceModel.load(self._spec)
@@ -257,7 +240,7 @@ class SequenceModelHandler(ModelHandler[VideoRef, VideoResult, SequenceModel]):
         batch: Sequence[VideoRef],
         model: SequenceModel,
         inference_args: Optional[dict[str, Any]] = None,
-    ) -> list[VideoResult]:
+    ) -> list[VideoOutcome]:
         picked = [self._pick(ref) for ref in batch]
         ready = [p for p in picked if isinstance(p, _Picked)]
         if not ready:
@@ -268,38 +251,35 @@ class SequenceModelHandler(ModelHandler[VideoRef, VideoResult, SequenceModel]):
             )
         except Exception as error:  # noqa: BLE001 - the model failed: errors are data
             return [
-                inference_failure(p.ref, error) if isinstance(p, _Picked) else p for p in picked
+                failed(p.ref, INFERENCE, error) if isinstance(p, _Picked) else p for p in picked
             ]
         results = iter(self._result(p, row) for p, row in zip(ready, logits, strict=True))
         return [next(results) if isinstance(p, _Picked) else p for p in picked]
 
-    def _pick(self, ref: VideoRef) -> "_Picked | VideoResult":
+    def _pick(self, ref: VideoRef) -> "_Picked | VideoOutcome":
         """The video's N frames and mask, or its decode failure."""
         spec = self._spec
         n = spec.frames_per_clip
         started = time.perf_counter()
         try:
-            with self._open_frames(ref.uri, spec.fps, spec.frame_spec(), self._limits) as video:
+            with self.open_frames(ref.uri) as video:
                 frames, times, to_end = pick_frames(video, n, spec.fps, spec.frame_selection)
                 if not frames:
                     raise NoFrames("no decodable video frames")
                 # Stopped early: only the container knows the whole length.
-                container = getattr(video.info, "duration_s", None)
-                info = video_info(ref, video, 1, None if to_end else container)
+                info = video_info(ref, video, 1, decoded_to_end=to_end)
         except Exception as error:  # noqa: BLE001 - a bad video is data, not a crash
-            return decode_failure(ref, error)
+            return failed(ref, DECODE, error)
         clip = np.zeros((n,) + frames[0].shape, np.uint8)
         clip[: len(frames)] = np.stack(frames)
-        end = times[-1] + 1 / spec.clip_sampling().rate
+        end = times[-1] + 1 / rate_fraction(spec.fps)
         decode_ms = int((time.perf_counter() - started) * 1000)
         return _Picked(ref, clip, np.arange(n) < len(frames), times[0], end, info, decode_ms)
 
-    def _result(self, picked: "_Picked", logits: np.ndarray) -> VideoResult:
-        names, values = top_k(softmax(logits), self._spec.labels, self._top_k)
-        clip = ClipScores(
-            0, float(picked.start_s), float(picked.end_s), tuple(names), tuple(values)
-        )
-        return VideoResult(
+    def _result(self, picked: "_Picked", logits: np.ndarray) -> VideoOutcome:
+        probs = softmax(logits)
+        clip = clip_scores(0, picked.start_s, picked.end_s, probs, self._spec.labels, self._top_k)
+        return VideoOutcome(
             picked.ref,
             picked.info,
             (clip,),
@@ -307,9 +287,3 @@ class SequenceModelHandler(ModelHandler[VideoRef, VideoResult, SequenceModel]):
             clip.scores,
             decode_ms=picked.decode_ms,
         )
-
-    def get_num_bytes(self, batch: Sequence[VideoRef]) -> int:
-        return sum(ref.size or 0 for ref in batch)
-
-    def get_metrics_namespace(self) -> str:
-        return NAMESPACE

@@ -1,6 +1,6 @@
 """Stream classifiers (MoViNet stream): frames in order, state carried across a video.
 
-Takes ``VideoRef`` records, one per RunInference element, and gives one ``VideoResult``
+Takes ``VideoRef`` records, one per RunInference element, and gives one ``VideoOutcome``
 each: a top-k row per second of video and the video's top-k from the state after its
 last frame. Beam's RunInference batches the refs; ``run_inference`` opens the batch's
 videos together and feeds them to the model in lockstep, one frame of each per step,
@@ -29,29 +29,24 @@ from __future__ import annotations
 import contextlib
 import time
 from fractions import Fraction
-from typing import Any, Callable, ContextManager, Iterator, Optional, Sequence
+from typing import Any, Callable, ContextManager, Optional, Sequence
 
 import numpy as np
-from apache_beam.ml.inference.base import ModelHandler
 
 from beam_pipeline.models.backend import InputRange, TensorFlowBackend
 from beam_pipeline.models.spec import ModelSpec
-from transforms.clips import read_frames
-from transforms.metrics import NAMESPACE
-from transforms.postprocess import softmax, top_k
-from transforms.preprocess import FrameSpec
-from transforms.records import ClipScores, Failure, VideoInfo, VideoRef, VideoResult
+from beam_pipeline.models.video_handler import (
+    DECODE,
+    INFERENCE,
+    VideoModelHandler,
+    failed,
+)
+from transforms.reading import NoFrames, video_info
+from transforms.records import ClipScores, VideoOutcome, VideoRef
 from transforms.sampling import rate_fraction
-from transforms.video_io import DecodeLimits, VideoReader, stream_facts
-
-DECODE = "decode"  # failure stages: a video that could not be read,
-INFERENCE = "inference"  # or whose batch the model failed on
+from transforms.scores import clip_scores, softmax, top_k
 
 States = dict[str, Any]  # state name -> tf.Tensor, opaque
-
-
-class NoFrames(Exception):
-    """A video whose container opened but gave no decodable frame."""
 
 
 class StreamModel:
@@ -161,94 +156,13 @@ def _stream_convention(spec: ModelSpec, loaded: Any):
     )
 
 
-# -- frames --------------------------------------------------------------------------
-
-
-class VideoFrames:
-    """One open video: iterate ``(t, uint8 [S, S, 3] RGB)`` resampled to the model's fps.
-
-    ``t`` is the frame's time (``Fraction`` seconds) on the video's timeline, ``1 / fps``
-    apart. ``info`` is the container's ``SourceInfo``; after iteration,
-    ``num_frames_decoded``, ``decode_errors`` and ``duration_s`` (decoded) are set.
-    """
-
-    def __init__(self, reader: VideoReader, fps: float, frame_spec: FrameSpec):
-        self._reader = reader
-        self._fps = fps
-        self._frame_spec = frame_spec
-        self.info = reader.info
-
-    def __iter__(self) -> Iterator[tuple[Fraction, np.ndarray]]:
-        return read_frames(self._reader, self._fps, self._frame_spec)
-
-    @property
-    def num_frames_decoded(self) -> int:
-        return self._reader.frames_decoded
-
-    @property
-    def decode_errors(self) -> int:
-        return self._reader.decode_errors
-
-    @property
-    def discontinuities(self) -> int:
-        return self._reader.discontinuities
-
-    @property
-    def duration_s(self) -> Optional[Fraction]:
-        return self._reader.duration_s
-
-
-@contextlib.contextmanager
-def read_video_frames(
-    uri: str, fps: float, frame_spec: FrameSpec, limits: DecodeLimits
-) -> Iterator[VideoFrames]:
-    """Open ``uri`` for frame-by-frame reading (see VideoFrames).
-
-    Raises a ``VideoDecodeError`` (or the storage's error) when it cannot be opened;
-    iterating raises one when decoding fails, e.g. past ``limits.max_duration_s``.
-    """
-    with VideoReader(uri, limits) as reader:
-        yield VideoFrames(reader, fps, frame_spec)
-
-
-OpenFrames = Callable[[str, float, FrameSpec, DecodeLimits], ContextManager[VideoFrames]]
-
-
-def video_info(ref: VideoRef, frames: VideoFrames, num_clips: int, duration_s=None) -> VideoInfo:
-    """The video row's facts: container info and what was decoded."""
-    source = frames.info
-    decoded = duration_s if duration_s is not None else frames.duration_s
-    return VideoInfo(
-        video_id=ref.video_id,
-        uri=ref.uri,
-        # What was decoded is the truth; container metadata of a truncated file lies.
-        duration_s=float(decoded or getattr(source, "duration_s", None) or 0.0),
-        fps=float(getattr(source, "fps", None) or 0.0),
-        width=int(getattr(source, "width", 0) or 0),
-        height=int(getattr(source, "height", 0) or 0),
-        num_clips=num_clips,
-        num_frames=int(frames.num_frames_decoded or 0),
-        decode_errors=int(frames.decode_errors or 0),
-        discontinuities=int(getattr(frames, "discontinuities", 0) or 0),
-        **stream_facts(source),
-    )
-
-
-def decode_failure(ref: VideoRef, error: BaseException) -> VideoResult:
-    return VideoResult(ref, failure=Failure.from_exception(ref.video_id, ref.uri, DECODE, error))
-
-
-def inference_failure(ref: VideoRef, error: BaseException) -> VideoResult:
-    return VideoResult(ref, failure=Failure.from_exception(ref.video_id, ref.uri, INFERENCE, error))
-
-
 # -- the lockstep loop ---------------------------------------------------------------
 
 
 class _Track:
     """One video of a lockstep batch: its reader, and its results so far."""
 
-    def __init__(self, index: int, ref: VideoRef, frames: VideoFrames, exits: contextlib.ExitStack):
+    def __init__(self, index: int, ref: VideoRef, frames: Any, exits: contextlib.ExitStack):
         self.index = index  # position in the batch RunInference gave
         self.ref = ref
         self.frames = frames
@@ -259,7 +173,7 @@ class _Track:
         self.last_t: Optional[Fraction] = None
         self.last_logits: Optional[np.ndarray] = None
         self.clips: list[ClipScores] = []
-        self.result: Optional[VideoResult] = None
+        self.result: Optional[VideoOutcome] = None
         self.decode_s = 0.0
 
     def next_frame(self) -> Optional[np.ndarray]:
@@ -271,7 +185,7 @@ class _Track:
                 raise NoFrames("no decodable video frames")
         except Exception as error:  # noqa: BLE001 - a bad video is data, not a crash
             self.close()
-            self.result = decode_failure(self.ref, error)
+            self.result = failed(self.ref, DECODE, error)
             return None
         finally:
             self.decode_s += time.perf_counter() - started
@@ -290,10 +204,12 @@ class _Track:
 def classify_streams(
     model: StreamModel,
     refs: Sequence[VideoRef],
-    open_frames: Callable[[str], ContextManager[VideoFrames]],
+    open_frames: Callable[[str], ContextManager],
     top_k_labels: int,
-) -> list[VideoResult]:
-    """Classify ``refs`` in lockstep (see the module doc); one VideoResult per ref, in order.
+) -> list[VideoOutcome]:
+    """Classify ``refs`` in lockstep (see the module doc); one VideoOutcome per ref, in order.
+
+    ``open_frames(uri)`` opens a video as ``transforms.reading.read_frames`` does.
 
     A video that cannot be opened or decoded gets a ``decode`` failure and leaves the
     batch; the others go on. An error in the model fails, at ``inference``, the videos
@@ -302,38 +218,35 @@ def classify_streams(
     """
     spec = model.spec
     period = 1 / rate_fraction(spec.fps)
-    per_row = spec.frames_per_clip
+    frames_per_clip = spec.frames_per_clip  # frames behind one clips/ row (one second)
     labels = spec.labels
 
-    def scores(logits: np.ndarray) -> tuple[tuple[str, ...], tuple[float, ...]]:
-        names, values = top_k(softmax(logits), labels, top_k_labels)
-        return tuple(names), tuple(values)
-
     def close_segment(track: _Track) -> None:
-        names, values = scores(track.last_logits)
+        probs = softmax(track.last_logits)
         end = track.last_t + period
+        index = len(track.clips)
         track.clips.append(
-            ClipScores(len(track.clips), float(track.segment_start), float(end), names, values)
+            clip_scores(index, track.segment_start, end, probs, labels, top_k_labels)
         )
         track.segment_start = None
 
     def finish(track: _Track) -> None:
-        if track.count % per_row:
+        if track.count % frames_per_clip:
             close_segment(track)  # the last, partial second
-        names, values = scores(track.last_logits)
+        names, values = top_k(softmax(track.last_logits), labels, top_k_labels)
         info = video_info(track.ref, track.frames, len(track.clips))
         track.close()
-        track.result = VideoResult(
+        track.result = VideoOutcome(
             track.ref,
             info,
             tuple(track.clips),
-            names,
-            values,
+            tuple(names),
+            tuple(values),
             decode_ms=int(track.decode_s * 1000),
         )
 
     tracks: list[_Track] = []
-    results: dict[int, VideoResult] = {}
+    results: dict[int, VideoOutcome] = {}
     try:
         for i, ref in enumerate(refs):
             exits = contextlib.ExitStack()
@@ -342,7 +255,7 @@ def classify_streams(
                 frames = exits.enter_context(open_frames(ref.uri))
             except Exception as error:  # noqa: BLE001 - unreadable video: a failure row
                 exits.close()
-                results[i] = decode_failure(ref, error)
+                results[i] = failed(ref, DECODE, error)
                 continue
             tracks.append(_Track(i, ref, frames, exits))
             tracks[-1].decode_s = time.perf_counter() - started
@@ -368,11 +281,11 @@ def classify_streams(
                 for row, track in enumerate(tracks):
                     track.last_logits = logits[row]
                     track.count += 1
-                    if track.count % per_row == 0:
+                    if track.count % frames_per_clip == 0:
                         close_segment(track)
         except Exception as error:  # noqa: BLE001 - the model failed: errors are data
             for track in tracks:
-                results[track.index] = inference_failure(track.ref, error)
+                results[track.index] = failed(track.ref, INFERENCE, error)
     finally:
         for track in tracks:
             track.close()
@@ -382,7 +295,7 @@ def classify_streams(
 # -- RunInference --------------------------------------------------------------------
 
 
-class StreamModelHandler(ModelHandler[VideoRef, VideoResult, StreamModel]):
+class StreamModelHandler(VideoModelHandler[StreamModel]):
     """RunInference handler: a batch of VideoRefs, classified in lockstep.
 
     Batches are exactly ``max_batch_size`` videos where the bundle has them
@@ -391,20 +304,7 @@ class StreamModelHandler(ModelHandler[VideoRef, VideoResult, StreamModel]):
     batch costs nothing. ``open_frames`` is the decode boundary (tests pass fakes).
     """
 
-    def __init__(
-        self,
-        spec: ModelSpec,
-        limits: Optional[DecodeLimits] = None,
-        top_k: int = 5,
-        max_batch_size: Optional[int] = None,
-        open_frames: OpenFrames = read_video_frames,
-    ):
-        batch = max_batch_size or spec.max_batch_size
-        super().__init__(min_batch_size=batch, max_batch_size=batch)
-        self._spec = spec
-        self._limits = limits or DecodeLimits()
-        self._top_k = top_k
-        self._open_frames = open_frames
+    full_batches = True
 
     def load_model(self) -> StreamModel:
         return StreamModel.load(self._spec)
@@ -414,17 +314,5 @@ class StreamModelHandler(ModelHandler[VideoRef, VideoResult, StreamModel]):
         batch: Sequence[VideoRef],
         model: StreamModel,
         inference_args: Optional[dict[str, Any]] = None,
-    ) -> list[VideoResult]:
-        spec, limits = self._spec, self._limits
-        frame_spec = spec.frame_spec()
-
-        def open_frames(uri: str) -> ContextManager[VideoFrames]:
-            return self._open_frames(uri, spec.fps, frame_spec, limits)
-
-        return classify_streams(model, list(batch), open_frames, self._top_k)
-
-    def get_num_bytes(self, batch: Sequence[VideoRef]) -> int:
-        return sum(ref.size or 0 for ref in batch)
-
-    def get_metrics_namespace(self) -> str:
-        return NAMESPACE
+    ) -> list[VideoOutcome]:
+        return classify_streams(model, list(batch), self.open_frames, self._top_k)
