@@ -1,9 +1,11 @@
 """Helpers the test modules share (no test module imports another).
 
 Paths (``REPO``, ``SHARED``, ``MEDIA``), ``run_cli`` (the CLI in a subprocess, as a
-user runs it), ``RUN`` (a run context for stages built directly) and ``make_config``
-(an ``IndexConfig`` for a model spec without flags). Videos are written by
-``tests.media``.
+user runs it), ``RUN`` (a run context for stages built directly), ``make_config``
+(an ``IndexConfig`` for a model spec without flags) and small rows of the three tables
+for tests that write an index directly (``video_row``, ``clip_row``, ``failure_row``:
+made by the product's ``transforms.rows``, so a new column reaches them too). Videos
+are written by ``tests.media``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from pathlib import Path
 
 from beam_pipeline.options import IndexConfig
 from transforms.context import RunContext
+from transforms.records import ClipScores, Failure, VideoInfo, VideoOutcome, VideoRef
+from transforms.rows import failure_row as _failure_row
+from transforms.rows import outcome_rows
 from transforms.video_io import DecodeLimits
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,3 +57,42 @@ def make_config(spec, input_uri: str, output: str, **overrides) -> IndexConfig:
         run_id="test-run",
     )
     return dataclasses.replace(config, **overrides)
+
+
+def _rows(outcome: VideoOutcome, run_id: str) -> dict[str, list[dict]]:
+    tables: dict[str, list[dict]] = {"videos": [], "clips": []}
+    for table, row in outcome_rows(outcome, RunContext(run_id, "m")):
+        tables[table].append(row)
+    return tables
+
+
+def _info(video_id: str) -> VideoInfo:
+    """A 1 s, 25 fps, 4x4 FFV1 video with one clip."""
+    return VideoInfo(video_id, f"/{video_id}", 1.0, 25.0, 4, 4, 1, 25, codec="ffv1")
+
+
+def _ref(video_id: str) -> VideoRef:
+    return VideoRef(video_id, f"/{video_id}", size=1, version="v")
+
+
+def video_row(video_id: str, run_id: str, label: str = "a") -> dict:
+    """A ``videos/`` row of a 1 s, 25 fps, 4x4 video with one clip, top-1 ``label`` (0.9)."""
+    info = _info(video_id)
+    outcome = VideoOutcome(_ref(video_id), info, (), (label,), (0.9,))
+    (row,) = _rows(outcome, run_id)["videos"]
+    return row
+
+
+def clip_row(video_id: str, run_id: str, clip_index: int) -> dict:
+    """A ``clips/`` row: clip ``clip_index`` spans [index, index + 1) s, top-1 'a' (0.9)."""
+    clip = ClipScores(clip_index, float(clip_index), clip_index + 1.0, ("a",), (0.9,))
+    info = _info(video_id)
+    outcome = VideoOutcome(_ref(video_id), info, (clip,), ("a",), (0.9,))
+    (row,) = _rows(outcome, run_id)["clips"]
+    return row
+
+
+def failure_row(video_id: str, run_id: str) -> dict:
+    """A ``failures/`` row: ``decode`` failed with error type 'E', message 'bad'."""
+    failure = Failure(video_id, f"/{video_id}", "decode", "E", "bad")
+    return _failure_row(failure, RunContext(run_id, "m"), _ref(video_id))

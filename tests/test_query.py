@@ -12,8 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.test_cli import run_cli
-from tests.test_sink import clip_row, failure_row, video_row
+from tests.helpers import clip_row, failure_row, run_cli, video_row
 from transforms.index import current_rows
 from transforms.query import connect
 from transforms.segments import ClipTop, Event, merge_events

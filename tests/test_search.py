@@ -7,8 +7,7 @@ import json
 import pytest
 
 from beam_pipeline.query_cli import hms, match_classes
-from tests.test_cli import run_cli
-from tests.test_sink import clip_row, video_row
+from tests.helpers import clip_row, run_cli, video_row
 from transforms.sink import write_rows
 
 CLASSES = ["playing cricket", "golf putting", "cricket (insect)", "cleaning pool", "Crickets"]

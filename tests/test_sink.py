@@ -7,45 +7,8 @@ import pyarrow.dataset as ds
 from apache_beam.testing.test_pipeline import TestPipeline
 
 from beam_pipeline.report import current_rows, format_summary, load_summary
+from tests.helpers import clip_row, failure_row, video_row
 from transforms.sink import WriteIndex, write_rows
-
-
-def video_row(video_id: str, run_id: str, label: str = "a") -> dict:
-    return {
-        "video_id": video_id,
-        "uri": f"/{video_id}",
-        "size": 1,
-        "version": "v",
-        "duration_s": 1.0,
-        "fps": 25.0,
-        "width": 4,
-        "height": 4,
-        "num_frames": 25,
-        "decode_errors": 0,
-        "discontinuities": 0,
-        "stream_index": 0,
-        "codec": "ffv1",
-        "sample_aspect_ratio": "1:1",
-        "num_clips": 1,
-        "labels": [label],
-        "scores": [0.9],
-        "model": "m",
-        "run_id": run_id,
-    }
-
-
-def failure_row(video_id: str, run_id: str) -> dict:
-    return {
-        "video_id": video_id,
-        "uri": f"/{video_id}",
-        "stage": "decode",
-        "error_type": "E",
-        "message": "bad",
-        "size": 1,
-        "version": "v",
-        "model": "m",
-        "run_id": run_id,
-    }
 
 
 def test_write_rows_is_atomic_and_readable(tmp_path):
@@ -83,20 +46,6 @@ def test_newest_run_wins_across_tables(tmp_path):
     assert current["failures"].column("video_id").to_pylist() == ["x"]
     text = format_summary(load_summary(out), out, None)
     assert "1 videos indexed, 1 failed" in text
-
-
-def clip_row(video_id: str, run_id: str, clip_index: int) -> dict:
-    return {
-        "video_id": video_id,
-        "uri": f"/{video_id}",
-        "clip_index": clip_index,
-        "start_s": float(clip_index),
-        "end_s": clip_index + 1.0,
-        "labels": ["a"],
-        "scores": [0.9],
-        "model": "m",
-        "run_id": run_id,
-    }
 
 
 def test_orphan_clips_of_a_killed_run_do_not_hide_the_rerun_clips(tmp_path):
