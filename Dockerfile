@@ -78,7 +78,7 @@ COPY beam_pipeline ./beam_pipeline
 COPY transforms ./transforms
 # --no-deps: every dependency is pinned above; a resolver pass here could only move them.
 RUN pip install --no-deps . \
-    && python -c "import apache_beam, tensorflow, av, cv2, beam_pipeline.pipeline; \
+    && python -c "import apache_beam, tensorflow, av, beam_pipeline.pipeline; \
 assert apache_beam.__version__ == '2.77.0', apache_beam.__version__"
 
 # Bake the default model (I3D Kinetics-400, ~50 MB) into the image: workers then

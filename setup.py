@@ -15,7 +15,6 @@ setup(
         "tensorflow-hub>=0.16",
         # PyAV: streamed decode from file objects with real timestamps and rotation.
         "av>=12",
-        "opencv-python-headless>=4.8",
         "pyarrow>=14",
         # The read side: SQL views over the standing rows (transforms/query.py).
         "duckdb>=1.1",

@@ -18,7 +18,6 @@ import time
 from typing import Optional, Sequence
 
 PROG = "video-index"
-_LOCAL_RUNNERS = (None, "DirectRunner", "direct", "PortableRunner")
 
 
 class UsageError(Exception):
@@ -87,7 +86,7 @@ def _index(argv: list[str]) -> int:
         for handler in logging.getLogger().handlers:
             handler.addFilter(_drop_beam_noise)
 
-    from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    from apache_beam.options.pipeline_options import PipelineOptions
 
     from beam_pipeline.options import ConfigError, IndexConfig
 
@@ -97,9 +96,9 @@ def _index(argv: list[str]) -> int:
         config = IndexConfig.from_options(options)
     except ConfigError as error:
         raise UsageError(str(error)) from None
-    runner = options.view_as(StandardOptions).runner
-    local = runner in _LOCAL_RUNNERS
-    return run_index(config, options, local=local)
+    from beam_pipeline.runner import is_local
+
+    return run_index(config, options, local=is_local(options))
 
 
 def _escape_paths(argv: list[str]) -> list[str]:

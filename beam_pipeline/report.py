@@ -148,7 +148,7 @@ def write_run_record(
 
 def _optional_versions() -> dict:
     versions = {}
-    for name in ("tensorflow", "av", "cv2"):
+    for name in ("tensorflow", "av"):
         module = sys.modules.get(name)
         if module is not None:
             versions[name] = getattr(module, "__version__", "?")

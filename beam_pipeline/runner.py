@@ -11,6 +11,19 @@ from __future__ import annotations
 
 from apache_beam.runners.runner import PipelineRunner
 
+# Runner names the DirectRunner answers to: LocalRunner runs them, in this process.
+DIRECT_RUNNERS = (None, "DirectRunner", "direct")
+# Runners whose workers share this machine's disk, so they can append to the CLI's
+# progress file: the direct ones, and a PortableRunner, which here runs an embedded
+# job server and a worker pool on this machine (README, "Scaling out").
+LOCAL_RUNNERS = DIRECT_RUNNERS + ("PortableRunner",)
+
+
+def _runner_name(options):
+    from apache_beam.options.pipeline_options import StandardOptions
+
+    return options.view_as(StandardOptions).runner
+
 
 class LocalRunner(PipelineRunner):
     """The DirectRunner's batch path (FnApiRunner), without the Prism attempt."""
@@ -29,9 +42,11 @@ class LocalRunner(PipelineRunner):
 
 def runner_for(options):
     """LocalRunner where the user asked for the DirectRunner (or nothing); else None."""
-    from apache_beam.options.pipeline_options import StandardOptions
-
-    name = options.view_as(StandardOptions).runner
-    if name in (None, "DirectRunner", "direct"):
+    if _runner_name(options) in DIRECT_RUNNERS:
         return LocalRunner()
     return None
+
+
+def is_local(options) -> bool:
+    """Whether the job's workers run on this machine (a live progress line is possible)."""
+    return _runner_name(options) in LOCAL_RUNNERS

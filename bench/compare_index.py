@@ -16,8 +16,9 @@ compared exactly (floats and scores bit for bit), except:
 
 - ``run_id``: a new one per run, by design;
 - in the run record (``runs/RUN_ID.json``, one per output): ``run_id``, ``output``
-  (a different folder) and ``elapsed_s`` (wall-clock time); every other key (input,
-  model, parameters, counts, versions) must be equal.
+  (a different folder), ``elapsed_s`` (wall-clock time) and ``versions`` (the
+  environment: the libraries the product has imported, not a result); every other key
+  (input, model, parameters, counts) must be equal.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def read_rows(output: str, table: str) -> dict[tuple, dict]:
     return rows
 
 
-RUN_RECORD_IGNORED = ("run_id", "output", "elapsed_s")
+RUN_RECORD_IGNORED = ("run_id", "output", "elapsed_s", "versions")
 
 
 def run_records(output: str) -> list[dict]:

@@ -1,7 +1,8 @@
 """Helpers the test modules share (no test module imports another).
 
 Paths (``REPO``, ``SHARED``, ``MEDIA``), ``run_cli`` (the CLI in a subprocess, as a
-user runs it), ``RUN`` (a run context for stages built directly), ``make_config``
+user runs it), ``RUN`` (a run context for stages built directly), ``preprocess`` (the
+product's frame path on an image), ``make_config``
 (an ``IndexConfig`` for a model spec without flags) and small rows of the three tables
 for tests that write an index directly (``video_row``, ``clip_row``, ``failure_row``:
 made by the product's ``transforms.rows``, so a new column reaches them too). Videos
@@ -16,12 +17,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
+import numpy as np
+
 from beam_pipeline.options import IndexConfig
 from transforms.context import RunContext
+from transforms.preprocess import FrameSpec
+from transforms.reading import prepare_frame
 from transforms.records import ClipScores, Failure, VideoInfo, VideoOutcome, VideoRef
 from transforms.rows import failure_row as _failure_row
 from transforms.rows import outcome_rows
-from transforms.video_io import DecodeLimits
+from transforms.video_io import DecodeLimits, VideoReader
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIDEO_INDEX_SHARED", REPO.parent / "shared"))
@@ -41,6 +47,13 @@ def run_cli(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
+
+
+def preprocess(image: np.ndarray, spec: FrameSpec) -> np.ndarray:
+    """The product's frame path (``prepare_frame``: swscale resize, centre crop) applied
+    to an RGB uint8 ``[H, W, 3]`` image."""
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+    return prepare_frame(VideoReader("unopened"), frame, spec)
 
 
 def make_config(spec, input_uri: str, output: str, **overrides) -> IndexConfig:

@@ -97,7 +97,7 @@ def test_unreadable_input_root_is_an_input_error(tmp_path):
 def test_stat_fills_size_and_fails_for_missing(archive):
     ref = stat(VideoRef("x", str(archive / "a" / "one.mp4")))
     assert ref.size == 10 and ref.version
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="gone.mp4"):
         stat(VideoRef("y", str(archive / "gone.mp4")))
 
 

@@ -1,4 +1,4 @@
-"""Model specs, the registry, the loaders and the RunInference handler (tier 2)."""
+"""Model specs, the registry, the clip model and its RunInference handler (tier 2)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,13 @@ from beam_pipeline.models.clip_model import ClipModel, ClipModelHandler
 from beam_pipeline.models.handler import build_handler
 from beam_pipeline.models.registry import DEFAULT_MODEL, registered, resolve_model
 from beam_pipeline.models.spec import ModelSpec, SpecError, spec_from_file
+from tests.helpers import SHARED
 from transforms.records import ClipKey
 
-MOVINET_FACTS = {  # variant: (px, fps, training frames)
+# Published in the MoViNet README (tensorflow/models, official/projects/movinet, the
+# "Pretrained Models" table of Kinetics-600 checkpoints): variant: (input px, fps,
+# training frames). Typed from there, not from the registry, so a wrong value fails.
+MOVINET_FACTS = {
     "a0": (172, 5, 50),
     "a1": (172, 5, 50),
     "a2": (224, 5, 50),
@@ -24,10 +28,38 @@ MOVINET_FACTS = {  # variant: (px, fps, training frames)
 }
 
 
+def shared_labels(name: str) -> tuple[str, ...]:
+    path = SHARED / "labels" / f"{name}.txt"
+    if not path.is_file():
+        pytest.skip(f"{path} not found (set VIDEO_INDEX_SHARED)")
+    return tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+
+
+def test_registry_labels_are_the_published_class_lists():
+    specs = registered()
+    assert specs[DEFAULT_MODEL].labels == shared_labels("kinetics400")
+    kinetics600 = shared_labels("kinetics600")
+    for variant in MOVINET_FACTS:
+        for mode in ("base", "stream"):
+            assert specs[f"movinet-{variant}-{mode}"].labels == kinetics600
+
+
+def test_i3d_spec_has_the_published_contract():
+    """TF Hub deepmind/i3d-kinetics-400/1 and the I3D paper: 224 px RGB in [0, 1], 25 fps,
+    64-frame training clips, 400 classes; evaluation resizes the shorter side to 256.
+    The weights' hash is the one ../shared/golden/README.md gives."""
+    spec = registered()[DEFAULT_MODEL]
+    assert (spec.size, spec.resize_shorter, spec.fps, spec.frames_per_clip) == (224, 256, 25, 64)
+    assert spec.value_range == (0.0, 1.0) and spec.num_classes == 400 and spec.kind == "clip"
+    golden = SHARED / "golden" / "README.md"
+    if not golden.is_file():
+        pytest.skip(f"{golden} not found")
+    assert spec.weights_sha256 in golden.read_text()
+    assert resolve_model("https://tfhub.dev/deepmind/i3d-kinetics-400/1").name == DEFAULT_MODEL
+
+
 def test_registry_lists_i3d_and_every_movinet():
     specs = registered()
-    assert specs[DEFAULT_MODEL].num_classes == 400
-    assert specs[DEFAULT_MODEL].labels[0] == "abseiling"
     for variant, (px, fps, frames) in MOVINET_FACTS.items():
         base, stream = specs[f"movinet-{variant}-base"], specs[f"movinet-{variant}-stream"]
         assert (base.size, base.fps, base.frames_per_clip) == (px, fps, frames)
@@ -37,9 +69,9 @@ def test_registry_lists_i3d_and_every_movinet():
 
 
 def test_spec_rejects_nonsense():
-    with pytest.raises(SpecError):
+    with pytest.raises(SpecError, match="model kind must be one of .* got 'banana'"):
         ModelSpec(name="x", source="y", kind="banana")
-    with pytest.raises(SpecError):
+    with pytest.raises(SpecError, match="value_range must be"):
         ModelSpec(name="x", source="y", value_range=(1.0, 0.0))
 
 

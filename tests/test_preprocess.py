@@ -1,4 +1,4 @@
-"""Frame geometry (tier 1, pure): shorter-side resize, centre crop, any aspect."""
+"""Frame geometry (tier 1): shorter-side resize, centre crop, any aspect, the swscale path."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transforms.preprocess import FrameSpec, centre_crop, preprocess_frame, resize_dims
+from tests.helpers import preprocess
+from transforms.preprocess import FrameSpec, centre_crop, resize_dims
 
 
 def test_frame_spec_validates():
     assert FrameSpec(224).shorter == 224
     assert FrameSpec(224, resize_shorter=256).shorter == 256
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="size must be >= 1"):
         FrameSpec(0)
-    with pytest.raises(ValueError):
-        FrameSpec(224, resize_shorter=200)  # the crop would not fit
+    with pytest.raises(ValueError, match="crop must fit"):
+        FrameSpec(224, resize_shorter=200)
 
 
 @pytest.mark.parametrize(
@@ -60,7 +61,7 @@ def test_centre_crop_takes_the_middle_as_a_fresh_array():
     out = centre_crop(image, 3)
     np.testing.assert_array_equal(out, image[1:4, 2:5])
     assert out.flags.c_contiguous and not np.shares_memory(out, image)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="cannot crop 6x6 from 7x5"):
         centre_crop(image, 6)
 
 
@@ -73,25 +74,23 @@ def test_any_aspect_gives_the_square(shape):
     # not skipped) and stay in the crop's centre.
     image[height // 2, :] = 255
     image[:, width // 2] = 255
-    out = preprocess_frame(image, spec)
+    out = preprocess(image, spec)
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8
-    middle = out[14:18, 14:18]
-    assert middle.max() > 0
+    # The cross is in the middle rows/columns of the crop, and nowhere near the corners.
+    assert out[14:18, :].max() > 0 and out[:, 14:18].max() > 0
+    if min(shape) > 1:  # (a one-pixel side is all cross)
+        assert out[:8, :8].max() == 0 and out[-8:, -8:].max() == 0
 
 
 def test_flat_frames_stay_flat_and_colour_order_is_kept():
     image = np.empty((48, 64, 3), np.uint8)
     image[:] = (200, 100, 30)  # RGB in, the same RGB out
-    out = preprocess_frame(image, FrameSpec(16, 20))
-    assert (out == (200, 100, 30)).all()
+    out = preprocess(image, FrameSpec(16, 20))
+    assert out.shape == (16, 16, 3) and (out == (200, 100, 30)).all()
     one_pixel = np.full((1, 1, 3), 77, np.uint8)
-    assert (preprocess_frame(one_pixel, FrameSpec(8)) == 77).all()
+    assert (preprocess(one_pixel, FrameSpec(8)) == 77).all()
 
 
-def test_rejects_what_is_not_an_rgb_frame():
-    with pytest.raises(ValueError):
-        preprocess_frame(np.zeros((8, 8), np.uint8), FrameSpec(4))
-    with pytest.raises(ValueError):
-        preprocess_frame(np.zeros((8, 8, 3), np.float32), FrameSpec(4))
-    with pytest.raises(ValueError):
+def test_a_frame_without_pixels_is_refused():
+    with pytest.raises(ValueError, match="frame has no pixels: 0x5"):
         resize_dims(0, 5, FrameSpec(4))

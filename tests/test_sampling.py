@@ -40,7 +40,7 @@ def test_clip_sampling_validates_and_rounds_the_stride():
         dict(frames_per_clip=8, fps=25.0, max_clips=0),
         dict(frames_per_clip=8, fps=25.0, short_video="pad"),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="must be"):
             ClipSampling(**bad)
 
 
@@ -48,7 +48,7 @@ def test_rates_are_exact_rationals():
     assert rate_fraction(25.0) == 25
     assert rate_fraction(29.97) == Fraction(2997, 100)
     assert rate_fraction(30000 / 1001) == Fraction(30000, 1001)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="fps"):
         rate_fraction(-1)
 
 

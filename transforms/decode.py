@@ -76,7 +76,7 @@ class _DecodeClipsFn(beam.DoFn):
                     raise NoFrames("no decodable video frames")
                 info = video_info(ref, reader, num_clips)
             result = DecodeResult(ref, num_clips, info=info)
-            self._metrics.decoded(num_clips, int((time.monotonic() - started) * 1000))
+            self._metrics.decoded(int((time.monotonic() - started) * 1000))
         except Exception as error:  # noqa: BLE001 - a bad video is data, not a crash
             self._metrics.failure(final=False)  # Summarise writes and counts the row
             failure = Failure.from_exception(ref.video_id, ref.uri, STAGE, error)

@@ -35,7 +35,7 @@ class StageMetrics:
         self._stage = stage
         self._progress_path = progress_path
         self._counters: dict[str, object] = {}
-        self._decode_seconds = Metrics.distribution(NAMESPACE, "decode_ms_per_video")
+        self._decode_ms = Metrics.distribution(NAMESPACE, "decode_ms_per_video")
 
     def _inc(self, event: str, n: int = 1, progress: bool = True) -> None:
         counter = self._counters.get(event)
@@ -57,9 +57,10 @@ class StageMetrics:
     def listed(self, n: int = 1) -> None:
         self._inc(LISTED, n)
 
-    def decoded(self, num_clips: int, decode_ms: int) -> None:
+    def decoded(self, decode_ms: int) -> None:
+        """A video decoded to its end, in ``decode_ms`` milliseconds of wall-clock time."""
         self._inc(DECODED)
-        self._decode_seconds.update(decode_ms)
+        self._decode_ms.update(decode_ms)
 
     def clips(self, n: int = 1) -> None:
         self._inc(CLIPS, n)

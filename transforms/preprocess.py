@@ -6,14 +6,12 @@ preprocessing); the shorter side goes to ``resize_shorter`` (default ``size``) a
 longer side keeps the aspect, but never below ``size``, so the crop always fits.
 
 "Bilinear" as swscale does it: when shrinking, its kernel widens with the scale
-factor, so it averages rather than skips pixels. ``preprocess_frame`` (the numpy path)
-matches that with cv2's ``INTER_AREA`` when shrinking and ``INTER_LINEAR`` when
-enlarging; cv2's ``INTER_LINEAR`` alone would drop thin detail when shrinking by 4x
-or more. The two paths agree to about 2 grey levels on average, not bit for bit.
+factor, so it averages rather than skips pixels (a plain bilinear tap, such as cv2's
+``INTER_LINEAR``, would drop thin detail when shrinking by 4x or more).
 
-The resize itself can run inside the decoder's pixel-format conversion (swscale),
-which is cheaper than converting at full resolution and resizing after:
-``resize_dims`` gives the intermediate size for that, ``centre_crop`` finishes.
+The resize runs inside the decoder's pixel-format conversion (swscale), which is
+cheaper than converting at full resolution and resizing after: ``resize_dims`` gives
+the size for that (``transforms.reading.prepare_frame``), ``centre_crop`` finishes.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-import cv2
 import numpy as np
 
 
@@ -67,16 +64,3 @@ def centre_crop(frame: np.ndarray, size: int) -> np.ndarray:
     top = (height - size) // 2
     left = (width - size) // 2
     return np.ascontiguousarray(frame[top : top + size, left : left + size])
-
-
-def preprocess_frame(frame: np.ndarray, spec: FrameSpec) -> np.ndarray:
-    """RGB uint8 ``[H, W, 3]`` → RGB uint8 ``[size, size, 3]`` (resize, centre crop)."""
-    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise ValueError(f"expected uint8 [H, W, 3], got {frame.dtype} {frame.shape}")
-    height, width = frame.shape[:2]
-    new_w, new_h = resize_dims(width, height, spec)
-    if (new_w, new_h) != (width, height):
-        shrinking = new_w < width
-        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-        frame = cv2.resize(frame, (new_w, new_h), interpolation=interpolation)
-    return centre_crop(frame, spec.size)

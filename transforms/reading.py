@@ -23,6 +23,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any, Iterator, NamedTuple, Optional
 
+import av
 import numpy as np
 
 from transforms.preprocess import FrameSpec, centre_crop, resize_dims
@@ -36,7 +37,7 @@ from transforms.video_io import (
     stream_facts,
 )
 
-__all__ = ["NoFrames", "SampledClip", "read_clips", "read_frames", "video_info"]
+__all__ = ["NoFrames", "SampledClip", "prepare_frame", "read_clips", "read_frames", "video_info"]
 
 
 class NoFrames(Exception):
@@ -67,12 +68,8 @@ class _OpenVideo:
     def __exit__(self, *exc) -> None:
         self._reader.close()
 
-    def _prepare(self, frame) -> np.ndarray:
-        """A decoded frame → uint8 [size, size, 3] RGB (resized in swscale, then cropped)."""
-        width, height = self._reader.display_size_of(frame)
-        new_w, new_h = resize_dims(width, height, self._frame_spec)
-        rgb = self._reader.to_rgb(frame, new_w, new_h)
-        return centre_crop(rgb, self._frame_spec.size)
+    def _prepare(self, frame: av.VideoFrame) -> np.ndarray:
+        return prepare_frame(self._reader, frame, self._frame_spec)
 
     @property
     def num_frames_decoded(self) -> int:
@@ -187,6 +184,15 @@ class read_frames(_OpenVideo):  # noqa: N801 - used like a function: `with read_
                 value = self._prepare(sampled.frame)
                 last_source = sampled.source_index
             yield sampled.t, value
+
+
+def prepare_frame(reader: VideoReader, frame: av.VideoFrame, frame_spec: FrameSpec) -> np.ndarray:
+    """A decoded frame → uint8 ``[size, size, 3]`` RGB in display orientation: the shorter
+    side resized to ``frame_spec.shorter`` by ``reader``'s swscale (bilinear), in the
+    same pass as the conversion to RGB, then centre cropped to ``frame_spec.size``."""
+    width, height = reader.display_size_of(frame)
+    new_w, new_h = resize_dims(width, height, frame_spec)
+    return centre_crop(reader.to_rgb(frame, new_w, new_h), frame_spec.size)
 
 
 def video_info(ref: VideoRef, video: Any, num_clips: int, decoded_to_end: bool = True) -> VideoInfo:

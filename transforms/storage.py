@@ -3,9 +3,9 @@
 ``retrying(fn, *args, **kwargs)`` calls ``fn`` and, when it raises a *transient*
 error, waits and calls it again: up to ``attempts`` calls in all, with exponential
 backoff and full jitter (before retry ``n`` it sleeps a random time in
-``[0, min(max_delay_s, base_delay_s * 2 ** (n - 1))]``). ``retried(...)`` is the
-same as a decorator. ``open_input(uri)`` opens a file through fsspec with the open
-retried; ``filesystem(uri)`` gives ``(fs, path)``.
+``[0, min(max_delay_s, base_delay_s * 2 ** (n - 1))]``).
+``open_input(uri)`` opens a file through fsspec with the open retried;
+``filesystem(uri)`` gives ``(fs, path)``.
 
 Transient (retried):
   * gcsfs ``HttpError`` with code 408, 429 or >= 500, and ``requests`` connection
@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import http.client
 import logging
 import os
@@ -237,32 +236,6 @@ def retrying(
             )
             _sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def retried(
-    fn: Optional[Callable[..., T]] = None,
-    *,
-    attempts: int = 5,
-    base_delay_s: float = 0.5,
-    max_delay_s: float = 8,
-):
-    """Decorator form of ``retrying``: ``@retried`` or ``@retried(attempts=3)``."""
-
-    def decorate(func: Callable[..., T]) -> Callable[..., T]:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> T:
-            return retrying(
-                func,
-                *args,
-                attempts=attempts,
-                base_delay_s=base_delay_s,
-                max_delay_s=max_delay_s,
-                **kwargs,
-            )
-
-        return wrapper
-
-    return decorate(fn) if fn is not None else decorate
 
 
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")

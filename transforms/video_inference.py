@@ -43,7 +43,7 @@ class _ToRowsFn(beam.DoFn):
         for table, row in outcome_rows(outcome, self._run):
             if table == "videos":
                 num_clips = row["num_clips"]
-                self._metrics.decoded(num_clips, outcome.decode_ms)
+                self._metrics.decoded(outcome.decode_ms)
                 self._metrics.clips(num_clips)
                 self._metrics.classified(num_clips)
                 self._metrics.indexed()

@@ -57,7 +57,9 @@ class ModelSpec:
       resize_shorter: the shorter side is resized to this before the centre crop
         (None: to ``size``, so the crop keeps as much of the frame as it can).
       fps: frames per second the model was trained at; decode resamples to it.
-      frames_per_clip: frames in one clip (for stream models: frames per emitted row).
+      frames_per_clip: the frames behind one ``clips/`` row, for every kind: a clip
+        model's input clip; a stream model's row (``fps`` frames: one second); a
+        frame-sequence model's N frames (spec files may call it ``max_frames``).
       value_range: (low, high) float range the model wants; frames arrive as
         uint8 [0, 255] and are mapped to this range at the model input.
       input_key / output_key: signature tensor names (None: positional / sole output).
@@ -71,9 +73,7 @@ class ModelSpec:
       feature_model / sequence_model (kind ``frame_sequence``): the per-frame CNN
         (float [M, size, size, 3] in ``value_range`` -> features [M, feature_dim])
         and the sequence model ((features [B, N, D], mask bool [B, N]) -> [B, C]),
-        as ``.keras`` / ``.h5`` files or SavedModel directories. ``frames_per_clip``
-        is N, the frames the sequence model sees (spec files may call it
-        ``max_frames``).
+        as ``.keras`` / ``.h5`` files or SavedModel directories.
       feature_dim: D, checked against the CNN's output when given.
       frame_selection (kind ``frame_sequence``): ``first`` N frames at ``fps``, or
         N frames ``spread`` evenly over the video (by the container's duration).
