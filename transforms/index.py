@@ -1,4 +1,4 @@
-"""Read an index folder back: which files hold it, the rows that stand, what is indexed.
+"""Read an index folder back: which files hold it, and the rows that stand.
 
 Beam-free. An index folder holds ``videos/``, ``clips/`` and ``failures/`` as Parquet
 files. Where runs overlap (a re-run after a change, a killed run re-run, a retried
@@ -21,7 +21,6 @@ fine for small indexes. Anything that must scale reads through ``transforms.quer
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import fsspec
 import pyarrow as pa
@@ -157,34 +156,3 @@ def _first_per_key(t: pa.Table) -> pa.Table:
         mask.append(key not in seen)
         seen.add(key)
     return t.filter(pa.array(mask, type=pa.bool_()))
-
-
-def indexed_versions(output: str, model: str) -> dict[str, tuple[Optional[int], Optional[str]]]:
-    """``uri -> (size, version)`` of every video the index already holds for ``model``.
-
-    Failures count too: an unchanged file that failed would fail again. A video
-    whose size or version is unknown is never taken as unchanged. Read through the
-    SQL views (``transforms.query``): only the standing videos and failures, never
-    the clips. An output that does not exist yet holds nothing.
-    """
-    from transforms.query import with_retry
-
-    sql = """
-        SELECT uri, size, version FROM videos
-        WHERE model = $model AND size IS NOT NULL AND version IS NOT NULL
-        UNION ALL
-        SELECT uri, size, version FROM failures
-        WHERE model = $model AND size IS NOT NULL AND version IS NOT NULL"""
-
-    def read(con) -> dict:
-        result = con.execute(sql, {"model": model})
-        done = {}
-        while batch := result.fetchmany(10_000):
-            for uri, size, version in batch:
-                done[uri] = (size, version)
-        return done
-
-    try:
-        return with_retry(output, read)
-    except FileNotFoundError:
-        return {}

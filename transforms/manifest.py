@@ -348,7 +348,7 @@ class _SkipUnchangedFn(beam.DoFn):
         self._run = run
 
     def setup(self):
-        from transforms.index import indexed_versions
+        from transforms.query import indexed_versions
 
         self._metrics = self._run.metrics(STAGE)
         # Once per worker: uri -> (size, version), about 100 bytes a video.

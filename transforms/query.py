@@ -47,6 +47,7 @@ __all__ = [
     "DEFAULT_MEMORY_LIMIT",
     "connect",
     "connect_files",
+    "indexed_versions",
     "is_vanished_file",
     "standing_sql",
     "with_retry",
@@ -215,3 +216,31 @@ def with_retry(output: str, work: Callable[[duckdb.DuckDBPyConnection], T], **kw
         if not is_vanished_file(error):
             raise
     return work(connect(output, **kwargs))
+
+
+def indexed_versions(output: str, model: str) -> dict[str, tuple[Optional[int], Optional[str]]]:
+    """``uri -> (size, version)`` of every video the index already holds for ``model``.
+
+    Failures count too: an unchanged file that failed would fail again. A video
+    whose size or version is unknown is never taken as unchanged. Read through the
+    SQL views: only the standing videos and failures, never the clips. An output that does not exist yet holds nothing.
+    """
+    sql = """
+        SELECT uri, size, version FROM videos
+        WHERE model = $model AND size IS NOT NULL AND version IS NOT NULL
+        UNION ALL
+        SELECT uri, size, version FROM failures
+        WHERE model = $model AND size IS NOT NULL AND version IS NOT NULL"""
+
+    def read(con) -> dict:
+        result = con.execute(sql, {"model": model})
+        done = {}
+        while batch := result.fetchmany(10_000):
+            for uri, size, version in batch:
+                done[uri] = (size, version)
+        return done
+
+    try:
+        return with_retry(output, read)
+    except FileNotFoundError:
+        return {}
