@@ -77,10 +77,10 @@ def compare(reference: str, candidate: str) -> list[str]:
         for key in sorted(set(cand) - set(ref), key=repr):
             problems.append(f"{table} {key}: only in the candidate")
         for key in sorted(set(ref) & set(cand), key=repr):
-            for column in ref[key]:
-                if ref[key][column] != cand[key].get(column):
+            for column in sorted(set(ref[key]) | set(cand[key])):
+                if ref[key].get(column) != cand[key].get(column):
                     problems.append(
-                        f"{table} {key} {column}: {ref[key][column]!r} != "
+                        f"{table} {key} {column}: {ref[key].get(column)!r} != "
                         f"{cand[key].get(column)!r}"
                     )
         print(f"{table}: {len(ref)} reference rows, {len(cand)} candidate rows")
