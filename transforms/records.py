@@ -12,6 +12,8 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
+from transforms.storage import escape_name
+
 
 class VideoRef(NamedTuple):
     """One distinct video to index, as read from the manifest.
@@ -100,7 +102,8 @@ class Failure(NamedTuple):
 
     @classmethod
     def from_exception(cls, video_id: str, uri: str, stage: str, error: BaseException) -> "Failure":
-        message = str(error) or repr(error)
+        # escape_name: an OS error names the path, which may not be UTF-8.
+        message = escape_name(str(error) or repr(error))
         return cls(video_id, uri, stage, type(error).__name__, message[:2000])
 
 
