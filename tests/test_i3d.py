@@ -290,7 +290,7 @@ def test_pipeline_feeds_i3d_the_picture_as_shown(model, kinetics400_labels: list
 
     path = SHARED / "media" / "mmaction2" / "test.mp4"
     sampling = ClipSampling(frames_per_clip=REFERENCE_FRAMES, fps=REFERENCE_FPS)
-    spec = FrameSpec(size=i3d.INPUT_SIZE, resize_shorter=REFERENCE_SHORT_SIDE)
+    spec = FrameSpec(size=i3d_weights.INPUT_SIZE, resize_shorter=REFERENCE_SHORT_SIDE)
     with read_clips(str(path), sampling, spec) as reader:
         pipeline = next(iter(reader)).frames.astype(np.float32) / 255.0
     assert (reader.info.width, reader.info.height) == (455, 256)
