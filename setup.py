@@ -7,7 +7,9 @@ setup(
     version="0.1.0",
     description="Index a video archive with action-recognition models on Apache Beam",
     python_requires=">=3.10",
-    packages=find_packages(include=["beam_pipeline", "beam_pipeline.*", "transforms", "transforms.*"]),
+    packages=find_packages(
+        include=["beam_pipeline", "beam_pipeline.*", "transforms", "transforms.*"]
+    ),
     package_data={"beam_pipeline.models": ["labels/*.txt"]},
     install_requires=[
         "apache-beam>=2.60,<3",
@@ -18,6 +20,8 @@ setup(
         "pyarrow>=14",
         # The read side: SQL views over the standing rows (transforms/query.py).
         "duckdb>=1.1",
+        # Approximate nearest clips by embedding (transforms/similar.py).
+        "faiss-cpu>=1.8",
         "fsspec>=2024.2",
         "gcsfs>=2024.2",
         "s3fs>=2024.2",

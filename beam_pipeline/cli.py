@@ -36,6 +36,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "show": _show,
         "query": _query,
         "search": _search,
+        "similar": _similar,
     }
     if command not in commands:
         print(
@@ -63,6 +64,7 @@ commands:
   query   DIR "SQL" [--format table|json|csv]    SQL over the views videos, clips,
                                                   failures, segments
   search  DIR WORDS [--label L] [--clips]         ranked moments of a class
+  similar DIR --video ID [--at S] [--limit N]     the clips most like a moment (embeddings)
 
 '{PROG} index --help' lists the index flags; Beam flags (--runner, ...) pass through."""
 
@@ -203,7 +205,23 @@ def run_index(config, options, local: bool = True) -> int:
     summary = report.load_summary(config.output, run_id=config.run_id)
     record = report.write_run_record(config, summary, elapsed, skipped=skipped, left_out=left_out)
     print(report.format_summary(summary, config.output, record), file=sys.stdout)
+    if config.embeddings:
+        _refresh_similar_index(config.output)
     return 0
+
+
+def _refresh_similar_index(output: str) -> None:
+    """Keep `similar`'s approximate index in step with the run (a failure only warns:
+    `similar` then scans exactly)."""
+    from transforms.similar import refresh_ann_index
+
+    try:
+        count = refresh_ann_index(output)
+    except Exception as error:  # noqa: BLE001 - the run's rows are committed either way
+        print(f"{PROG}: warning: approximate index not rebuilt: {error}", file=sys.stderr)
+        return
+    if count is not None:
+        print(f"approximate index of {count} clips: {output.rstrip('/')}/_similar/")
 
 
 def _counter(result, name: str) -> int:
@@ -284,7 +302,11 @@ def _show(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog=f"{PROG} show")
     parser.add_argument("output", help="the index folder (the --output of a run)")
-    parser.add_argument("--html", help="also write a self-contained HTML report here")
+    parser.add_argument(
+        "--html",
+        help="a FOLDER: write the explorer site there (beam_pipeline.explorer); "
+        "a path ending in .html: the one-page report",
+    )
     parser.add_argument("--top", type=int, default=50, help="videos shown in the table")
     parser.add_argument(
         "--html-videos", type=int, default=500, help="videos drawn in the HTML report"
@@ -303,9 +325,17 @@ def _show(argv: list[str]) -> int:
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
     print(report.format_summary(summary, args.output, None, limit=args.top))
-    if args.html:
+    if args.html and args.html.endswith(".html"):
         report.write_html(summary, args.output, args.html, html_videos=args.html_videos)
         print(f"report: {args.html}")
+    elif args.html:
+        from beam_pipeline.explorer import write_site
+
+        written = write_site(args.output, args.html)
+        print(
+            f"explorer: {os.path.join(args.html, 'index.html')} ({written['video_pages']} video "
+            f"pages, largest page {written['largest_page_bytes']} bytes)"
+        )
     if args.export:
         for path in report.export_tables(summary, args.export):
             print(f"exported: {path}")
@@ -322,6 +352,15 @@ def _search(argv: list[str]) -> int:
     from beam_pipeline.query_cli import search_command
 
     return search_command(argv, PROG)
+
+
+def _similar(argv: list[str]) -> int:
+    from beam_pipeline import similar
+
+    try:
+        return similar.run(argv, prog=f"{PROG} similar")
+    except similar.SimilarError as error:
+        raise UsageError(str(error)) from None
 
 
 if __name__ == "__main__":

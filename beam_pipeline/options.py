@@ -109,6 +109,18 @@ class VideoIndexOptions(PipelineOptions):
         )
         _flag(
             parser,
+            "no-embeddings",
+            action="store_true",
+            help="do not store clip embeddings (stored by default where the model gives them)",
+        )
+        _flag(
+            parser,
+            "no-thumbnails",
+            action="store_true",
+            help="do not store a thumbnail per clip (stored by default for clip models)",
+        )
+        _flag(
+            parser,
             "commit-every-s",
             type=float,
             default=20.0,
@@ -143,6 +155,10 @@ class IndexConfig:
     short_video: str = "loop"
     reindex: bool = False
     commit_every_s: float = 20.0
+    # clips/ columns beyond the labels: the model's embedding (where its spec names
+    # one) and a thumbnail (clip models); see transforms.schemas.clips_schema.
+    embeddings: bool = False
+    thumbnails: bool = False
 
     @property
     def sampling(self) -> ClipSampling:
@@ -221,4 +237,6 @@ class IndexConfig:
             short_video=short_video,
             reindex=bool(opts.reindex),
             commit_every_s=opts.commit_every_s,
+            embeddings=spec.embedding_key is not None and not opts.no_embeddings,
+            thumbnails=spec.kind == CLIP and not opts.no_thumbnails,
         )

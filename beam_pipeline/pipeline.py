@@ -15,7 +15,9 @@ from transforms.inference import ClassifyClips
 from transforms.manifest import ReadManifest
 from transforms.postprocess import Summarise
 from transforms.rows import failure_row
+from transforms.schemas import clips_schema
 from transforms.sink import WriteIndex
+from transforms.thumbnails import add_thumbnail
 from transforms.video_inference import ClassifyVideos
 
 
@@ -44,7 +46,13 @@ def build_pipeline(
     rows["ManifestFailures"] = listed["failures"] | "ManifestFailureRows" >> beam.Map(
         lambda failure: ("failures", failure_row(failure, run))
     )
-    rows | "WriteIndex" >> WriteIndex(config.output, run.run_id, flush_s=config.commit_every_s)
+    embedding_dim = spec.embedding_dim if config.embeddings else None
+    rows | "WriteIndex" >> WriteIndex(
+        config.output,
+        run.run_id,
+        flush_s=config.commit_every_s,
+        clips_schema=clips_schema(embedding_dim, config.thumbnails),
+    )
 
 
 def _classify_clips(refs: beam.PCollection, config: IndexConfig, run: RunContext) -> dict:
@@ -53,8 +61,11 @@ def _classify_clips(refs: beam.PCollection, config: IndexConfig, run: RunContext
     decoded = refs | "DecodeClips" >> DecodeClips(
         config.sampling, spec.frame_spec(), run, config.limits
     )
-    outcomes = decoded["clips"] | "ClassifyClips" >> ClassifyClips(
-        build_handler(spec, config.batch_size), run
+    clips = decoded["clips"]
+    if config.thumbnails:
+        clips = clips | "Thumbnails" >> beam.Map(add_thumbnail)
+    outcomes = clips | "ClassifyClips" >> ClassifyClips(
+        build_handler(spec, config.batch_size, embeddings=config.embeddings), run
     )
     return {"Clips": outcomes, "DecodeFailures": decoded["failed"]} | "Summarise" >> Summarise(
         spec.labels, config.top_k, run

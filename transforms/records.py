@@ -82,13 +82,17 @@ class ClipKey(NamedTuple):
     start_s: float
     end_s: float
     decode_result: Optional["DecodeResult"] = None
+    # The clip's middle frame as a small JPEG (``transforms.thumbnails``), or None.
+    thumbnail: Optional[bytes] = None
 
 
 class ClipPrediction(NamedTuple):
-    """A clip's logits as the model gave them: float32 [C]."""
+    """A clip's logits as the model gave them: float32 [C]; and its embedding, float32
+    [D] (the model's penultimate features), where the model gives one and it is wanted."""
 
     key: ClipKey
     logits: np.ndarray
+    embedding: Optional[np.ndarray] = None
 
 
 class Failure(NamedTuple):
@@ -119,6 +123,10 @@ class ClipScores(NamedTuple):
     end_s: float
     labels: tuple[str, ...]
     scores: tuple[float, ...]
+    # Optional clips/ columns (transforms.schemas.clips_schema): the model's embedding
+    # (float16 [D]) and the clip's thumbnail (JPEG bytes), where the run makes them.
+    embedding: Optional[np.ndarray] = None
+    thumbnail: Optional[bytes] = None
 
 
 class VideoOutcome(NamedTuple):

@@ -41,7 +41,7 @@ def outcome_rows(outcome: VideoOutcome, run: RunContext) -> Iterator[Row]:
     if info is None:
         raise ValueError(f"outcome of {ref.uri} has neither info nor failure")
     for clip in outcome.clips:
-        yield "clips", {
+        row = {
             "video_id": ref.video_id,
             "uri": ref.uri,
             "clip_index": clip.clip_index,
@@ -52,6 +52,12 @@ def outcome_rows(outcome: VideoOutcome, run: RunContext) -> Iterator[Row]:
             "model": run.model_name,
             "run_id": run.run_id,
         }
+        # Optional columns: only where the run writes them (schemas.clips_schema).
+        if clip.embedding is not None:
+            row["embedding"] = clip.embedding
+        if clip.thumbnail is not None:
+            row["thumbnail"] = clip.thumbnail
+        yield "clips", row
     yield "videos", {
         "video_id": ref.video_id,
         "uri": ref.uri,

@@ -7,6 +7,7 @@ distinct input is in exactly one of ``videos/`` and ``failures/``.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 
 VIDEOS = pa.schema(
@@ -62,3 +63,22 @@ FAILURES = pa.schema(
 )
 
 TABLES = {"videos": VIDEOS, "clips": CLIPS, "failures": FAILURES}
+
+# Optional columns of ``clips/``, written where the run makes them (readers of the
+# columns above never load them): ``embedding``, the model's penultimate features as a
+# fixed-size list of EMBEDDING_TYPE (its length is the model's, 1024 for I3D); and
+# ``thumbnail``, the clip's middle frame as JPEG bytes (``transforms.thumbnails``).
+EMBEDDING = "embedding"
+THUMBNAIL = "thumbnail"
+EMBEDDING_DTYPE = np.float16  # chosen by measurement: bench/bench_similar.py real
+EMBEDDING_TYPE = pa.from_numpy_dtype(EMBEDDING_DTYPE)
+
+
+def clips_schema(embedding_dim: int | None = None, thumbnails: bool = False) -> pa.Schema:
+    """The ``clips/`` schema of a run: CLIPS plus the optional columns it writes."""
+    schema = CLIPS
+    if embedding_dim is not None:
+        schema = schema.append(pa.field(EMBEDDING, pa.list_(EMBEDDING_TYPE, embedding_dim)))
+    if thumbnails:
+        schema = schema.append(pa.field(THUMBNAIL, pa.binary()))
+    return schema

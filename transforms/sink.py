@@ -27,15 +27,20 @@ from transforms.schemas import TABLES
 from transforms.storage import retrying
 
 
-def write_rows(output: str, table: str, rows: list[dict], file_stem: str) -> str:
+def write_rows(
+    output: str, table: str, rows: list[dict], file_stem: str, schema: pa.Schema | None = None
+) -> str:
     """Write rows as one Parquet file of ``table``, atomically; returns its URI.
+
+    ``schema`` (default ``TABLES[table]``) may add optional columns, such as
+    ``schemas.clips_schema`` does.
 
     The write to ``_tmp/`` and the move into place are retried together on transient
     storage errors (``transforms.storage.retrying``). A retry rewrites the temporary
     file whole and moves it onto the same final name, which only this call uses, so
     a retried commit still leaves exactly one complete file.
     """
-    schema = TABLES[table]
+    schema = schema or TABLES[table]
     fs, root = fsspec.core.url_to_fs(output.rstrip("/"))
     table_dir = f"{root}/{table}"
     tmp_path = f"{table_dir}/_tmp/{file_stem}.parquet"
@@ -79,11 +84,12 @@ _COMMIT_ORDER = ("clips", "failures", "videos")
 class _WriteIndexFn(beam.DoFn):
     """Buffers (table, row) pairs; commits one file per table every flush."""
 
-    def __init__(self, output: str, run_id: str, flush_rows: int, flush_s: float):
+    def __init__(self, output: str, run_id: str, flush_rows: int, flush_s: float, schemas: dict):
         self._output = output
         self._run_id = run_id
         self._flush_rows = flush_rows
         self._flush_s = flush_s
+        self._schemas = schemas
 
     def setup(self):
         # One writer id per DoFn instance: file names never collide across workers.
@@ -113,7 +119,7 @@ class _WriteIndexFn(beam.DoFn):
             rows = self._rows[table]
             if rows:
                 stem = f"{self._run_id}-{self._writer}-{self._files:05d}"
-                write_rows(self._output, table, rows, stem)
+                write_rows(self._output, table, rows, stem, self._schemas.get(table))
                 self._files += 1
                 self._rows[table] = []
         self._buffered = 0
@@ -127,12 +133,21 @@ class WriteIndex(beam.PTransform):
     stage ends, and a killed run would keep nothing.
     """
 
-    def __init__(self, output: str, run_id: str, flush_rows: int = 2000, flush_s: float = 20.0):
+    def __init__(
+        self,
+        output: str,
+        run_id: str,
+        flush_rows: int = 2000,
+        flush_s: float = 20.0,
+        clips_schema: pa.Schema | None = None,
+    ):
         super().__init__()
         self._output = output
         self._run_id = run_id
         self._flush_rows = flush_rows
         self._flush_s = flush_s
+        # The run's clips schema where it writes optional columns (schemas.clips_schema).
+        self._schemas = {"clips": clips_schema} if clips_schema is not None else {}
 
     def expand(self, rows: dict[str, pvalue.PCollection]) -> pvalue.PDone:
         pipeline = next(iter(rows.values())).pipeline
@@ -144,6 +159,8 @@ class WriteIndex(beam.PTransform):
         )
         for name, table_rows in rows.items():
             _ = table_rows | f"Write{name}" >> beam.ParDo(
-                _WriteIndexFn(self._output, self._run_id, self._flush_rows, self._flush_s)
+                _WriteIndexFn(
+                    self._output, self._run_id, self._flush_rows, self._flush_s, self._schemas
+                )
             )
         return pvalue.PDone(pipeline)

@@ -188,6 +188,19 @@ class TensorFlowBackend:
         clip_call.loaded = loaded  # keeps the variables alive with the call
         return clip_call
 
+    def clip_call_with_embedding(self, spec: ModelSpec) -> Callable[[np.ndarray], Any]:
+        """As ``clip_call``, giving ``(logits [B, C], embeddings [B, D])`` from one call
+        of the signature that holds the spec's ``embedding_key`` output."""
+        loaded = self.load(spec)
+        call = _embedding_convention(spec, loaded)
+        to_input = InputRange(spec.value_range)
+
+        def clip_call(clips: np.ndarray) -> Any:
+            return call(to_input(clips))
+
+        clip_call.loaded = loaded
+        return clip_call
+
 
 DEFAULT_BACKEND: Backend = TensorFlowBackend()
 
@@ -218,3 +231,40 @@ def _clip_convention(spec: ModelSpec, loaded: Any) -> Callable[[Any], Any]:
     if spec.input_key:
         return lambda x: sole_output(spec, loaded({spec.input_key: x}))
     return lambda x: sole_output(spec, loaded(x))
+
+
+def _embedding_convention(spec: ModelSpec, loaded: Any) -> Callable[[Any], tuple[Any, Any]]:
+    """One function from a float tensor to (logits, embeddings), from one signature call.
+
+    The signature is ``embedding_signature`` (else the spec's ``signature``, else
+    ``serving_default``); the embeddings are its ``embedding_key`` output, the logits
+    its ``output_key`` output or, without one, its other output.
+    """
+    if not spec.embedding_key:
+        raise ValueError(f"model {spec.name} names no embedding output (embedding_key)")
+    name = spec.embedding_signature or spec.signature or "serving_default"
+    signature = find_signature(loaded, (name,))
+    if signature is None:
+        raise ValueError(f"model {spec.name} has no signature {name!r} for its embedding")
+    input_key = spec.input_key
+    if input_key is None:
+        _, kwargs = signature.structured_input_signature
+        if len(kwargs) != 1:
+            raise ValueError(f"model {spec.name} signature takes {sorted(kwargs)}: set input_key")
+        input_key = next(iter(kwargs))
+    outputs = list(signature.structured_outputs)
+    logits_key = spec.output_key
+    if logits_key is None:
+        others = [key for key in outputs if key != spec.embedding_key]
+        if len(others) != 1:
+            raise ValueError(f"model {spec.name} has outputs {sorted(outputs)}: set output_key")
+        logits_key = others[0]
+    for key in (logits_key, spec.embedding_key):
+        if key not in outputs:
+            raise ValueError(f"model {spec.name} signature {name!r} has no output {key!r}")
+
+    def call(x: Any) -> tuple[Any, Any]:
+        result = signature(**{input_key: x})
+        return result[logits_key], result[spec.embedding_key]
+
+    return call

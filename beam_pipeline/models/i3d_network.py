@@ -220,6 +220,16 @@ class InceptionI3d(tf.Module):
 
     def logits(self, rgb: tf.Tensor) -> tf.Tensor:
         """``float32 [B, T, 224, 224, 3]`` in ``[0, 1]`` -> logits ``float32 [B, 400]``."""
+        return self.logits_and_embedding(rgb)[0]
+
+    def logits_and_embedding(self, rgb: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``float32 [B, T, 224, 224, 3]`` in ``[0, 1]`` -> (logits ``float32 [B, 400]``,
+        embedding ``float32 [B, 1024]``).
+
+        The embedding is the ``Mixed_5c`` output after the [2, 7, 7] average pool, averaged
+        over time: the vector the logits layer (a 1x1x1 convolution, linear) maps to the
+        mean logits. Non-negative (it averages ReLU outputs).
+        """
         # The weights were trained on RGB in [-1, 1]; [0, 1] input (TF Hub's contract)
         # is mapped here so callers cannot forget it.
         x = rgb * 2.0 - 1.0
@@ -237,10 +247,13 @@ class InceptionI3d(tf.Module):
         x = self.blocks["Mixed_5b"](x)
         x = self.blocks["Mixed_5c"](x)
         # [B, T', 7, 7, 1024] -> [B, T' - 1, 1, 1, 1024]
-        x = tf.nn.avg_pool3d(x, [1, 2, 7, 7, 1], [1, 1, 1, 1, 1], "VALID")
-        x = tf.nn.conv3d(x, self.logits_w, [1, 1, 1, 1, 1], "VALID")
+        pooled = tf.nn.avg_pool3d(x, [1, 2, 7, 7, 1], [1, 1, 1, 1, 1], "VALID")
+        # The logits are computed exactly as before the embedding existed (per step, then
+        # the mean), so the golden logits do not move by a rounding.
+        x = tf.nn.conv3d(pooled, self.logits_w, [1, 1, 1, 1, 1], "VALID")
         per_step = tf.squeeze(x + self.logits_b, axis=[2, 3])
-        return tf.reduce_mean(per_step, axis=1)
+        embedding = tf.reduce_mean(tf.squeeze(pooled, axis=[2, 3]), axis=1)
+        return tf.reduce_mean(per_step, axis=1), embedding
 
     @tf.function(input_signature=[_INPUT_SPEC])
     def __call__(self, rgb: tf.Tensor) -> tf.Tensor:
@@ -251,6 +264,12 @@ class InceptionI3d(tf.Module):
     def serving(self, rgb: tf.Tensor) -> dict[str, tf.Tensor]:
         """Signature form of ``__call__``: ``{"default": logits float32 [B, 400]}``."""
         return {"default": self.logits(rgb)}
+
+    @tf.function(input_signature=[_INPUT_SPEC])
+    def serving_with_embedding(self, rgb: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``{"default": logits float32 [B, 400], "embedding": float32 [B, 1024]}``."""
+        logits, embedding = self.logits_and_embedding(rgb)
+        return {"default": logits, "embedding": embedding}
 
 
 def build_i3d_module(weights: Mapping[str, Any]) -> InceptionI3d:

@@ -26,6 +26,11 @@ except ImportError:  # numpy 1.x
     from numpy.core.multiarray import _reconstruct as _np_reconstruct
 
 # The model, as TF Hub's deepmind/i3d-kinetics-400/1 and the I3D paper give it.
+# The export's second signature: logits and the clip embedding (average-pooled Mixed_5c,
+# averaged over time, before the logits layer) in one pass.
+EMBEDDING_SIGNATURE = "logits_and_embedding"
+EMBEDDING_KEY = "embedding"
+EMBEDDING_DIM = 1024
 MODEL_NAME = "i3d-kinetics-400"
 HUB_HANDLE = "https://tfhub.dev/deepmind/i3d-kinetics-400/1"
 NUM_CLASSES = 400  # Kinetics-400, in the order of labels/kinetics400.txt

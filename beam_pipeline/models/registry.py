@@ -51,6 +51,10 @@ def _i3d() -> ModelSpec:
         max_batch_size=4,
         weights_sha256=facts.WEIGHTS_SHA256,
         description="Inception-I3D RGB, Kinetics-400 (TF Hub deepmind/i3d-kinetics-400/1)",
+        # Average-pooled Mixed_5c, before the logits layer (the builder's export adds it).
+        embedding_key=i3d_weights.EMBEDDING_KEY,
+        embedding_dim=i3d_weights.EMBEDDING_DIM,
+        embedding_signature=i3d_weights.EMBEDDING_SIGNATURE,
     )
 
 

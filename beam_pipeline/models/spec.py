@@ -77,6 +77,10 @@ class ModelSpec:
       feature_dim: D, checked against the CNN's output when given.
       frame_selection (kind ``frame_sequence``): ``first`` N frames at ``fps``, or
         N frames ``spread`` evenly over the video (by the container's duration).
+      embedding_key / embedding_dim (kind ``clip``): the output holding the clip
+        embedding, float32 [B, embedding_dim], given in the same call as the logits by
+        ``embedding_signature`` (None: the signature the logits come from). None: the
+        model gives no embedding.
     """
 
     name: str
@@ -99,6 +103,9 @@ class ModelSpec:
     sequence_model: Optional[str] = None
     feature_dim: Optional[int] = None
     frame_selection: str = "first"
+    embedding_key: Optional[str] = None
+    embedding_dim: Optional[int] = None
+    embedding_signature: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -123,6 +130,12 @@ class ModelSpec:
             )
         if self.feature_dim is not None and self.feature_dim <= 0:
             raise SpecError(f"model {self.name!r}: feature_dim must be positive")
+        if self.embedding_key is not None and (
+            self.kind != CLIP or not self.embedding_dim or self.embedding_dim <= 0
+        ):
+            raise SpecError(
+                f"model {self.name!r}: embedding_key needs kind clip and a positive embedding_dim"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -180,6 +193,9 @@ _SPEC_FILE_KEYS = {
     "max_frames",
     "feature_dim",
     "frame_selection",
+    "embedding_key",
+    "embedding_dim",
+    "embedding_signature",
 }
 
 

@@ -1,0 +1,95 @@
+"""``video-index similar OUT --video ID [--at SECONDS]``: the clips most like a moment.
+
+Prints the nearest standing clips across the archive by cosine similarity of their
+embeddings to the clip of ``ID`` at ``SECONDS`` (or to the video's mean embedding),
+the query's own video left out unless ``--include-same-video``. Uses the approximate
+index (``transforms.similar``) where one is in step with the tables, else an exact
+DuckDB scan; ``--exact`` forces the scan, ``--build-index`` (re)builds the index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from typing import Optional, Sequence
+
+from transforms.similar import (
+    SimilarError,
+    ann_neighbours,
+    ann_state,
+    build_ann_index,
+    connect,
+    exact_neighbours,
+    query_embedding,
+)
+
+FORMATS = ("table", "json", "csv")
+_COLUMNS = ("video_id", "uri", "clip_index", "start_s", "end_s", "similarity")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line and exit 2, not argparse's usage block
+        raise SimilarError(message)
+
+
+def run(argv: Sequence[str], prog: str = "video-index similar") -> int:
+    """The command; returns the exit status. Raises ``SimilarError`` on bad input."""
+    parser = _Parser(prog=prog)
+    parser.add_argument("output", help="the index folder (the --output of a run)")
+    parser.add_argument("--video", help="video_id of the query clip's video")
+    parser.add_argument("--at", type=float, help="seconds into the video (default: whole video)")
+    parser.add_argument("--limit", type=int, default=10, help="clips returned (default 10)")
+    parser.add_argument("--format", default="table", choices=FORMATS)
+    parser.add_argument("--include-same-video", action="store_true")
+    parser.add_argument("--exact", action="store_true", help="exact scan, even with an index")
+    parser.add_argument(
+        "--build-index", action="store_true", help="(re)build the approximate index and exit"
+    )
+    args = parser.parse_args(argv)
+    if args.build_index:
+        count = build_ann_index(args.output)
+        print(f"approximate index of {count} clips written under {args.output}/_similar/")
+        return 0
+    if not args.video:
+        raise SimilarError("--video is required")
+    if args.limit < 1:
+        raise SimilarError("--limit must be at least 1")
+    con = connect(args.output)
+    query = query_embedding(con, args.video, args.at)
+    exclude = None if args.include_same_video else args.video
+    why_not = "--exact" if args.exact else ann_state(args.output)
+    if why_not is None:
+        found = ann_neighbours(args.output, query, args.limit, exclude)
+    else:
+        found = exact_neighbours(con, query, args.limit, exclude)
+    _print(found, args.format)
+    return 0
+
+
+def _print(found: list, fmt: str, out=None) -> None:
+    out = out or sys.stdout
+    rows = [{name: getattr(n, name) for name in _COLUMNS} for n in found]
+    if fmt == "json":
+        json.dump(rows, out, indent=1)
+        out.write("\n")
+    elif fmt == "csv":
+        writer = csv.DictWriter(out, fieldnames=_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        out.write(f"{'similarity':>10} {'start_s':>8} {'end_s':>8}  video_id\n")
+        for row in rows:
+            out.write(
+                f"{row['similarity']:>10.4f} {row['start_s']:>8.2f} {row['end_s']:>8.2f}"
+                f"  {row['video_id']}\n"
+            )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except SimilarError as error:
+        print(f"video-index similar: error: {error}", file=sys.stderr)
+        return 2

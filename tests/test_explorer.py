@@ -1,0 +1,186 @@
+"""The explorer site (``video-index show OUT --html DIR``) in a real headless browser.
+
+Debian's ``chromium`` driven by Playwright (its own browser download cannot work on
+these machines: ``executable_path`` points at the system one). Where chromium is
+missing and this runs as root with apt, the session installs it first; where that is
+impossible the browser tests skip, saying why. The index is made by a small colour
+model of the test's own whose spec names an embedding output, over VP9 videos (which
+every Chromium build plays) plus a file that fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.media import write_video
+from tests.test_cli import run_cli
+
+SCREENSHOT = os.environ.get("VIDEO_INDEX_SCREENSHOT")  # also save the screenshot here
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.skip("Debian's chromium is not installed and apt-get cannot run as root here")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+        if done.returncode != 0:
+            pytest.skip(f"could not install chromium ({' '.join(command)}): {done.stderr[-300:]}")
+    return shutil.which("chromium") or pytest.skip("apt-get installed no chromium binary")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api")
+    executable = _chromium()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, args=["--allow-file-access-from-files"]
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def colour_embedding_spec(tmp_path_factory) -> Path:
+    """A colour classifier whose signature also gives an embedding (mean, spread of RGB)."""
+    import tensorflow as tf
+
+    class Model(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.float32)])
+        def serve(self, clips):
+            mean = tf.reduce_mean(clips, axis=[1, 2, 3])
+            spread = tf.math.reduce_std(clips, axis=[1, 2, 3])
+            return {"logits": 10.0 * mean, "embedding": tf.concat([mean, spread + 0.01], 1)}
+
+    root = tmp_path_factory.mktemp("model")
+    module = Model()
+    tf.saved_model.save(module, str(root / "colour"), signatures={"serving_default": module.serve})
+    (root / "labels.txt").write_text("red\ngreen\nblue\n")
+    spec = {
+        "name": "colour-embedding",
+        "path": "colour",
+        "label_file": "labels.txt",
+        "size": 32,
+        "fps": 10,
+        "frames_per_clip": 8,
+        "output_key": "logits",
+        "embedding_key": "embedding",
+        "embedding_dim": 6,
+    }
+    (root / "spec.json").write_text(json.dumps(spec))
+    return root / "spec.json"
+
+
+def _solid(colour, seconds: float, fps: int = 10, size=(64, 48)) -> list[np.ndarray]:
+    frame = np.empty((size[1], size[0], 3), np.uint8)
+    frame[:] = colour
+    return [frame] * int(seconds * fps)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, colour_embedding_spec) -> tuple[Path, Path]:
+    archive = tmp_path_factory.mktemp("archive")
+    vp9 = ("libvpx-vp9", "yuv420p", {"crf": "30", "b": "0"})
+    write_video(archive / "red.webm", _solid((220, 20, 20), 3.2), 10, *vp9)
+    write_video(
+        archive / "green_then_blue.webm",
+        _solid((20, 200, 20), 2.4) + _solid((20, 20, 220), 2.4),
+        10,
+        *vp9,
+    )
+    write_video(archive / "blue.webm", _solid((30, 30, 200), 2.4), 10, *vp9)
+    (archive / "broken.webm").write_bytes(b"not a video")
+    out = tmp_path_factory.mktemp("index") / "out"
+    done = run_cli(
+        "index", "--input", str(archive), "--output", str(out),
+        "--model", str(colour_embedding_spec),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    site_dir = out.parent / "site"
+    shown = run_cli("show", str(out), "--html", str(site_dir))
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "explorer:" in shown.stdout
+    return out, site_dir
+
+
+def test_site_pages_are_self_contained(site) -> None:
+    _, site_dir = site
+    for page in site_dir.rglob("*.html"):
+        text = page.read_text()
+        # No network: no remote script, style, image or font.
+        assert "http://" not in text and "https://" not in text, page
+    index = (site_dir / "index.html").read_text()
+    assert "3 videos" in index and "1 failures" in index
+    failures = (site_dir / "failures" / "00001.html").read_text()
+    assert "broken.webm" in failures and "decode" in failures
+    page = (site_dir / "videos" / "00001.html").read_text()
+    # Nearest clips from other videos: the blue clips of green_then_blue find blue.webm.
+    assert "like:" in page and "blue.webm @" in page
+
+
+def _console_errors(page) -> list[str]:
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    return errors
+
+
+def test_explorer_in_a_real_browser(site, browser, tmp_path) -> None:
+    out, site_dir = site
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors = _console_errors(page)
+
+    page.goto((site_dir / "index.html").as_uri())
+    rows = page.locator("#histogram tr[data-labels]")
+    assert rows.count() == 3
+    page.fill("#search", "gre")
+    assert page.locator("#histogram tr[data-labels]:visible").count() == 1
+
+    page.goto((site_dir / "videos" / "00001.html").as_uri())
+    page.wait_for_load_state("load")
+    images = page.locator("li.clip img")
+    assert images.count() >= 12  # one thumbnail per clip
+    widths = page.eval_on_selector_all("li.clip img", "imgs => imgs.map(i => i.naturalWidth)")
+    assert all(width > 0 for width in widths), widths
+
+    # The search box filters clips and videos by label.
+    all_clips = page.locator("li.clip").count()
+    page.fill("#search", "blue")
+    visible = page.locator("li.clip:visible")
+    assert 0 < visible.count() < all_clips
+    for i in range(visible.count()):
+        assert "blue" in visible.nth(i).get_attribute("data-labels").split(" | ")
+    assert page.locator("section.video:visible").count() == 2  # red.webm hidden
+    page.fill("#search", "")
+
+    # A click on a clip seeks that video's player to the clip's start.
+    section = page.locator("section.video", has=page.locator("h2", has_text="green_then_blue"))
+    clip = section.locator("li.clip").nth(3)
+    start = float(clip.get_attribute("data-start"))
+    assert start > 0
+    clip.click(position={"x": 80, "y": 20})
+    page.wait_for_function(
+        "([s, t]) => Math.abs(document.querySelector(s).currentTime - t) < 0.05",
+        arg=[f"section[data-video='{section.get_attribute('data-video')}'] video", start],
+    )
+    ready = section.locator("video").evaluate("v => v.readyState")
+    assert ready >= 1  # the browser loaded the file's metadata: it can play it
+
+    shot = tmp_path / "explorer.png"
+    page.screenshot(path=str(shot), clip={"x": 0, "y": 0, "width": 1100, "height": 640})
+    assert shot.stat().st_size > 1000
+    if SCREENSHOT:
+        shutil.copy(shot, SCREENSHOT)
+    assert errors == [], errors
+    page.close()
