@@ -37,6 +37,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "query": _query,
         "search": _search,
         "similar": _similar,
+        "compact": _compact,
     }
     if command not in commands:
         print(
@@ -65,6 +66,7 @@ commands:
                                                   failures, segments
   search  DIR WORDS [--label L] [--clips]         ranked moments of a class
   similar DIR --video ID [--at S] [--limit N]     the clips most like a moment (embeddings)
+  compact DIR                                     rewrite small files into large ones
 
 '{PROG} index --help' lists the index flags; Beam flags (--runner, ...) pass through."""
 
@@ -207,6 +209,10 @@ def run_index(config, options, local: bool = True) -> int:
     print(report.format_summary(summary, config.output, record), file=sys.stdout)
     if config.embeddings:
         _refresh_similar_index(config.output)
+    if config.compact_after_files:
+        from beam_pipeline.query_cli import compact_if_many_files
+
+        compact_if_many_files(config.output, config.compact_after_files, PROG)
     return 0
 
 
@@ -361,6 +367,12 @@ def _similar(argv: list[str]) -> int:
         return similar.run(argv, prog=f"{PROG} similar")
     except similar.SimilarError as error:
         raise UsageError(str(error)) from None
+
+
+def _compact(argv: list[str]) -> int:
+    from beam_pipeline.query_cli import compact_command
+
+    return compact_command(argv, PROG)
 
 
 if __name__ == "__main__":

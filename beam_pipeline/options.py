@@ -126,6 +126,14 @@ class VideoIndexOptions(PipelineOptions):
             default=20.0,
             help="seconds between commits of finished rows (what a killed run keeps)",
         )
+        _flag(
+            parser,
+            "compact-after-files",
+            type=int,
+            default=1000,
+            help="at the end of a run, compact the index if it has more small files "
+            "than this (0: never)",
+        )
 
 
 def new_run_id() -> str:
@@ -159,6 +167,7 @@ class IndexConfig:
     # one) and a thumbnail (clip models); see transforms.schemas.clips_schema.
     embeddings: bool = False
     thumbnails: bool = False
+    compact_after_files: int = 1000
 
     @property
     def sampling(self) -> ClipSampling:
@@ -214,6 +223,8 @@ class IndexConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
         if opts.commit_every_s < 0:
             raise ConfigError("--commit-every-s must be >= 0")
+        if opts.compact_after_files < 0:
+            raise ConfigError("--compact-after-files must be >= 0")
         extensions = tuple(
             e if e.startswith(".") or e == ALL_FILES else f".{e}"
             for e in (x.strip().lower() for x in opts.extensions.split(","))
@@ -239,4 +250,5 @@ class IndexConfig:
             commit_every_s=opts.commit_every_s,
             embeddings=spec.embedding_key is not None and not opts.no_embeddings,
             thumbnails=spec.kind == CLIP and not opts.no_thumbnails,
+            compact_after_files=opts.compact_after_files,
         )

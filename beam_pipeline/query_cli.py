@@ -349,3 +349,54 @@ def search_command(argv: list[str], prog: str) -> int:
         return 0
 
     return open_index(args.output, args, work)
+
+
+# --- compact -----------------------------------------------------------------------------
+
+
+def compact_command(argv: list[str], prog: str) -> int:
+    from transforms.compact import CompactionBusy, compact
+
+    p = parser(
+        f"{prog} compact",
+        "Rewrite the index's rows into a few large files and delete the small files they "
+        "replace; readers see the old files or the new, runs may go on meanwhile.",
+    )
+    p.add_argument("output", help="the index folder or gs:// / s3:// URL")
+    p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, help="DuckDB's memory limit")
+    args = p.parse_args(argv)
+    try:
+        result = compact(args.output, memory_limit=args.memory_limit)
+    except FileNotFoundError as error:
+        raise CommandError(str(error)) from None
+    except CompactionBusy as error:
+        print(f"{prog} compact: {error}; try again when it is done", file=sys.stderr)
+        return 1
+    before, after = sum(result.files_before.values()), sum(result.files_after.values())
+    if not result.rows:
+        print(f"nothing to compact: {before} files, all compacted")
+        return 0
+    rows = ", ".join(f"{n} {t}" for t, n in result.rows.items())
+    print(
+        f"compacted {before} files into {after} (generation {result.generation}): {rows}; "
+        f"{result.deleted} files deleted"
+    )
+    return 0
+
+
+def compact_if_many_files(output: str, threshold: int, prog: str) -> None:
+    """The job's end: compact when the index has more than ``threshold`` run files."""
+    from transforms.compact import CompactionBusy, compact, run_file_count
+
+    count = run_file_count(output)
+    if count <= threshold:
+        return
+    try:
+        result = compact(output)
+    except CompactionBusy as error:
+        print(f"{prog}: not compacted: {error}", file=sys.stderr)
+        return
+    print(
+        f"compacted {count} small files into {sum(result.files_after.values())} "
+        f"(over --compact-after-files {threshold})"
+    )

@@ -15,7 +15,9 @@ Both fixtures are session-scoped and yield an ``Emulator``:
 
 ``gcs_emulator`` also has ``.fail_next(count, status=503, method=None, path_contains="")``:
 the next ``count`` matching HTTP requests are answered with ``status`` (a JSON
-error, as GCS sends) instead of being served, to test retries end to end.
+error, as GCS sends) instead of being served, to test retries end to end. Uploads
+with ``ifGenerationMatch=0`` of an object that exists get GCS's 412 (the emulator
+itself ignores the precondition).
 
 How plain ``fsspec.open(URI)`` (no storage_options) finds the emulator: through
 environment variables, set in ``os.environ`` for the session so that child
@@ -52,9 +54,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import os
+import re
 import threading
 from http import HTTPStatus
 from typing import Any, Iterator, Optional
@@ -209,10 +213,35 @@ def _moveto_unsupported(request, response, storage, *args, **kwargs):
     response.json({"error": {"code": 405, "message": "moveTo not emulated"}})
 
 
+def _exists_but_must_not(rh) -> bool:
+    """An upload with ``ifGenerationMatch=0`` (create only) of an object that exists.
+
+    The emulator ignores the precondition; GCS answers 412, which is what a
+    create-if-absent (a lock) relies on. gcsfs names the object in the multipart
+    body: the body is read here and put back for the emulator's handler.
+    """
+    from urllib.parse import parse_qs, unquote, urlparse
+
+    url = urlparse(rh.path)
+    match = re.search(r"/b/([^/]+)/o$", url.path)
+    if parse_qs(url.query).get("ifGenerationMatch") != ["0"] or not match:
+        return False
+    body = rh.rfile.read(int(rh.headers.get("Content-Length") or 0))
+    rh.rfile = io.BytesIO(body)
+    name = re.search(rb'"name":\s*"((?:[^"\\]|\\.)*)"', body)
+    if name is None:
+        return False
+    try:
+        rh.storage.get_file_obj(unquote(match[1]), json.loads(b'"' + name[1] + b'"'))
+    except Exception:  # noqa: BLE001 - the emulator's NotFound
+        return False
+    # Answered with an error: the fault path below must find nothing left to drain.
+    rh.headers.replace_header("Content-Length", "0")
+    return True
+
+
 @contextlib.contextmanager
 def _patched_gcs_routes(emulator: GcsEmulator) -> Iterator[None]:
-    import re
-
     from gcp_storage_emulator import server, settings
     from gcp_storage_emulator.handlers import objects
 
@@ -235,6 +264,8 @@ def _patched_gcs_routes(emulator: GcsEmulator) -> Iterator[None]:
         rh = router._request_handler
         method = rh.headers.get("x-http-method-override") or method
         status = emulator._take_fault(method, rh.path)
+        if status is None and method == "POST" and _exists_but_must_not(rh):
+            status = HTTPStatus.PRECONDITION_FAILED
         if status is None:
             return saved_handle(router, method)
         length = int(rh.headers.get("Content-Length") or 0)
@@ -359,4 +390,10 @@ def s3_server(tmp_path_factory) -> Iterator[Emulator]:
         yield Emulator("s3", BUCKET, endpoint, env, fs)
 
 
-__all__ = ["Emulator", "GcsEmulator", "clear_fs_cache", "gcs_emulator", "s3_server"]
+@pytest.fixture(params=["gcs", "s3"])
+def store(request) -> Emulator:
+    """Each emulator in turn: a test that takes ``store`` runs once per object store."""
+    return request.getfixturevalue({"gcs": "gcs_emulator", "s3": "s3_server"}[request.param])
+
+
+__all__ = ["Emulator", "GcsEmulator", "clear_fs_cache", "gcs_emulator", "s3_server", "store"]

@@ -82,4 +82,4 @@ def colour_spec(colour_model_dir):
     )
 
 
-from tests.cloud import gcs_emulator, s3_server  # noqa: E402,F401 - session fixtures
+from tests.cloud import gcs_emulator, s3_server, store  # noqa: E402,F401 - fixtures

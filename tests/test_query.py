@@ -290,11 +290,6 @@ def test_query_without_an_index(tmp_path):
 # --- buckets -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["gcs", "s3"])
-def store(request):
-    return request.getfixturevalue({"gcs": "gcs_emulator", "s3": "s3_server"}[request.param])
-
-
 def test_views_over_a_bucket(store, tmp_path):
     out = store.uri(f"query-{uuid.uuid4().hex[:8]}")
     write_rows(out, "clips", [clip_row("x", "r1", i) for i in range(3)], "r1-a")

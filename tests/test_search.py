@@ -84,3 +84,46 @@ def test_search_without_a_match_or_words(index):
     assert none.returncode == 1 and "no class matches 'zebra'" in none.stdout
     bad = run_cli("search", index)
     assert bad.returncode == 2 and "give words of a class name" in bad.stderr
+
+
+@pytest.mark.slow
+def test_acceptance_on_shared_media(media_dir, tmp_path):
+    """The issue's acceptance run with the real I3D: search, segments, a changed file."""
+    import os
+    import shutil
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    names = ["kinetics-i3d/v_CricketShot_g04_c01_rgb.gif", "mmaction2/test.mp4",
+             "moviepy/chaplin.mp4"]  # fmt: skip
+    for name in names:
+        shutil.copy(media_dir / name, archive / name.rsplit("/", 1)[1])
+    out = str(tmp_path / "out")
+    first = run_cli("index", "--input", str(archive), "--output", out)
+    assert first.returncode == 0, first.stderr[-3000:]
+
+    found = run_cli("search", out, "cricket", "--format", "json")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)[0]["video_id"] == "v_CricketShot_g04_c01_rgb.gif"
+    sql = ("SELECT s.start_s, s.end_s, v.duration_s FROM segments s JOIN videos v USING "
+           "(video_id) WHERE video_id = 'test.mp4' AND label = 'cleaning pool'")  # fmt: skip
+    events = json.loads(run_cli("query", out, sql, "--format", "json").stdout)
+    assert len(events) == 1 and events[0]["start_s"] == 0.0
+    assert events[0]["end_s"] == pytest.approx(events[0]["duration_s"], abs=0.05)
+
+    counts = ("SELECT (SELECT count(*) FROM videos) AS videos, (SELECT count(*) FROM clips) "
+              "AS clips, (SELECT sum(num_clips) FROM videos) AS expected, "
+              "(SELECT count(*) FROM raw_videos) AS raw_videos")  # fmt: skip
+    before = json.loads(run_cli("query", out, counts, "--format", "json").stdout)[0]
+    gif = archive / "v_CricketShot_g04_c01_rgb.gif"
+    os.utime(gif, (gif.stat().st_atime, gif.stat().st_mtime + 60))  # a changed file
+    again = run_cli("index", "--input", str(archive), "--output", out)
+    assert again.returncode == 0, again.stderr[-3000:]
+    after = json.loads(run_cli("query", out, counts, "--format", "json").stdout)[0]
+    assert after["raw_videos"] == before["raw_videos"] + 1
+    assert (after["videos"], after["clips"]) == (3, after["expected"]) == (3, before["clips"])
+    assert run_cli("compact", out).returncode == 0
+    assert json.loads(run_cli("query", out, counts, "--format", "json").stdout)[0] == {
+        **after,
+        "raw_videos": 3,
+    }

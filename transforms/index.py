@@ -46,7 +46,7 @@ def read_pointer(fs: fsspec.AbstractFileSystem, root: str) -> dict:
     return json.loads(data)
 
 
-def _list_names(fs: fsspec.AbstractFileSystem, folder: str) -> list[str]:
+def list_names(fs: fsspec.AbstractFileSystem, folder: str) -> list[str]:
     fs.invalidate_cache(folder)  # gcsfs and s3fs cache listings; a reader wants now
     try:
         entries = retrying(fs.ls, folder, detail=True)
@@ -60,6 +60,25 @@ def _list_names(fs: fsspec.AbstractFileSystem, folder: str) -> list[str]:
     return sorted(names)
 
 
+def snapshot(
+    fs: fsspec.AbstractFileSystem, root: str
+) -> tuple[dict[str, list[str]], dict[str, list[str]], dict, dict[str, list[str]]]:
+    """``(compacted, run, pointer, listed)``: per table, the current generation's file
+    names and the run files it does not replace; the pointer; every name listed.
+
+    The folders are listed before the pointer is read (see the module docstring).
+    """
+    listed = {table: list_names(fs, f"{root}/{table}") for table in TABLES}
+    fs.invalidate_cache(f"{root}/{POINTER}")
+    pointer = read_pointer(fs, root)
+    compacted, run = {}, {}
+    for table, names in listed.items():
+        replaced = set(pointer.get("replaced", {}).get(table, ()))
+        compacted[table] = list(pointer.get("files", {}).get(table, ()))
+        run[table] = [n for n in names if not n.startswith(COMPACTED_PREFIX) and n not in replaced]
+    return compacted, run, pointer, listed
+
+
 def index_files(output: str) -> dict[str, list[str]]:
     """``table -> [path]``: the files that hold each table now (see the module docstring).
 
@@ -70,16 +89,8 @@ def index_files(output: str) -> dict[str, list[str]]:
     fs, root = fsspec.core.url_to_fs(output.rstrip("/"))
     if not retrying(fs.exists, root):
         raise FileNotFoundError(f"no index at {output}")
-    listed = {table: _list_names(fs, f"{root}/{table}") for table in TABLES}
-    fs.invalidate_cache(f"{root}/{POINTER}")
-    pointer = read_pointer(fs, root)
-    files = {}
-    for table, names in listed.items():
-        replaced = set(pointer.get("replaced", {}).get(table, ()))
-        compacted = list(pointer.get("files", {}).get(table, ()))
-        raw = [n for n in names if not n.startswith(COMPACTED_PREFIX) and n not in replaced]
-        files[table] = [f"{root}/{table}/{name}" for name in compacted + raw]
-    return files
+    compacted, run, _, _ = snapshot(fs, root)
+    return {t: [f"{root}/{t}/{n}" for n in compacted[t] + run[t]] for t in TABLES}
 
 
 def read_table(output: str, table: str) -> pa.Table:
