@@ -213,3 +213,29 @@ def test_a_dead_holders_lease_expires(s3_server, monkeypatch):
         pass
     s3_server.fs.pipe_file(f"{out.split('://', 1)[1]}/_compaction.lock", b'{"expires": 0}')
     assert compact(out).rows["videos"] == 3
+
+
+def test_compaction_of_files_written_before_a_column_was_added(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "out"
+    write_history(str(out))
+    old = pa.Table.from_pylist([video_row("g", "r0")]).drop_columns(["num_frames"])
+    pq.write_table(old, out / "videos" / "r0-old.parquet")
+    compact(str(out))
+    con = connect(str(out))
+    assert con.execute("SELECT num_frames FROM videos WHERE video_id = 'g'").fetchone() == (None,)
+    assert con.execute("SELECT num_frames FROM videos WHERE video_id = 'a'").fetchone() == (25,)
+
+
+def test_the_job_compacts_past_its_threshold(tmp_path, capsys):
+    from beam_pipeline.query_cli import compact_if_many_files
+
+    out = str(tmp_path / "out")
+    write_history(out)
+    compact_if_many_files(out, 12, "video-index")  # 12 run files: not past it
+    assert run_file_count(out) == 12 and capsys.readouterr().out == ""
+    compact_if_many_files(out, 11, "video-index")
+    assert run_file_count(out) == 0
+    assert "compacted 12 small files into 3" in capsys.readouterr().out

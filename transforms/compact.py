@@ -199,6 +199,14 @@ def _target_schema(table: str, got: pa.Schema) -> pa.Schema:
     return pa.schema(list(schema) + extra)
 
 
+def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` in ``schema``'s order and types; columns older files lack are null."""
+    for field in schema:
+        if field.name not in table.column_names:
+            table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
+    return table.select(schema.names).cast(schema)
+
+
 def _write_table(con, fs, root: str, table: str, generation: str) -> tuple[list[str], int]:
     """Stream ``_KEEP[table]`` into compacted files under ``TABLE/_tmp``; move them in."""
     reader = con.sql(_KEEP[table]).to_arrow_reader(ROW_GROUP_ROWS)
@@ -220,7 +228,7 @@ def _write_table(con, fs, root: str, table: str, generation: str) -> tuple[list[
                 handle = fs.open(f"{folder}/_tmp/{names[-1]}", "wb")
                 writer = pq.ParquetWriter(handle, schema, compression="zstd")
                 in_file = 0
-            table_batch = pa.Table.from_batches([batch]).select(schema.names).cast(schema)
+            table_batch = _conform(pa.Table.from_batches([batch]), schema)
             writer.write_table(table_batch, row_group_size=ROW_GROUP_ROWS)
             in_file += batch.num_rows
             rows += batch.num_rows
