@@ -13,12 +13,10 @@ import fsspec
 import pytest
 
 import transforms.compact as compact_module
-from tests.conftest import REPO
-from tests.test_cli import run_cli
-from tests.test_sink import clip_row, failure_row, video_row
+from tests.helpers import REPO, clip_row, failure_row, run_cli, video_row
 from transforms.compact import CompactionBusy, compact, compaction_lock, run_file_count
-from transforms.index import COMPACTED_PREFIX, index_files, indexed_versions
-from transforms.query import connect
+from transforms.index import COMPACTED_PREFIX, index_files
+from transforms.query import connect, indexed_versions
 from transforms.sink import write_rows
 
 VIEWS = {
