@@ -207,27 +207,17 @@ def run_index(config, options, local: bool = True) -> int:
     summary = report.load_summary(config.output, run_id=config.run_id)
     record = report.write_run_record(config, summary, elapsed, skipped=skipped, left_out=left_out)
     print(report.format_summary(summary, config.output, record), file=sys.stdout)
-    if config.embeddings:
-        _refresh_similar_index(config.output)
     if config.compact_after_files:
         from beam_pipeline.query_cli import compact_if_many_files
 
         compact_if_many_files(config.output, config.compact_after_files, PROG)
+    if config.embeddings:
+        # After the compaction: it changes the file list, which would leave the
+        # approximate index stale (never wrong, but `similar` would scan exactly).
+        from beam_pipeline.query_cli import refresh_similar_index
+
+        refresh_similar_index(config.output, PROG)
     return 0
-
-
-def _refresh_similar_index(output: str) -> None:
-    """Keep `similar`'s approximate index in step with the run (a failure only warns:
-    `similar` then scans exactly)."""
-    from transforms.similar import refresh_ann_index
-
-    try:
-        count = refresh_ann_index(output)
-    except Exception as error:  # noqa: BLE001 - the run's rows are committed either way
-        print(f"{PROG}: warning: approximate index not rebuilt: {error}", file=sys.stderr)
-        return
-    if count is not None:
-        print(f"approximate index of {count} clips: {output.rstrip('/')}/_similar/")
 
 
 def _counter(result, name: str) -> int:

@@ -381,6 +381,7 @@ def compact_command(argv: list[str], prog: str) -> int:
         f"compacted {before} files into {after} (generation {result.generation}): {rows}; "
         f"{result.deleted} files deleted"
     )
+    refresh_similar_index(args.output, f"{prog} compact")
     return 0
 
 
@@ -400,3 +401,17 @@ def compact_if_many_files(output: str, threshold: int, prog: str) -> None:
         f"compacted {count} small files into {sum(result.files_after.values())} "
         f"(over --compact-after-files {threshold})"
     )
+
+
+def refresh_similar_index(output: str, prog: str) -> None:
+    """Keep `similar`'s approximate index in step after a run or a compaction (both
+    change the file list). A failure only warns: `similar` then scans exactly."""
+    from transforms.similar import refresh_ann_index
+
+    try:
+        count = refresh_ann_index(output)
+    except Exception as error:  # noqa: BLE001 - the index's rows stand either way
+        print(f"{prog}: warning: approximate index not rebuilt: {error}", file=sys.stderr)
+        return
+    if count is not None:
+        print(f"approximate index of {count} clips: {output.rstrip('/')}/_similar/")

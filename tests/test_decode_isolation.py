@@ -60,7 +60,8 @@ def test_a_crash_and_a_hang_fail_their_video_and_the_next_one_decodes(tmp_path, 
     ok = write_colour_video(tmp_path / "ok.mkv", COLOURS["blue"], 1.0)
     crash = write_colour_video(tmp_path / "a__crash__.mkv", COLOURS["red"], 1.0)
     hang = write_colour_video(tmp_path / "a__hang__.mkv", COLOURS["red"], 1.0)
-    limits = DecodeLimits(max_decode_s=2.0)
+    # Generous: a loaded machine must not turn the crash into a time-out.
+    limits = DecodeLimits(max_decode_s=5.0)
     decoder = IsolatedDecoder()
     try:
         with pytest.raises(DecoderCrashed, match=r"decoder crashed \(killed by SIGSEGV\)"):
@@ -110,7 +111,7 @@ def test_the_job_indexes_everything_else(tmp_path, colour_spec_file, faults, run
         "--model",
         str(colour_spec_file),
         "--max-decode-s",
-        "3",
+        "6",  # generous: on a loaded machine a crash must not become a time-out
         *runner_flags,
     )
     assert result.returncode == 0, result.stderr[-3000:]

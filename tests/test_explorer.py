@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import run_cli
 from tests.media import write_video
-from tests.test_cli import run_cli
 
 SCREENSHOT = os.environ.get("VIDEO_INDEX_SCREENSHOT")  # also save the screenshot here
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from tests.helpers import clip_row, failure_row, run_cli, video_row
 from transforms.index import current_rows
 from transforms.query import connect
+from transforms.schemas import clips_schema
 from transforms.segments import ClipTop, Event, merge_events
 from transforms.sink import write_rows
 
@@ -118,6 +119,27 @@ def test_standing_rows_after_a_change_and_a_killed_run(tmp_path):
     assert con.execute("SELECT count(*) FROM raw_clips").fetchone() == (9,)
     assert rows_of(con, "SELECT video_id, run_id FROM videos") == [
         {"video_id": "x", "run_id": "r3"}
+    ]
+
+
+def test_a_run_without_embeddings_between_two_with(tmp_path):
+    """The first and last clips files agree on their columns, one between lacks one:
+    `query` matches columns by name rather than fail or drop the rows."""
+    out = str(tmp_path)
+    with_embedding = clips_schema(embedding_dim=2)
+    for run, schema in (("r1", with_embedding), ("r2", None), ("r3", with_embedding)):
+        rows = [clip_row(run, run, i) for i in range(2)]
+        if schema is not None:
+            rows = [{**r, "embedding": [0.5, 0.5]} for r in rows]
+        write_rows(out, "clips", rows, f"{run}-a", schema=schema)
+        write_rows(out, "videos", [video_row(run, run)], f"{run}-b")
+    sql = "SELECT video_id, count(embedding) AS embedded, count(*) AS n FROM clips GROUP BY 1"
+    done = run_cli("query", out, sql + " ORDER BY 1", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [
+        {"video_id": "r1", "embedded": 2, "n": 2},
+        {"video_id": "r2", "embedded": 0, "n": 2},
+        {"video_id": "r3", "embedded": 2, "n": 2},
     ]
 
 

@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers import run_cli
 from tests.media import write_video
-from tests.test_cli import run_cli
 from transforms import similar
 from transforms.thumbnails import MAX_SIDE, encode_thumbnail
 
@@ -151,6 +151,11 @@ def test_approximate_index_agrees_and_goes_stale(index: Path, tmp_path: Path) ->
     # ... until the end of the next run rebuilds it (what refresh_ann_index does).
     standing = len(similar.exact_neighbours(con, query, 1000))  # the copy adds no clip
     assert similar.refresh_ann_index(str(out)) == standing
+    assert similar.ann_state(str(out)) is None
+    # A compaction rewrites the files, and rebuilds the index so it stays in step.
+    done = run_cli("compact", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"approximate index of {standing} clips" in done.stdout
     assert similar.ann_state(str(out)) is None
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "connect",
     "connect_files",
     "indexed_versions",
+    "is_schema_mismatch",
     "is_vanished_file",
     "standing_sql",
     "with_retry",
@@ -127,13 +128,16 @@ def connect_files(
     memory_limit: str = DEFAULT_MEMORY_LIMIT,
     temp_directory: Optional[str] = None,
     threads: Optional[int] = None,
+    union_by_name: Optional[bool] = None,
 ) -> duckdb.DuckDBPyConnection:
     """The views over explicit files: ``table -> [path on fs]`` (``index_files``'s form).
 
     ``min_score`` (0-1) and ``max_gap_clips`` (>= 0) set the segments thresholds;
     ``memory_limit`` is DuckDB's (e.g. ``"1GB"``); spills go to ``temp_directory``
     (default: a folder of this process under the system temp); ``threads`` defaults
-    to DuckDB's (the number of cores).
+    to DuckDB's (the number of cores). ``union_by_name`` forces DuckDB's matching of
+    columns by name across files (default: only where the first and last file of a
+    table differ, see ``_same_schema``).
     """
     con = duckdb.connect(":memory:")
     con.execute(f"SET memory_limit = '{memory_limit}'")
@@ -150,7 +154,10 @@ def connect_files(
         paths = [p if local else fs.unstrip_protocol(p) for p in files.get(table, [])]
         if paths:
             con.execute(f"SET VARIABLE files_{table} = ?", [paths])
-            union = str(not _same_schema(fs, files[table])).lower()
+            union = (
+                union_by_name if union_by_name is not None else not _same_schema(fs, files[table])
+            )
+            union = str(union).lower()
             source = f"read_parquet(getvariable('files_{table}'), union_by_name = {union})"
         else:
             con.register(f"empty_{table}", schema.empty_table())
@@ -213,9 +220,18 @@ def with_retry(output: str, work: Callable[[duckdb.DuckDBPyConnection], T], **kw
     try:
         return work(connect(output, **kwargs))
     except duckdb.Error as error:
-        if not is_vanished_file(error):
+        if is_schema_mismatch(error):
+            # A file between the first and the last lacks a column (a run with
+            # --no-embeddings between two with): match columns by name everywhere.
+            kwargs = {**kwargs, "union_by_name": True}
+        elif not is_vanished_file(error):
             raise
     return work(connect(output, **kwargs))
+
+
+def is_schema_mismatch(error: BaseException) -> bool:
+    """Whether a DuckDB error says one file of a table lacks a column that another has."""
+    return isinstance(error, duckdb.Error) and "schema mismatch" in str(error).lower()
 
 
 def indexed_versions(output: str, model: str) -> dict[str, tuple[Optional[int], Optional[str]]]:
