@@ -211,7 +211,9 @@ class Graph:
         return self.transforms[tid].unique_name
 
     def under(self, tid: str, *stages: str) -> bool:
-        return self.name(tid).startswith(tuple(f"{stage}/" for stage in stages))
+        """Whether ``tid`` is one of ``stages`` or inside one."""
+        name = self.name(tid)
+        return name in stages or name.startswith(tuple(f"{stage}/" for stage in stages))
 
     def in_reshuffle(self, tid: str) -> bool:
         while tid in self.parent:
@@ -237,8 +239,9 @@ def assert_frames_stay_fused(proto: beam_runner_api_pb2.Pipeline) -> None:
     decode = [tid for tid in graph.leaves if graph.under(tid, "DecodeClips")]
     assert decode, "no DecodeClips transforms in the graph"
 
-    # Downstream: everything that frames reach inside DecodeClips and ClassifyClips,
-    # and the first transform past them (where only logits or failures arrive).
+    # Downstream: everything that frames reach inside DecodeClips, Thumbnails (a Map
+    # between them) and ClassifyClips, and the first transform past them (where only
+    # logits or failures arrive).
     seen, stack, exits = set(decode), list(decode), set()
     while stack:
         tid = stack.pop()
@@ -247,7 +250,7 @@ def assert_frames_stay_fused(proto: beam_runner_api_pb2.Pipeline) -> None:
                 if consumer in seen:
                     continue
                 seen.add(consumer)
-                if graph.under(consumer, "DecodeClips", "ClassifyClips"):
+                if graph.under(consumer, "DecodeClips", "Thumbnails", "ClassifyClips"):
                     stack.append(consumer)
                 else:
                     exits.add(consumer)
