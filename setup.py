@@ -27,6 +27,9 @@ setup(
         "s3fs>=2024.2",
         "numpy>=1.24",
         "PyYAML>=6",
+        # CPU inference (--backend openvino) and int8 quantization (NNCF).
+        "openvino>=2026.4,<2027",
+        "nncf>=3.4,<4",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6"],

@@ -174,6 +174,8 @@ def run_index(config, options, local: bool = True) -> int:
         # Build the default model once, here, rather than in every worker at once.
         print(f"{PROG}: preparing model {spec.name} (first run builds it, ~1 min)", file=sys.stderr)
         resolve_source(spec.source)
+    if config.backend == "openvino":
+        config = _prepare_openvino(config)
     progress = progress_path = None
     stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix="video-index-") as tmp:
@@ -218,6 +220,52 @@ def run_index(config, options, local: bool = True) -> int:
 
         refresh_similar_index(config.output, PROG)
     return 0
+
+
+def _prepare_openvino(config):
+    """Convert (and for int8 calibrate and quantize) once, here, not in every worker.
+
+    int8 calibrates on ``config.calibration_clips`` clips of the job's own input: the
+    first videos in listing order, one clip each, round-robin (openvino_ir.calibration_set).
+    """
+    import dataclasses
+
+    from beam_pipeline.models import openvino_ir
+    from transforms.manifest import list_input
+    from transforms.records import VideoRef
+
+    spec = config.spec
+    calibration, calibration_sha256 = None, None
+    if config.precision == "int8":
+        refs = [r for r in list_input(config.input, config.extensions) if isinstance(r, VideoRef)]
+        print(
+            f"{PROG}: int8: calibration on {config.calibration_clips} clips of the input "
+            "(first run for an input: minutes)",
+            file=sys.stderr,
+        )
+        calibration, summary = openvino_ir.input_calibration(
+            spec, refs, config.calibration_clips, config.limits
+        )
+        calibration_sha256 = summary["sha256"]
+    else:
+        print(f"{PROG}: preparing the OpenVINO IR of {spec.name}", file=sys.stderr)
+    try:
+        ir = openvino_ir.ensure_ir(
+            spec,
+            config.batch_size,
+            config.precision,
+            calibration,
+            calibration_sha256=calibration_sha256,
+        )
+    except openvino_ir.BackendError as error:
+        if calibration is None and calibration_sha256:  # summary known, IR gone: rebuild
+            calibration, _ = openvino_ir.input_calibration(
+                spec, refs, config.calibration_clips, config.limits, refresh=True
+            )
+            ir = openvino_ir.ensure_ir(spec, config.batch_size, "int8", calibration)
+        else:
+            raise UsageError(str(error)) from None
+    return dataclasses.replace(config, ir=ir.key)
 
 
 def _counter(result, name: str) -> int:

@@ -14,11 +14,19 @@ from typing import Optional
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from beam_pipeline.models.openvino_ir import (
+    DEFAULT_CALIBRATION_CLIPS,
+    BackendError,
+    resolve_precision,
+)
 from beam_pipeline.models.registry import DEFAULT_MODEL, resolve_model
 from beam_pipeline.models.spec import CLIP, ModelSpec, SpecError
 from transforms.manifest import ALL_FILES, VIDEO_EXTENSIONS, InputError, input_kind
 from transforms.sampling import SHORT_VIDEO_POLICIES, ClipSampling
 from transforms.video_io import DecodeLimits
+
+BACKENDS = ("tensorflow", "openvino")
+DEFAULT_BACKEND = "tensorflow"
 
 # The clip flags, by the ClipSampling field that checks them (its errors name the field).
 _CLIP_FLAGS = {
@@ -61,6 +69,25 @@ class VideoIndexOptions(PipelineOptions):
             "model-path",
             default=None,
             help="where a registered model's SavedModel is (local or bucket), instead of its hub handle",
+        )
+        _flag(
+            parser,
+            "backend",
+            default=DEFAULT_BACKEND,
+            help="tensorflow | openvino (CPU; converts the SavedModel once, see --precision)",
+        )
+        _flag(
+            parser,
+            "precision",
+            default="auto",
+            help="openvino: auto | f32 | bf16 | int8 (auto: bf16 where the CPU has it, else f32)",
+        )
+        _flag(
+            parser,
+            "calibration-clips",
+            type=int,
+            default=DEFAULT_CALIBRATION_CLIPS,
+            help="openvino int8: clips of the input that calibrate the quantization",
         )
         _flag(
             parser,
@@ -168,6 +195,10 @@ class IndexConfig:
     embeddings: bool = False
     thumbnails: bool = False
     compact_after_files: int = 1000
+    backend: str = DEFAULT_BACKEND
+    precision: str = "f32"  # resolved (f32 | bf16 | int8); tensorflow: always f32
+    calibration_clips: int = DEFAULT_CALIBRATION_CLIPS
+    ir: Optional[dict] = None  # openvino: the IR's info (hashes, calibration), from the launcher
 
     @property
     def sampling(self) -> ClipSampling:
@@ -214,6 +245,9 @@ class IndexConfig:
             field, _, reason = str(error).partition(" ")
             flag = _CLIP_FLAGS.get(field, field).replace("_", "-")
             raise ConfigError(f"--{flag} {reason}") from None
+        precision = _precision(opts, spec)
+        if opts.calibration_clips < 1:
+            raise ConfigError("--calibration-clips must be at least 1")
         if opts.top_k < 1:
             raise ConfigError("--top-k must be at least 1")
         if opts.batch_size is not None and opts.batch_size < 1:
@@ -248,7 +282,35 @@ class IndexConfig:
             short_video=short_video,
             reindex=bool(opts.reindex),
             commit_every_s=opts.commit_every_s,
-            embeddings=spec.embedding_key is not None and not opts.no_embeddings,
+            # The OpenVINO IR holds the logits output only: no embeddings on openvino.
+            embeddings=(
+                spec.embedding_key is not None
+                and not opts.no_embeddings
+                and opts.backend == DEFAULT_BACKEND
+            ),
             thumbnails=spec.kind == CLIP and not opts.no_thumbnails,
             compact_after_files=opts.compact_after_files,
+            backend=opts.backend,
+            precision=precision,
+            calibration_clips=opts.calibration_clips,
         )
+
+
+def _precision(opts: VideoIndexOptions, spec: ModelSpec) -> str:
+    """The resolved ``--precision`` of ``--backend`` for ``spec`` (ConfigError if none)."""
+    if opts.backend not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}")
+    if opts.backend == "tensorflow":
+        if opts.precision not in ("auto", "f32"):
+            raise ConfigError("--precision: only f32 on --backend tensorflow")
+        return "f32"
+    if spec.kind != CLIP:
+        # Stream and frame-sequence models stay on TensorFlow (README: backends).
+        raise ConfigError(
+            f"--backend openvino: only for clip models; {spec.name} is a "
+            f"{spec.kind} model (use --backend tensorflow)"
+        )
+    try:
+        return resolve_precision(opts.precision, kind=spec.kind)
+    except BackendError as error:
+        raise ConfigError(str(error)) from None

@@ -6,6 +6,7 @@ from typing import Optional
 
 import apache_beam as beam
 
+from beam_pipeline.models.backend import Backend, backend_for
 from beam_pipeline.models.handler import build_handler, build_video_handler
 from beam_pipeline.models.spec import CLIP
 from beam_pipeline.options import IndexConfig
@@ -65,8 +66,13 @@ def _classify_clips(refs: beam.PCollection, config: IndexConfig, run: RunContext
     if config.thumbnails:
         clips = clips | "Thumbnails" >> beam.Map(add_thumbnail)
     outcomes = clips | "ClassifyClips" >> ClassifyClips(
-        build_handler(spec, config.batch_size, embeddings=config.embeddings), run
+        build_handler(spec, config.batch_size, _backend(config), embeddings=config.embeddings), run
     )
     return {"Clips": outcomes, "DecodeFailures": decoded["failed"]} | "Summarise" >> Summarise(
         spec.labels, config.top_k, run
     )
+
+
+def _backend(config: IndexConfig) -> Backend:
+    calibration = (config.ir or {}).get("calibration_sha256")
+    return backend_for(config.backend, config.batch_size, config.precision, calibration)

@@ -84,6 +84,19 @@ def export_tables(summary: Summary, dest: str) -> list[str]:
     return written
 
 
+def _backend_record(config) -> dict:
+    """Which backend and precision ran, and for OpenVINO the IR and its calibration."""
+    record = {"name": config.backend, "precision": config.precision}
+    ir = config.ir
+    if ir:
+        record["ir_sha256"] = ir.get("ir_sha256")
+        record["openvino"] = ir.get("openvino")
+        if ir.get("calibration"):
+            record["calibration"] = ir["calibration"]
+            record["quantize"] = ir.get("quantize")
+    return record
+
+
 def write_run_record(
     config,
     summary: Summary,
@@ -113,6 +126,7 @@ def write_run_record(
             "frames_per_clip": spec.frames_per_clip,
             "classes": spec.num_classes,
         },
+        "backend": _backend_record(config),
         "parameters": {
             "clip_stride_s": config.sampling.stride_s,
             "max_clips_per_video": config.sampling.max_clips,

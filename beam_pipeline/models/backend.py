@@ -13,8 +13,9 @@ share about *calling* a loaded model lives here, once:
 
 A backend is a small object that turns a spec into a call of its model; the clip
 wrapper takes whichever backend it is given (:data:`DEFAULT_BACKEND` is TensorFlow).
-A second backend (OpenVINO) is another object with ``clip_call``, chosen in one place
-(``clip_model.ClipModel.load``), not a flag inside this one.
+A second backend (``openvino_model.OpenVinoBackend``) is another object with
+``clip_call``, chosen in one place (``pipeline``, from ``--backend``) and handed to
+``handler.build_handler``, not a flag inside this one.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ __all__ = [
     "DEFAULT_BACKEND",
     "InputRange",
     "TensorFlowBackend",
+    "backend_for",
+    "clip_convention",
     "configure_tensorflow",
     "find_signature",
     "is_builtin",
@@ -179,7 +182,7 @@ class TensorFlowBackend:
 
     def clip_call(self, spec: ModelSpec) -> Callable[[np.ndarray], Any]:
         loaded = self.load(spec)
-        call = _clip_convention(spec, loaded)
+        call = clip_convention(spec, loaded)
         to_input = InputRange(spec.value_range)
 
         def clip_call(clips: np.ndarray) -> Any:
@@ -205,7 +208,25 @@ class TensorFlowBackend:
 DEFAULT_BACKEND: Backend = TensorFlowBackend()
 
 
-def _clip_convention(spec: ModelSpec, loaded: Any) -> Callable[[Any], Any]:
+def backend_for(
+    name: str, batch: int, precision: str = "f32", calibration_sha256: Optional[str] = None
+) -> Backend:
+    """The backend ``--backend name`` runs clip models on: the one place it is chosen.
+
+    ``tensorflow``: :data:`DEFAULT_BACKEND`. ``openvino``: ``OpenVinoBackend`` at IR
+    batch ``batch`` and ``precision`` (``auto`` | ``f32`` | ``bf16`` | ``int8``), int8
+    the IR calibrated on ``calibration_sha256``. Raises ValueError for another name.
+    """
+    if name == DEFAULT_BACKEND.name:
+        return DEFAULT_BACKEND
+    if name == "openvino":
+        from beam_pipeline.models.openvino_model import OpenVinoBackend
+
+        return OpenVinoBackend(batch, precision, calibration_sha256)
+    raise ValueError(f"unknown backend {name!r}")
+
+
+def clip_convention(spec: ModelSpec, loaded: Any) -> Callable[[Any], Any]:
     """One function from a float tensor to the output, whatever shape the export has.
 
     TF Hub's I3D is a TF1-format module (signature 'default', output 'default');

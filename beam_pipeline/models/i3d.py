@@ -146,8 +146,10 @@ def _is_complete_export(export_dir: Path) -> bool:
 
 
 @contextlib.contextmanager
-def _exclusive_lock(lock_path: Path) -> Iterator[None]:
-    """Hold an exclusive advisory lock so one process converts while others wait."""
+def exclusive_lock(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``lock_path`` (created, with its folder) for
+    the with-block, so one process builds a cached artefact while others wait: the I3D
+    SavedModel here, the OpenVINO IRs in ``openvino_ir``. No lock where ``fcntl`` is absent."""
     try:
         import fcntl
     except ImportError:  # not POSIX: the atomic rename in export still keeps it sane
@@ -178,7 +180,7 @@ def ensure_i3d_savedmodel(cache_dir: Path | None = None) -> Path:
     if _is_complete_export(export_dir):
         logger.info("Using cached %s SavedModel at %s", MODEL_NAME, export_dir)
         return export_dir
-    with _exclusive_lock(export_dir.parent / f".{export_dir.name}.lock"):
+    with exclusive_lock(export_dir.parent / f".{export_dir.name}.lock"):
         # Another process may have finished it while this one waited for the lock.
         if _is_complete_export(export_dir):
             logger.info("Using %s SavedModel built meanwhile at %s", MODEL_NAME, export_dir)

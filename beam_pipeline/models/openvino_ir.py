@@ -1,0 +1,553 @@
+"""SavedModel -> OpenVINO IR, converted once and cached; int8 by NNCF post-training quantization.
+
+Beam-free. A clip model's SavedModel (any source a spec names: the built-in I3D, a
+TF Hub handle, a local or bucket directory) is converted with ``openvino.convert_model``
+at one static input shape, ``float32 [batch, frames_per_clip, size, size, 3]`` RGB in
+the spec's ``value_range``, giving ``float32 [batch, classes]``. The IR is cached under
+``<cache>/openvino/`` (``cache`` as for the I3D SavedModel), keyed by the SavedModel's
+sha256, the input shape, the OpenVINO version, the weights' precision and, for int8,
+the calibration set's sha256; built under a file lock into a temporary folder and
+renamed into place, so concurrent workers convert once and never read half an IR.
+
+Precisions (``--precision``):
+
+- ``f32``: the float IR, run in float32.
+- ``bf16``: the same float IR, run with ``INFERENCE_PRECISION_HINT=bf16`` (the CPU
+  plugin keeps accumulations in f32). Only where the CPU has bf16 (AVX512-BF16 / AMX).
+- ``int8``: the float IR quantized by ``nncf.quantize`` (weights and activations of
+  convolutions in int8, calibrated on real clips, see ``CalibrationSet``); the layers
+  left in float run in bf16 where the CPU has it, else f32.
+- ``auto``: see ``resolve_precision``.
+
+A prebuilt IR travels with a model: ``export_ir`` writes ``model.xml``, ``model.bin``
+and ``video_index_ir.json`` to a folder (local or bucket, e.g. beside the SavedModel
+that ``--model-path`` names) and ``ensure_ir`` takes it from ``<SavedModel>/openvino/``
+when its key matches, before converting anything itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from beam_pipeline.models.i3d import default_cache_dir, exclusive_lock
+from beam_pipeline.models.spec import CLIP, ModelSpec
+
+__all__ = [
+    "PRECISIONS",
+    "CalibrationSet",
+    "IrInfo",
+    "calibration_set",
+    "cpu_capabilities",
+    "ensure_ir",
+    "export_ir",
+    "resolve_precision",
+    "savedmodel_sha256",
+]
+
+_LOGGER = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "f32", "bf16", "int8")
+IR_INFO_FILE = "video_index_ir.json"
+IR_SUBDIR = "openvino"  # where a SavedModel folder may carry its prebuilt IRs
+# Calibration: clips taken round-robin over the first videos of the input, so that
+# every video lends its first clip before any lends a second. 32 clips: the int8
+# gates held with 16 on ../shared/media and did not with 8 (bench/bench_backends.py).
+DEFAULT_CALIBRATION_CLIPS = 32
+
+
+class BackendError(RuntimeError):
+    """The OpenVINO backend cannot serve this model or precision; one-line reason."""
+
+
+def cpu_capabilities() -> frozenset[str]:
+    """The CPU plugin's ``OPTIMIZATION_CAPABILITIES`` (e.g. ``{'FP32', 'BF16', 'INT8'}``)."""
+    import openvino as ov
+
+    return frozenset(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def resolve_precision(
+    precision: str, capabilities: Optional[Iterable[str]] = None, kind: str = CLIP
+) -> str:
+    """The precision ``auto`` means on this CPU, or ``precision`` itself if it can run.
+
+    ``auto``: ``bf16`` where the CPU has it (AVX512-BF16 / AMX report ``BF16``): about
+    2x TF fp32 on I3D with no calibration and the gates met; else ``f32``. int8 is not
+    chosen by ``auto``: it missed the accuracy gates here (README). Raises BackendError
+    for an unknown precision, for ``bf16`` on a CPU without it (it would run emulated,
+    slower than f32) and for int8 on a non-clip model.
+    """
+    if precision not in PRECISIONS:
+        raise BackendError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    caps = frozenset(capabilities if capabilities is not None else cpu_capabilities())
+    if precision == "auto":
+        return "bf16" if "BF16" in caps else "f32"
+    if precision == "bf16" and "BF16" not in caps:
+        raise BackendError("--precision bf16: this CPU has no bf16 (AVX512-BF16 or AMX)")
+    if precision == "int8" and kind != CLIP:
+        raise BackendError(f"--precision int8: only for clip models, not {kind} models")
+    return precision
+
+
+def float_hint(precision: str, capabilities: Optional[Iterable[str]] = None) -> str:
+    """``INFERENCE_PRECISION_HINT`` for a resolved precision: what float layers run in."""
+    caps = frozenset(capabilities if capabilities is not None else cpu_capabilities())
+    if precision == "bf16" or (precision == "int8" and "BF16" in caps):
+        return "bf16"
+    return "f32"
+
+
+# -- hashes --------------------------------------------------------------------------
+
+
+def _sha256_files(fs: Any, paths: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        with fs.open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def savedmodel_sha256(path: str) -> str:
+    """sha256 over a SavedModel folder's ``saved_model.pb`` and ``variables/`` files.
+
+    ``path`` is any fsspec URL. Raises FileNotFoundError when it holds no SavedModel.
+    """
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(path)
+    root = root.rstrip("/")
+    graph = f"{root}/saved_model.pb"
+    if not fs.exists(graph):
+        raise FileNotFoundError(graph)
+    variables = sorted(p for p in fs.find(f"{root}/variables") if not fs.isdir(p))
+    return _sha256_files(fs, [graph] + variables)
+
+
+def _local_savedmodel(source: str) -> str:
+    """A local folder holding the spec's SavedModel (hub handles resolved to hub's cache)."""
+    from beam_pipeline.models.backend import resolve_source
+
+    path = resolve_source(source)
+    if path.startswith(("https://", "http://")) or "://" not in path and not os.path.exists(path):
+        import tensorflow_hub as hub
+
+        return hub.resolve(path)
+    return path
+
+
+# -- calibration ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationSet:
+    """Clips that NNCF calibrates the int8 ranges on.
+
+    ``clips``: ``uint8 [N, T, S, S, 3]`` RGB, as decode gives them to the model.
+    ``sources``: per clip ``(uri, clip_index, sha256 of the clip's bytes)``; the run
+    record lists them. ``sha256``: over the clip hashes in order; part of the int8 IR's key.
+    """
+
+    clips: np.ndarray
+    sources: tuple[tuple[str, int, str], ...]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256("".join(s[2] for s in self.sources).encode()).hexdigest()
+
+    def summary(self) -> dict:
+        return {
+            "clips": len(self.sources),
+            "sha256": self.sha256,
+            "sources": [
+                {"uri": uri, "clip_index": index, "sha256": sha} for uri, index, sha in self.sources
+            ],
+        }
+
+
+def calibration_set(
+    spec: ModelSpec,
+    uris: Iterable[str],
+    count: int = DEFAULT_CALIBRATION_CLIPS,
+    max_videos: int = 64,
+    limits: Any = None,
+) -> CalibrationSet:
+    """``count`` clips from the videos ``uris`` names, in order, round-robin over videos.
+
+    Clips are sampled as the job samples them (the spec's clip length and fps, one clip
+    length apart) and preprocessed by the product's decode, so the calibration sees what
+    inference sees. Up to ``max_videos`` videos are opened; a video that fails to decode
+    is skipped. Deterministic for the same input. Raises BackendError if no clip decodes.
+    """
+    from transforms.reading import read_clips
+    from transforms.video_io import DecodeLimits
+
+    per_video: list[tuple[str, list[np.ndarray]]] = []
+    sampling = spec.clip_sampling(max_clips=count)
+    for uri in uris:
+        if len(per_video) >= max_videos:
+            break
+        try:
+            with read_clips(uri, sampling, spec.frame_spec(), limits or DecodeLimits()) as reader:
+                frames = [clip.frames for clip in reader]
+        except Exception as error:  # noqa: BLE001 - a bad video just lends no clips
+            _LOGGER.info("calibration: skipping %s (%s)", uri, error)
+            continue
+        if frames:
+            per_video.append((uri, frames))
+        if sum(len(f) for _, f in per_video) >= count * 4:
+            break  # enough to pick from without opening every video
+    chosen: list[tuple[str, int, np.ndarray]] = []
+    depth = 0
+    while len(chosen) < count and any(depth < len(f) for _, f in per_video):
+        for uri, frames in per_video:
+            if depth < len(frames) and len(chosen) < count:
+                chosen.append((uri, depth, frames[depth]))
+        depth += 1
+    if not chosen:
+        raise BackendError("int8 calibration: no clip could be decoded from the input")
+    sources = tuple(
+        (uri, index, hashlib.sha256(np.ascontiguousarray(clip).tobytes()).hexdigest())
+        for uri, index, clip in chosen
+    )
+    return CalibrationSet(np.stack([clip for _, _, clip in chosen]), sources)
+
+
+def input_calibration(
+    spec: ModelSpec,
+    refs: Sequence[Any],
+    count: int,
+    limits: Any = None,
+    cache_dir: Optional[Path] = None,
+    refresh: bool = False,
+) -> tuple[Optional[CalibrationSet], dict]:
+    """The calibration set of a job's input, or only its summary when seen before.
+
+    ``refs``: the input's VideoRefs in listing order. The summary (clip hashes) of a
+    set is kept under ``<cache>/openvino/calibration/``, keyed by the model, ``count``
+    and the listed videos' (uri, size, version), so a re-run over an unchanged input
+    finds its int8 IR without decoding the calibration clips again (``refresh``: decode
+    anyway, e.g. when that IR was deleted). Returns ``(set or None, summary)``.
+    """
+    listing = [(r.uri, r.size, r.version) for r in refs]
+    text = json.dumps([spec.name, spec.frames_per_clip, spec.size, count, listing])
+    key = hashlib.sha256(text.encode()).hexdigest()[:32]
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    remembered = cache_dir / IR_SUBDIR / "calibration" / f"{key}.json"
+    if not refresh:
+        try:
+            return None, json.loads(remembered.read_text())
+        except (OSError, ValueError):
+            pass
+    calibration = calibration_set(spec, (uri for uri, _, _ in listing), count, limits=limits)
+    summary = calibration.summary()
+    with tempfile.NamedTemporaryFile(
+        "w", dir=_mkdir(remembered.parent), suffix=".tmp", delete=False
+    ) as f:
+        json.dump(summary, f)
+    os.replace(f.name, remembered)
+    return calibration, summary
+
+
+# -- the IR cache --------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class IrInfo:
+    """A converted model on disk: ``path`` is ``model.xml`` (``model.bin`` beside it)."""
+
+    path: Path
+    key: dict
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the IR's ``model.xml`` and ``model.bin``: what the run record names."""
+        return self.key["ir_sha256"]
+
+
+def _key(spec: ModelSpec, model_sha256: str, batch: int, weights: str, calibration: Optional[str]):
+    import openvino as ov
+
+    shape = [batch, spec.frames_per_clip, spec.size, spec.size, 3]
+    return {
+        "model_sha256": model_sha256,
+        "kind": spec.kind,
+        "input_shape": shape,
+        "value_range": list(spec.value_range),
+        "weights": weights,  # f32 or int8
+        "calibration_sha256": calibration,
+        "openvino": ov.get_version(),
+    }
+
+
+def _key_name(key: dict) -> str:
+    text = json.dumps(key, sort_keys=True)
+    return f"{key['weights']}-b{key['input_shape'][0]}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def _read_info(folder: Path | str, fs: Any = None) -> Optional[dict]:
+    import fsspec
+
+    if fs is None:
+        fs, folder = fsspec.core.url_to_fs(str(folder))
+    try:
+        with fs.open(f"{str(folder).rstrip('/')}/{IR_INFO_FILE}", "rt") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _matches(info: Optional[dict], key: dict) -> bool:
+    return info is not None and {k: info.get(k) for k in key} == key
+
+
+def ensure_ir(
+    spec: ModelSpec,
+    batch: int,
+    precision: str,
+    calibration: Optional[CalibrationSet] = None,
+    cache_dir: Optional[Path] = None,
+    quantize_options: Optional[dict] = None,
+    calibration_sha256: Optional[str] = None,
+) -> IrInfo:
+    """The cached IR for ``spec`` at batch ``batch`` and ``precision``, built on first use.
+
+    ``precision`` is resolved (``f32``, ``bf16`` or ``int8``); f32 and bf16 share the
+    float IR. int8 builds from ``calibration``; without it (a worker), it takes the
+    cached int8 IR calibrated on ``calibration_sha256`` (None: the only one cached for
+    this model and shape). Safe to call from several processes.
+    Raises BackendError when the model cannot be converted or int8 has no calibration.
+    """
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    source = _local_savedmodel(spec.source)
+    model_sha = savedmodel_sha256(source)
+    if spec.kind != CLIP:
+        raise BackendError(f"OpenVINO serves clip models; {spec.name} is a {spec.kind} model")
+    weights = "int8" if precision == "int8" else "f32"
+    base = cache_dir / IR_SUBDIR / f"{_safe(spec.name)}-{model_sha[:16]}"
+    if weights == "int8" and calibration is None:
+        found = _find_int8(base, spec, model_sha, batch, calibration_sha256)
+        if found is not None:
+            return found
+        raise BackendError(
+            f"no int8 IR of {spec.name} at batch {batch} is cached: run with --precision "
+            "int8 on the launcher first (it calibrates on the input), or pass --precision bf16"
+        )
+    key = _key(spec, model_sha, batch, weights, calibration.sha256 if calibration else None)
+    carried = _carried_ir(source, key, cache_dir)
+    if carried is not None:
+        return carried
+    folder = base / _key_name(key)
+    info = _read_info(folder)
+    if _matches(info, key) and (folder / "model.bin").is_file():
+        return IrInfo(folder / "model.xml", info)
+    with exclusive_lock(base / f".{folder.name}.lock"):
+        info = _read_info(folder)
+        if _matches(info, key) and (folder / "model.bin").is_file():
+            return IrInfo(folder / "model.xml", info)
+        started = time.monotonic()
+        if weights == "f32":
+            model, extra = _convert(spec, source, batch), {}
+        else:
+            float_ir = ensure_ir(spec, batch, "f32", cache_dir=cache_dir)
+            model, extra = _quantize(float_ir.path, calibration, spec, quantize_options or {})
+        extra["build_s"] = round(time.monotonic() - started, 1)
+        _save(model, folder, key, extra)
+        _LOGGER.info("built %s IR of %s in %.1f s", weights, spec.name, extra["build_s"])
+    return IrInfo(folder / "model.xml", _read_info(folder))
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64]
+
+
+def _find_int8(
+    base: Path, spec: ModelSpec, model_sha: str, batch: int, calibration_sha256: Optional[str]
+) -> Optional[IrInfo]:
+    key = _key(spec, model_sha, batch, "int8", calibration_sha256)
+    found = []
+    for folder in sorted(base.glob(f"int8-b{batch}-*")):
+        info = _read_info(folder)
+        if info and all(
+            info.get(k) == v for k, v in key.items() if v is not None or k != "calibration_sha256"
+        ):
+            found.append(IrInfo(folder / "model.xml", info))
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise BackendError(
+            f"{len(found)} int8 IRs of {spec.name} at batch {batch} are cached (calibrated on "
+            "different inputs): the launcher must say which (it passes its calibration set)"
+        )
+    return None
+
+
+def _carried_ir(source: str, key: dict, cache_dir: Path) -> Optional[IrInfo]:
+    """A matching IR that travels in ``<SavedModel>/openvino/<name>/``, copied to the cache."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(source)
+    folder = f"{root.rstrip('/')}/{IR_SUBDIR}/{_key_name(key)}"
+    info = _read_info(folder, fs)
+    if not _matches(info, key):
+        return None
+    if "://" not in source:
+        return IrInfo(Path(folder) / "model.xml", info)
+    local = cache_dir / IR_SUBDIR / "carried" / _key_name(key)
+    if not _matches(_read_info(local), key):
+        with tempfile.TemporaryDirectory(dir=_mkdir(local.parent)) as tmp:
+            for name in ("model.xml", "model.bin", IR_INFO_FILE):
+                fs.get(f"{folder}/{name}", f"{tmp}/{name}")
+            _replace_dir(Path(tmp), local)
+    return IrInfo(local / "model.xml", _read_info(local))
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _replace_dir(tmp: Path, folder: Path) -> None:
+    # Readers only ever see a whole folder: an old one is renamed away before the new
+    # one is renamed in (a rename cannot replace a non-empty folder).
+    if folder.exists():
+        stale = folder.with_name(folder.name + f".stale-{os.getpid()}")
+        os.replace(folder, stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    os.replace(tmp, folder)
+    tmp.mkdir()  # TemporaryDirectory's cleanup expects it
+
+
+def _save(model: Any, folder: Path, key: dict, extra: dict) -> None:
+    import openvino as ov
+
+    with tempfile.TemporaryDirectory(dir=_mkdir(folder.parent), prefix=".build-") as tmp:
+        # compress_to_fp16=False: the f32 weights stay f32; bf16 is chosen at compile time.
+        ov.save_model(model, f"{tmp}/model.xml", compress_to_fp16=False)
+        ir_sha = _sha256_files(_local_fs(), [f"{tmp}/model.xml", f"{tmp}/model.bin"])
+        info = {**key, "ir_sha256": ir_sha, **extra}
+        Path(tmp, IR_INFO_FILE).write_text(json.dumps(info, indent=1))
+        _replace_dir(Path(tmp), folder)
+
+
+def _local_fs() -> Any:
+    import fsspec
+
+    return fsspec.filesystem("file")
+
+
+def export_ir(ir: IrInfo, destination: str) -> str:
+    """Copy ``ir`` to ``<destination>/openvino/<key>/`` (any fsspec URL), where
+    ``ensure_ir`` finds it when ``destination`` is the model's SavedModel folder."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(destination)
+    folder = f"{root.rstrip('/')}/{IR_SUBDIR}/{_key_name({k: ir.key[k] for k in _KEY_FIELDS})}"
+    fs.makedirs(folder, exist_ok=True)
+    for name in ("model.xml", "model.bin", IR_INFO_FILE):
+        fs.put(str(ir.path.parent / name), f"{folder}/{name}")
+    return fs.unstrip_protocol(folder)
+
+
+_KEY_FIELDS = (
+    "model_sha256",
+    "input_shape",
+    "value_range",
+    "weights",
+    "calibration_sha256",
+    "openvino",
+    "kind",
+)
+
+
+# -- conversion and quantization -----------------------------------------------------
+
+
+def _convert(spec: ModelSpec, source: str, batch: int) -> Any:
+    """The SavedModel as an ov.Model at one static shape (see the module doc)."""
+    import openvino as ov
+    import tensorflow as tf
+
+    from beam_pipeline.models.backend import clip_convention, configure_tensorflow
+
+    configure_tensorflow()
+    loaded = tf.saved_model.load(source)
+    call = clip_convention(spec, loaded)
+    shape = [batch, spec.frames_per_clip, spec.size, spec.size, 3]
+    function = tf.function(lambda x: call(x)).get_concrete_function(
+        tf.TensorSpec(shape, tf.float32)
+    )
+    try:
+        return ov.convert_model(function)
+    except Exception as error:  # noqa: BLE001 - any converter error is the model's
+        raise BackendError(f"OpenVINO cannot convert {spec.name}: {error}") from error
+
+
+def to_model_range(clips: np.ndarray, spec: ModelSpec) -> np.ndarray:
+    """uint8 [B, T, S, S, 3] -> float32 in ``spec.value_range`` (the IR's input)."""
+    low, high = spec.value_range
+    return clips.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
+
+
+def _quantize(
+    float_ir: Path, calibration: CalibrationSet, spec: ModelSpec, options: dict
+) -> tuple[Any, dict]:
+    """nncf.quantize of the float IR on the calibration clips, at the IR's batch.
+
+    ``options``: ``ignore_first_last`` (keep the first and last convolutions in float),
+    ``fast_bias_correction``, ``preset`` ('performance' | 'mixed'). The defaults are
+    the measured choice (README: int8 recipe).
+    """
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(float_ir))
+    batch = model.inputs[0].get_partial_shape()[0].get_length()
+    clips = calibration.clips
+    batches = []
+    for i in range(0, len(clips), batch):
+        part = clips[i : i + batch]
+        pad = [part[-1:]] * (batch - len(part))  # the IR takes exactly `batch` clips
+        batches.append(np.concatenate([part, *pad]))
+    ignored = None
+    if options.get("ignore_first_last", IGNORE_FIRST_LAST):
+        convs = [op.get_friendly_name() for op in model.get_ordered_ops() if _is_conv(op)]
+        if len(convs) >= 2:
+            ignored = nncf.IgnoredScope(names=[convs[0], convs[-1]])
+    preset = nncf.QuantizationPreset(options.get("preset", "performance"))
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(batches, lambda b: to_model_range(b, spec)),
+        subset_size=len(batches),
+        preset=preset,
+        fast_bias_correction=options.get("fast_bias_correction", True),
+        ignored_scope=ignored,
+    )
+    return quantized, {
+        "calibration": calibration.summary(),
+        "quantize": {
+            "ignore_first_last": ignored is not None,
+            "fast_bias_correction": options.get("fast_bias_correction", True),
+            "preset": preset.value,
+        },
+    }
+
+
+IGNORE_FIRST_LAST = True
+
+
+def _is_conv(op: Any) -> bool:
+    return op.get_type_name() in ("Convolution", "GroupConvolution")

@@ -1,0 +1,121 @@
+"""The OpenVINO backend: clip models served on the CPU from a cached IR.
+
+Beam-free. ``OpenVinoBackend(batch, precision)`` is a backend object of
+``models.backend`` (chosen once, in ``pipeline``, and handed to the clip handler). Its
+``clip_call(spec)``, run when the handler loads the model on a worker, finds (or
+builds) the cached IR (``openvino_ir``) and compiles it once per worker process for
+that batch shape and precision; every thread of the process shares the compiled model
+with its own infer request. TensorFlow is not imported when the IR is cached, which
+keeps a worker's memory to OpenVINO's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+
+from beam_pipeline.models.openvino_ir import (
+    IrInfo,
+    ensure_ir,
+    float_hint,
+    resolve_precision,
+    to_model_range,
+)
+from beam_pipeline.models.spec import ModelSpec
+
+__all__ = ["OpenVinoBackend", "OpenVinoCall", "compile_ir", "inference_threads"]
+
+_COMPILED: dict[tuple, Any] = {}  # (xml path, hint, threads) -> ov.CompiledModel
+_COMPILED_LOCK = threading.Lock()
+
+
+def inference_threads() -> int:
+    """Threads for one model call: ``$VIDEO_INDEX_OV_THREADS``, else every core the
+    process may use (a Dataflow worker's vCPUs; decode threads share them)."""
+    explicit = int(os.environ.get("VIDEO_INDEX_OV_THREADS", "0"))
+    if explicit > 0:
+        return explicit
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def compile_ir(path: str, hint: str, threads: Optional[int] = None) -> Any:
+    """The ``ov.CompiledModel`` of the IR at ``path``, compiled once per process.
+
+    ``hint`` is ``INFERENCE_PRECISION_HINT`` (``f32`` or ``bf16``: what the float layers
+    run in); ``PERFORMANCE_HINT=LATENCY``: one request at a time uses every thread.
+    """
+    import openvino as ov
+
+    threads = threads or inference_threads()
+    key = (str(path), hint, threads)
+    with _COMPILED_LOCK:
+        if key not in _COMPILED:
+            _COMPILED[key] = ov.Core().compile_model(
+                str(path),
+                "CPU",
+                {
+                    "INFERENCE_PRECISION_HINT": hint,
+                    "PERFORMANCE_HINT": "LATENCY",
+                    "INFERENCE_NUM_THREADS": threads,
+                },
+            )
+        return _COMPILED[key]
+
+
+class OpenVinoCall:
+    """``uint8 [B, T, H, W, 3] RGB -> float32 [B, C]`` through a compiled IR on the CPU.
+
+    What :meth:`OpenVinoBackend.clip_call` gives ``ClipModel``, which checks shapes.
+    B is at most the IR's batch; fewer clips are padded (the IR has one shape).
+    ``precision`` is the resolved one (``f32``, ``bf16`` or ``int8``) and ``ir`` the IR
+    that runs: the run record names both. Raises ValueError for more clips than the batch.
+    """
+
+    def __init__(self, spec: ModelSpec, ir: IrInfo, precision: str, compiled: Any):
+        self.spec = spec
+        self.ir = ir
+        self.precision = precision
+        self._compiled = compiled
+        self._batch = int(ir.key["input_shape"][0])
+        self._local = threading.local()
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        count = clips.shape[0]
+        if count > self._batch:
+            raise ValueError(f"{count} clips in one call; this IR takes at most {self._batch}")
+        if count < self._batch:
+            pad = np.repeat(clips[-1:], self._batch - count, axis=0)
+            clips = np.concatenate([clips, pad])
+        request = getattr(self._local, "request", None)
+        if request is None:  # infer requests are not thread-safe: one per thread
+            request = self._local.request = self._compiled.create_infer_request()
+        outputs = request.infer([to_model_range(clips, self.spec)])
+        return np.array(outputs[0], dtype=np.float32)[:count]  # a copy: the buffer is reused
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenVinoBackend:
+    """The OpenVINO backend (``models.backend.Backend``): picklable, it travels in the
+    handler and loads on the worker (see module doc).
+
+    ``batch``: the IR's batch (the handler's). ``precision``: as ``--precision``
+    (``auto`` is resolved on the worker's CPU). ``calibration_sha256``: which int8 IR
+    (the launcher built it from the job's input).
+    """
+
+    batch: int
+    precision: str = "auto"
+    calibration_sha256: Optional[str] = None
+    name: ClassVar[str] = "openvino"
+
+    def clip_call(self, spec: ModelSpec) -> OpenVinoCall:
+        precision = resolve_precision(self.precision, kind=spec.kind)
+        ir = ensure_ir(spec, self.batch, precision, calibration_sha256=self.calibration_sha256)
+        return OpenVinoCall(spec, ir, precision, compile_ir(ir.path, float_hint(precision)))

@@ -1,0 +1,286 @@
+"""The OpenVINO backend: IR cache, precisions, calibration, and the accuracy gates.
+
+Plumbing runs on the tiny colour SavedModel; the gates (slow) run the real I3D on
+clips of ../shared/media against TensorFlow fp32, with IRs cached in the user's cache
+as the product caches them (the first run converts and quantizes: a few minutes).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from beam_pipeline.models import openvino_ir
+from beam_pipeline.models.openvino_ir import BackendError, resolve_precision
+from tests.helpers import MEDIA
+from tests.media import write_video
+
+# -- precision -----------------------------------------------------------------------
+
+
+def test_auto_is_bf16_where_the_cpu_has_it_else_f32() -> None:
+    assert resolve_precision("auto", {"FP32", "BF16", "INT8"}) == "bf16"
+    assert resolve_precision("auto", {"FP32", "INT8"}) == "f32"  # int8 missed the gates
+    assert resolve_precision("auto", {"FP32"}) == "f32"
+    with pytest.raises(BackendError, match="only for clip models"):
+        resolve_precision("int8", {"FP32", "INT8"}, kind="stream")
+
+
+def test_bf16_refused_on_a_cpu_without_it() -> None:
+    with pytest.raises(BackendError, match="no bf16"):
+        resolve_precision("bf16", {"FP32", "INT8"})
+    assert resolve_precision("bf16", {"FP32", "BF16"}) == "bf16"
+    with pytest.raises(BackendError, match="--precision must be one of"):
+        resolve_precision("fp8", {"FP32"})
+
+
+def test_float_layers_of_int8_run_bf16_only_where_the_cpu_has_it() -> None:
+    assert openvino_ir.float_hint("int8", {"FP32", "BF16", "INT8"}) == "bf16"
+    assert openvino_ir.float_hint("int8", {"FP32", "INT8"}) == "f32"
+    assert openvino_ir.float_hint("f32", {"FP32", "BF16"}) == "f32"
+
+
+# -- IR cache and the compiled model (colour model) ---------------------------------
+
+
+def _clips(spec, count: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    shape = (count, spec.frames_per_clip, spec.size, spec.size, 3)
+    return rng.integers(0, 256, shape, dtype=np.uint8)
+
+
+def test_float_ir_is_built_once_and_predicts_as_tensorflow(colour_spec, tmp_path) -> None:
+    from beam_pipeline.models.clip_model import ClipModel
+    from beam_pipeline.models.openvino_model import OpenVinoCall, compile_ir
+
+    ir = openvino_ir.ensure_ir(colour_spec, 3, "f32", cache_dir=tmp_path)
+    assert ir.path.is_file() and ir.path.with_suffix(".bin").is_file()
+    assert ir.key["input_shape"] == [3, 8, 32, 32, 3]
+    assert ir.key["model_sha256"] == openvino_ir.savedmodel_sha256(colour_spec.source)
+    built = ir.path.stat().st_mtime_ns
+    again = openvino_ir.ensure_ir(colour_spec, 3, "bf16", cache_dir=tmp_path)
+    assert again.path == ir.path and again.path.stat().st_mtime_ns == built  # shared, cached
+
+    model = ClipModel(colour_spec, OpenVinoCall(colour_spec, ir, "f32", compile_ir(ir.path, "f32")))
+    clips = _clips(colour_spec, 2)  # fewer than the IR's batch: padded inside
+    expected = ClipModel.load(colour_spec).predict(clips)
+    np.testing.assert_allclose(model.predict(clips), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="at most 3"):
+        model.predict(_clips(colour_spec, 4))
+
+
+def test_int8_without_calibration_or_cached_ir_is_a_one_line_error(colour_spec, tmp_path):
+    with pytest.raises(BackendError, match="no int8 IR"):
+        openvino_ir.ensure_ir(colour_spec, 3, "int8", cache_dir=tmp_path)
+
+
+def test_an_ir_carried_beside_the_savedmodel_is_used_without_converting(
+    colour_spec, tmp_path, monkeypatch
+) -> None:
+    import dataclasses
+    import shutil
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(colour_spec.source, model_dir)
+    spec = dataclasses.replace(colour_spec, source=str(model_dir))
+    ir = openvino_ir.ensure_ir(spec, 3, "f32", cache_dir=tmp_path / "builder")
+    openvino_ir.export_ir(ir, str(model_dir))
+
+    def no_conversion(*args):
+        raise AssertionError("converted although an IR was carried")
+
+    monkeypatch.setattr(openvino_ir, "_convert", no_conversion)
+    carried = openvino_ir.ensure_ir(spec, 3, "f32", cache_dir=tmp_path / "worker")
+    assert carried.path.parent.parent.parent == model_dir / "openvino" or str(
+        carried.path
+    ).startswith(str(model_dir))
+    assert carried.sha256 == ir.sha256
+
+
+def test_calibration_set_is_round_robin_over_videos_and_hashed(colour_spec, tmp_path):
+    uris = []
+    for i, colour in enumerate([(255, 0, 0), (0, 255, 0)]):
+        path = tmp_path / f"v{i}.mkv"
+        write_video(path, [np.zeros((48, 48, 3), np.uint8) + np.uint8(colour)] * 40, 10)
+        uris.append(str(path))
+    uris.append(str(tmp_path / "missing.mp4"))  # a bad video lends nothing
+    first = openvino_ir.calibration_set(colour_spec, uris, count=3)
+    again = openvino_ir.calibration_set(colour_spec, uris, count=3)
+    assert [(Path(u).name, i) for u, i, _ in first.sources] == [
+        ("v0.mkv", 0),
+        ("v1.mkv", 0),
+        ("v0.mkv", 1),
+    ]
+    assert first.clips.shape == (3, 8, 32, 32, 3) and first.clips.dtype == np.uint8
+    assert first.sha256 == again.sha256
+    assert first.clips[0, ..., 0].mean() > 200 and first.clips[1, ..., 1].mean() > 200
+    assert json.loads(json.dumps(first.summary()))["clips"] == 3
+    with pytest.raises(BackendError, match="no clip"):
+        openvino_ir.calibration_set(colour_spec, [uris[-1]], count=2)
+
+
+# -- the job ------------------------------------------------------------------------
+
+
+def test_index_on_openvino_records_backend_precision_and_ir(
+    colour_spec_file, tmp_path, monkeypatch
+) -> None:
+    from tests.helpers import run_cli
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_video(
+        videos / "red.mkv", [np.zeros((40, 40, 3), np.uint8) + np.uint8((250, 0, 0))] * 30, 10
+    )
+    out = tmp_path / "out"
+    monkeypatch.setenv("VIDEO_INDEX_CACHE", str(tmp_path / "cache"))
+    done = run_cli(
+        "index",
+        f"--input={videos}",
+        f"--output={out}",
+        f"--model={colour_spec_file}",
+        "--backend=openvino",
+        "--precision=f32",
+        "--run-id=ov",
+    )
+    assert done.returncode == 0, done.stderr
+    record = json.loads((out / "runs" / "ov.json").read_text())
+    assert record["backend"]["name"] == "openvino"
+    assert record["backend"]["precision"] == "f32"
+    assert len(record["backend"]["ir_sha256"]) == 64
+    import pyarrow.parquet as pq
+
+    clips = pq.read_table(out / "clips").to_pylist()
+    assert clips and all(row["labels"][0] == "red" for row in clips)
+
+
+def test_openvino_refuses_stream_models_and_tensorflow_refuses_int8() -> None:
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from beam_pipeline.options import ConfigError, IndexConfig
+
+    def config(*flags):
+        return IndexConfig.from_options(
+            PipelineOptions(["--input=x.mp4", "--output=o", *flags]), check_input=False
+        )
+
+    with pytest.raises(ConfigError, match="only for clip models"):
+        config("--model=movinet-a0-stream", "--backend=openvino")
+    with pytest.raises(ConfigError, match="only f32 on --backend tensorflow"):
+        config("--precision=int8")
+    with pytest.raises(ConfigError, match="--backend must be one of"):
+        config("--backend=onnx")
+    assert config("--backend=openvino", "--precision=f32").precision == "f32"
+    # I3D's IR holds the logits only: embeddings are a TensorFlow-backend column.
+    assert config().embeddings and not config("--backend=openvino").embeddings
+
+
+def test_backend_is_chosen_by_name_and_pickles() -> None:
+    import pickle
+
+    from beam_pipeline.models.backend import DEFAULT_BACKEND, backend_for
+    from beam_pipeline.models.openvino_model import OpenVinoBackend
+
+    assert backend_for("tensorflow", 4) is DEFAULT_BACKEND
+    backend = backend_for("openvino", 4, "int8", "ab" * 32)
+    assert backend == OpenVinoBackend(4, "int8", "ab" * 32) and backend.name == "openvino"
+    assert pickle.loads(pickle.dumps(backend)) == backend
+    with pytest.raises(ValueError, match="unknown backend"):
+        backend_for("onnx", 4)
+
+
+# -- accuracy gates: the real I3D on ../shared/media against TensorFlow fp32 ----------
+
+# Real footage of several codecs and sizes; at most GATE_CLIPS_PER_VIDEO clips of each.
+GATE_FILES = (
+    "mmaction2/test.mp4",
+    "mmaction2/test.avi",
+    "mmaction2/test_video_structuralize.mp4",
+    "mmaction2/demo_spatiotemporal_det.mp4",
+    "mmaction2/part_0.mp4",
+    "moviepy/chaplin.mp4",
+    "moviepy/pigs_in_a_polka.gif",
+    "derived/mpeg4.mkv",
+    "derived/gif_10fps.gif",
+    "tf-examples/carving_ice_rpi.mp4",
+    "tf-examples/example_video01.mp4",
+    CRICKET := "kinetics-i3d/v_CricketShot_g04_c01_rgb.gif",
+)
+GATE_CLIPS_PER_VIDEO = 2
+# int8 calibrates as a job over these three files would (the product default: up to 32
+# clips of the job's input); the gates then run mostly on clips it never saw. The same
+# clips as bench/bench_backends.py's, so the cached IR is shared.
+CALIBRATION_FILES = (
+    "mmaction2/test.mp4",
+    "kinetics-i3d/v_CricketShot_g04_c01_rgb.gif",
+    "moviepy/chaplin.mp4",
+)
+
+
+@pytest.fixture(scope="module")
+def i3d_gate_clips(media_dir):
+    from beam_pipeline.models.registry import resolve_model
+    from transforms.reading import read_clips
+    from transforms.video_io import DecodeLimits
+
+    spec = resolve_model("i3d-kinetics-400")
+    sampling = spec.clip_sampling(max_clips=GATE_CLIPS_PER_VIDEO)
+    clips, videos = [], []
+    for name in GATE_FILES:
+        with read_clips(str(media_dir / name), sampling, spec.frame_spec(), DecodeLimits()) as r:
+            for clip in r:
+                clips.append(clip.frames)
+                videos.append(name)
+    return spec, np.stack(clips), videos
+
+
+@pytest.fixture(scope="module")
+def i3d_tf_logits(i3d_gate_clips):
+    from beam_pipeline.models.agreement import predict_in_batches
+    from beam_pipeline.models.clip_model import ClipModel
+
+    spec, clips, _ = i3d_gate_clips
+    return predict_in_batches(ClipModel.load(spec), clips, spec.max_batch_size)
+
+
+INT8_MISSES_GATES = pytest.mark.xfail(
+    strict=True,
+    reason="int8 (NNCF PTQ, first/last convolutions in float, 32 calibration clips) "
+    "missed the gates here: 20/22 clips, 14/15 confident clips, max dp 0.70",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "precision", ["f32", "bf16", pytest.param("int8", marks=INT8_MISSES_GATES)]
+)
+def test_accuracy_gates_against_tensorflow_fp32(precision, i3d_gate_clips, i3d_tf_logits):
+    from beam_pipeline.models.agreement import compare, predict_in_batches
+    from beam_pipeline.models.clip_model import ClipModel
+    from beam_pipeline.models.openvino_model import OpenVinoCall, compile_ir
+    from transforms.scores import softmax
+
+    capabilities = openvino_ir.cpu_capabilities()
+    if precision == "bf16" and "BF16" not in capabilities:
+        pytest.skip("this CPU has no bf16 (AVX512-BF16 or AMX): --precision bf16 is refused")
+    spec, clips, videos = i3d_gate_clips
+    batch = spec.max_batch_size
+    calibration = None
+    if precision == "int8":
+        uris = [str(MEDIA / name) for name in CALIBRATION_FILES]
+        calibration = openvino_ir.calibration_set(spec, uris)
+    ir = openvino_ir.ensure_ir(spec, batch, precision, calibration)
+    hint = openvino_ir.float_hint(precision, capabilities)
+    call = OpenVinoCall(spec, ir, precision, compile_ir(ir.path, hint))
+    model = ClipModel(spec, call)
+    logits = predict_in_batches(model, clips, batch)
+
+    agreement = compare(i3d_tf_logits, logits, videos)
+    assert agreement.passed, agreement.summary()
+    cricket = np.array([v == CRICKET for v in videos])
+    for reference_or_ours in (i3d_tf_logits, logits):
+        probs = softmax(reference_or_ours[cricket]).mean(0)
+        assert spec.labels[probs.argmax()] == "playing cricket" and probs.max() >= 0.9
