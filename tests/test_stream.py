@@ -336,7 +336,7 @@ def reference_loop(loaded, spec, uri: str) -> tuple[np.ndarray, int]:
     """
     import tensorflow as tf
 
-    from beam_pipeline.models.stream_model import read_frames
+    from transforms.reading import read_frames
 
     init = loaded.signatures["init_states"]
     call = loaded.signatures["call"]
