@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import REPO, run_cli
 
 
 @pytest.mark.parametrize(
@@ -62,6 +65,26 @@ def test_models_lists_every_registered_model():
         assert name in result.stdout
     rows = json.loads(run_cli("models", "--json").stdout)
     assert {r["name"]: r["size"] for r in rows}["movinet-a4-base"] == 290
+
+
+def test_a_reader_that_goes_away_is_no_traceback():
+    """`video-index models | head -1`: stdout's reader has gone before the command writes."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "beam_pipeline", "models"],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
 
 
 def test_index_help_lists_flags():
