@@ -62,10 +62,10 @@ def _top_k_other_video(vectors: np.ndarray, videos: np.ndarray, queries: np.ndar
 def real(args) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
-    from transforms.clips import read_clips
 
     from beam_pipeline.models.clip_model import ClipModel
     from beam_pipeline.models.registry import resolve_model
+    from transforms.reading import read_clips
     from transforms.thumbnails import encode_thumbnail
     from transforms.video_io import DecodeLimits
 

@@ -5,8 +5,9 @@ user runs it), ``RUN`` (a run context for stages built directly), ``preprocess``
 product's frame path on an image), ``make_config``
 (an ``IndexConfig`` for a model spec without flags) and small rows of the three tables
 for tests that write an index directly (``video_row``, ``clip_row``, ``failure_row``:
-made by the product's ``transforms.rows``, so a new column reaches them too). Videos
-are written by ``tests.media``.
+made by the product's ``transforms.rows``, so a new column reaches them too), and
+``index_tables`` / ``assert_injected_faults`` for the decoder crash and hang tests.
+Videos are written by ``tests.media``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,34 @@ SHARED = Path(os.environ.get("VIDEO_INDEX_SHARED", REPO.parent / "shared"))
 MEDIA = SHARED / "media"
 
 RUN = RunContext(run_id="test-run", model_name="m")
+
+# Runner flags the decoder crash/hang tests run under: the local runner's default mode
+# and its multi_processing mode.
+RUNNER_MODES = {
+    "local": [],
+    "multi_processing": ["--direct_num_workers=2", "--direct_running_mode=multi_processing"],
+}
+
+
+def index_tables(out: Path) -> tuple[dict, dict]:
+    """``videos/`` and ``failures/`` rows of the index at ``out``, by video_id."""
+    import pyarrow.dataset as ds
+
+    return tuple(
+        {r["video_id"]: r for r in ds.dataset(out / table).to_table().to_pylist()}
+        for table in ("videos", "failures")
+    )
+
+
+def assert_injected_faults(failures: dict) -> None:
+    """``failures`` (video_id -> row) is exactly the injected crash ``x__crash__.mkv`` and
+    hang ``y__hang__.mkv``, each a decode failure that says what happened."""
+    assert set(failures) == {"x__crash__.mkv", "y__hang__.mkv"}, failures
+    crash, hang = failures["x__crash__.mkv"], failures["y__hang__.mkv"]
+    assert (crash["stage"], crash["error_type"]) == ("decode", "DecoderCrashed")
+    assert "decoder crashed" in crash["message"]
+    assert (hang["stage"], hang["error_type"]) == ("decode", "DecoderTimedOut")
+    assert "decoder timed out" in hang["message"]
 
 
 def run_cli(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:

@@ -26,7 +26,7 @@ from beam_pipeline.models.sequence_model import (
     spread_indices,
 )
 from beam_pipeline.models.spec import SpecError, spec_from_file
-from tests.helpers import REPO
+from tests.helpers import REPO, RUNNER_MODES, assert_injected_faults, index_tables, run_cli
 from tests.media import write_video
 from transforms.records import VideoRef
 
@@ -310,3 +310,31 @@ def test_a_model_error_is_an_inference_failure_per_video(cnn_rnn, tmp_path):
     )
     failures = [(r.failure.stage, r.failure.error_type) for r in results]
     assert failures == [("inference", "ValueError"), ("decode", "UnreadableVideo")]
+
+
+@pytest.mark.parametrize("runner_flags", RUNNER_MODES.values(), ids=RUNNER_MODES)
+def test_a_crashing_or_hanging_decoder_fails_its_video_only(
+    cnn_rnn, tmp_path, monkeypatch, runner_flags
+):
+    """The frame-sequence handler decodes in a child process (transforms.decode_worker):
+    an injected segfault and an injected native hang each end as a decode failure row."""
+    from transforms.decode_worker import TEST_FAULTS_ENV
+
+    monkeypatch.setenv(TEST_FAULTS_ENV, "1")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_video(archive / "red.mkv", solid_frames("red", 20), 10)
+    write_video(archive / "blue.mkv", solid_frames("blue", 20), 10)
+    write_video(archive / "x__crash__.mkv", solid_frames("red", 20), 10)
+    write_video(archive / "y__hang__.mkv", solid_frames("blue", 20), 10)
+    out = tmp_path / "out"
+    result = run_cli(
+        "index", "--input", str(archive), "--output", str(out), "--model",
+        str(write_spec(cnn_rnn)),
+        "--max-decode-s", "6",  # generous: on a loaded machine a crash must not time out
+        *runner_flags,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    videos, failures = index_tables(out)
+    assert {v: r["labels"][0] for v, r in videos.items()} == {"red.mkv": "red", "blue.mkv": "blue"}
+    assert_injected_faults(failures)

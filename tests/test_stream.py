@@ -30,7 +30,14 @@ import pytest
 
 from beam_pipeline.models.spec import ModelSpec
 from beam_pipeline.models.stream_model import StreamModel, StreamModelHandler, classify_streams
-from tests.helpers import MEDIA, SHARED, run_cli
+from tests.helpers import (
+    MEDIA,
+    RUNNER_MODES,
+    SHARED,
+    assert_injected_faults,
+    index_tables,
+    run_cli,
+)
 from tests.media import write_video
 from transforms.records import VideoOutcome, VideoRef
 from transforms.scores import softmax
@@ -665,3 +672,33 @@ def test_clip_classifier_same_video_in_three_containers_same_top1(one_video_thre
         top1[name] = (spec.labels[int(np.argmax(probs))], float(probs.max()))
     assert len({label for label, _ in top1.values()}) == 1, top1
     assert top1["mkv"][0] == "cleaning pool", top1
+
+
+@needs_movinet
+@pytest.mark.parametrize("runner_flags", RUNNER_MODES.values(), ids=RUNNER_MODES)
+def test_a_crashing_or_hanging_decoder_fails_its_video_and_the_stream_goes_on(
+    tmp_path, monkeypatch, runner_flags
+):
+    """The stream handler decodes in a child per open video (transforms.decode_worker):
+    an injected segfault and an injected native hang each end as a decode failure row,
+    the other videos of the same lockstep batch are indexed."""
+    from transforms.decode_worker import TEST_FAULTS_ENV
+
+    monkeypatch.setenv(TEST_FAULTS_ENV, "1")
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_video(archive / "a.mkv", moving_frames(20), 10)
+    write_video(archive / "b.mkv", moving_frames(15, seed=1), 10)
+    write_video(archive / "x__crash__.mkv", moving_frames(10), 10)
+    write_video(archive / "y__hang__.mkv", moving_frames(10), 10)
+    out = tmp_path / "out"
+    result = run_cli(
+        "index", "--input", str(archive), "--output", str(out),
+        "--model", "movinet-a0-stream", "--model-path", str(MOVINET / "a0_stream"),
+        "--max-decode-s", "6",  # generous: on a loaded machine a crash must not time out
+        *runner_flags,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    videos, failures = index_tables(out)
+    assert {v: r["num_clips"] for v, r in videos.items()} == {"a.mkv": 2, "b.mkv": 2}
+    assert_injected_faults(failures)

@@ -3,19 +3,27 @@
 FFmpeg is native code: a hostile or broken file can segfault, abort, exhaust memory or
 block inside one call, where no Python check runs. ``IsolatedDecoder`` keeps one
 long-lived child process (``python -m transforms.decode_worker``) that runs
-``transforms.reading.read_clips`` and hands each clip back: the clip's
-``uint8 [T, S, S, 3]`` frames through a shared memory block (an anonymous ``memfd``
-both map), a small pickled header through a pipe; the parent copies the frames out
-and acknowledges, so the child may write the next clip. The parent waits with a wall-clock deadline (``max_decode_s`` from the
-request, plus a grace for the child's own check to fire first): past it the child is
+``transforms.reading.read_clips`` (clip models) or ``read_frames`` (stream and
+frame-sequence models) and hands each clip or frame back: its ``uint8 [T, S, S, 3]`` or
+``[S, S, 3]`` pixels through a shared memory block (an anonymous ``memfd`` both map), a
+small pickled header through a pipe; the parent copies the pixels out and acknowledges,
+so the child may write the next one (it decodes that one while the parent works). A
+reader that stops early (a frame-sequence model takes N frames) tells the child to stop
+instead of acknowledging, so the child ends that video and stays for the next.
+
+The parent waits for the child at most ``max_decode_s`` (from the request) per video,
+plus a grace for the child's own check to fire first; as in process, the time the
+reader's consumer holds each item (inference) is not counted. Past it the child is
 killed and the video fails with ``DecoderTimedOut``; a child that dies (a signal, an
 abort, the kernel's OOM killer) fails it with ``DecoderCrashed``. Either way the next
 video gets a fresh child. Errors the decoder reports itself (``UnreadableVideo``, ...)
 come back as the same exceptions, so the failure rows read as they would in process.
 
-Memory: the child holds one decoder and one clip, the shared block one clip, the
-parent its copy. Cost: one more copy of each clip each side (README "Measured here"
-gives the decode bench's isolated / in-process ratio).
+Memory: the child holds one decoder and one clip (or frame), the shared block one, the
+parent its copy: flat however long the video. ``DecoderPool`` gives each video that is
+open at the same time (a stream model's lockstep batch) its own child. Cost: one more
+copy of each clip each side (README "Measured here" gives the decode bench's isolated
+/ in-process ratio).
 
 Test hook: with ``VIDEO_INDEX_TEST_FAULTS=1`` in the child's environment, a URI that
 contains ``__crash__`` makes the child segfault and one that contains ``__hang__``
@@ -33,6 +41,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator, Optional
@@ -40,11 +49,11 @@ from typing import Iterator, Optional
 import numpy as np
 
 from transforms.preprocess import FrameSpec
-from transforms.reading import SampledClip, read_clips
+from transforms.reading import SampledClip, read_clips, read_frames
 from transforms.sampling import ClipSampling
 from transforms.video_io import DecodeLimitExceeded, DecodeLimits, VideoDecodeError
 
-__all__ = ["IsolatedDecoder", "DecoderCrashed", "DecoderTimedOut"]
+__all__ = ["IsolatedDecoder", "DecoderPool", "DecoderCrashed", "DecoderTimedOut"]
 
 TEST_FAULTS_ENV = "VIDEO_INDEX_TEST_FAULTS"
 # Seconds past max_decode_s the parent waits, so the child's own per-packet check
@@ -54,6 +63,8 @@ _GRACE_S = 1.0
 _START_S = 120.0
 _LENGTH = struct.Struct("<Q")  # bytes of the pickled header that follows
 _ACK = b"A"  # parent -> child: the shared block is free again
+_STOP = b"S"  # parent -> child: the block is free, and read no further in this video
+CLIPS, FRAMES = "clips", "frames"  # what a request reads: read_clips or read_frames
 
 
 class DecoderCrashed(VideoDecodeError):
@@ -104,13 +115,18 @@ class _SharedBlock:
 
 
 class IsolatedDecoder:
-    """``decoder.read_clips(uri, sampling, frame_spec, limits)``: ``read_clips`` in a child.
+    """``read_clips`` / ``read_frames`` of ``transforms.reading``, run in a child process.
 
-    The returned object is used like ``transforms.reading.read_clips`` (``with ... as
-    reader``, ``reader.info``, iterate ``SampledClip``, then ``num_frames``,
-    ``duration_s``, ``decode_errors``, ``discontinuities``). The
-    child starts on first use and again after a crash, a timeout or an abandoned
-    video; ``close()`` ends it (it also ends by itself when the parent goes away).
+    ``decoder.read_clips(uri, sampling, frame_spec, limits)`` is used like
+    ``read_clips`` (``with ... as reader``, ``reader.info``, iterate ``SampledClip``),
+    ``decoder.read_frames(uri, fps, frame_spec, limits)`` like ``read_frames`` (iterate
+    ``(t, uint8 [S, S, 3])``); both then give ``num_frames``, ``num_frames_decoded``,
+    ``duration_s``, ``decode_errors``, ``discontinuities`` as the in-process reader
+    would at that point. One video at a time per decoder (``DecoderPool`` for more).
+    Raises what the in-process reader raises, and ``DecoderCrashed`` /
+    ``DecoderTimedOut`` (over ``max_decode_s`` of waiting for the child, this video). The
+    child starts on first use and again after a crash, a timeout or an abandoned clip
+    reader; ``close()`` ends it (it also ends by itself when the parent goes away).
     """
 
     def __init__(self) -> None:
@@ -125,8 +141,19 @@ class IsolatedDecoder:
         sampling: ClipSampling,
         frame_spec: FrameSpec,
         limits: DecodeLimits = DecodeLimits(),
-    ) -> "_RemoteClips":
-        return _RemoteClips(self, uri, sampling, frame_spec, limits)
+    ) -> "_RemoteVideo":
+        clip_bytes = sampling.frames_per_clip * frame_spec.size * frame_spec.size * 3
+        return _RemoteVideo(self, (CLIPS, uri, sampling, frame_spec, limits), clip_bytes)
+
+    def read_frames(
+        self,
+        uri: str,
+        fps: float,
+        frame_spec: FrameSpec,
+        limits: DecodeLimits = DecodeLimits(),
+    ) -> "_RemoteVideo":
+        frame_bytes = frame_spec.size * frame_spec.size * 3
+        return _RemoteVideo(self, (FRAMES, uri, fps, frame_spec, limits), frame_bytes)
 
     def _start(self) -> None:
         request_r, request_w = os.pipe()
@@ -160,9 +187,9 @@ class IsolatedDecoder:
         except (BrokenPipeError, OSError):
             raise self._crashed() from None
 
-    def _ack(self) -> None:
+    def _ack(self, answer: bytes = _ACK) -> None:
         try:
-            self._requests.write(_ACK)
+            self._requests.write(answer)
             self._requests.flush()
         except (BrokenPipeError, OSError):
             pass  # the child is gone: the next read says how
@@ -236,57 +263,137 @@ class IsolatedDecoder:
             proc.wait()
 
 
-class _RemoteClips:
-    """One video read by the child; the interface of ``transforms.reading.read_clips``."""
+class _RemoteVideo:
+    """One video read by the child; the interface of ``read_clips`` or ``read_frames``."""
 
-    def __init__(self, decoder, uri, sampling, frame_spec, limits: DecodeLimits):
+    def __init__(self, decoder, request: tuple, item_bytes: int, on_exit=None):
         self._decoder = decoder
-        self._request = (uri, sampling, frame_spec, limits)
-        self._clip_bytes = sampling.frames_per_clip * frame_spec.size * frame_spec.size * 3
-        self._limit_s = limits.max_decode_s
+        self._request = request
+        self._kind = request[0]
+        self._item_bytes = item_bytes
+        self._limit_s = request[-1].max_decode_s
+        self._on_exit = on_exit  # called with the decoder once this video is done with it
         self._finished = False
         self._facts: dict = {}
 
-    def __enter__(self) -> "_RemoteClips":
-        self._deadline = time.monotonic() + self._limit_s + _GRACE_S
-        self._decoder._send(self._request, self._clip_bytes)
-        self.info = self._next()[1]
+    def __enter__(self) -> "_RemoteVideo":
+        self._left_s = self._limit_s + _GRACE_S  # of waiting for the child, this video
+        try:
+            self._decoder._send(self._request, self._item_bytes)
+            self.info = self._next()[1]
+        except BaseException:
+            self._give_back()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
-        if not self._finished:
-            # Abandoned mid-video: the child is still sending; a fresh one is cheaper
-            # than draining it.
-            self._decoder.close()
+        try:
+            if not self._finished:
+                self._stop()
+        finally:
+            self._give_back()
+
+    def _give_back(self) -> None:
+        on_exit, self._on_exit = self._on_exit, None
+        if on_exit is not None:
+            on_exit(self._decoder)
+
+    def _stop(self) -> None:
+        """Abandoned mid-video: a frame reader tells the child to stop and waits for its
+        ``done``; a clip reader (or a child that does not answer) gets a fresh child."""
+        if self._kind == FRAMES:
+            try:
+                header = self._receive()
+                if header[0] == "frame":
+                    self._decoder._ack(_STOP)
+                    header = self._receive()
+                if header[0] in ("done", "error"):
+                    self._finished = True
+                    return
+            except VideoDecodeError:
+                pass  # crashed or timed out after the reader stopped: not this video's fault
+        self._decoder.close()
+
+    def _receive(self) -> tuple:
+        """The child's next header, waiting at most what is left of the video's time."""
+        started = time.monotonic()
+        try:
+            return self._decoder._receive(started + self._left_s, self._limit_s)
+        finally:
+            self._left_s -= time.monotonic() - started
 
     def _next(self) -> tuple:
-        header = self._decoder._receive(self._deadline, self._limit_s)
+        try:
+            header = self._receive()
+        except VideoDecodeError:  # crashed or timed out: the decoder is closed already
+            self._finished = True
+            raise
         if header[0] == "error":
             self._finished = True
             raise header[1]
         return header
 
-    def __iter__(self) -> Iterator[SampledClip]:
+    def __iter__(self) -> Iterator:
         while True:
             header = self._next()
             if header[0] == "done":
                 self._facts = header[1]
                 self._finished = True
                 return
-            _, index, start_s, end_s, shape = header
-            frames = self._decoder._frames(shape)
-            self._decoder._ack()
-            yield SampledClip(index, start_s, end_s, frames)
+            if header[0] == "frame":
+                _, t, shape, self._facts = header
+                frame = self._decoder._frames(shape)
+                self._decoder._ack()
+                yield t, frame
+            else:
+                _, index, start_s, end_s, shape = header
+                frames = self._decoder._frames(shape)
+                self._decoder._ack()
+                yield SampledClip(index, start_s, end_s, frames)
 
     def __getattr__(self, name: str):
-        # num_frames, duration_s, decode_errors, discontinuities
+        # num_frames, num_frames_decoded, duration_s, decode_errors, discontinuities
         facts = self.__dict__.get("_facts", {})
         if name in facts:
             return facts[name]
         raise AttributeError(name)
 
 
-_FACTS = ("num_frames", "duration_s", "decode_errors", "discontinuities")
+class DecoderPool:
+    """``pool.read_frames(...)`` as ``IsolatedDecoder.read_frames``, one child per video
+    open at the same time (a stream model reads its batch's videos in lockstep); a
+    child is reused by the next video once its reader is closed. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._idle: list[IsolatedDecoder] = []
+        self._lock = threading.Lock()
+
+    def read_frames(
+        self,
+        uri: str,
+        fps: float,
+        frame_spec: FrameSpec,
+        limits: DecodeLimits = DecodeLimits(),
+    ) -> _RemoteVideo:
+        with self._lock:
+            decoder = self._idle.pop() if self._idle else IsolatedDecoder()
+        video = decoder.read_frames(uri, fps, frame_spec, limits)
+        video._on_exit = self._give_back
+        return video
+
+    def _give_back(self, decoder: IsolatedDecoder) -> None:
+        with self._lock:
+            self._idle.append(decoder)
+
+    def close(self) -> None:
+        """End the idle children (those of open readers end when the parent goes away)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for decoder in idle:
+            decoder.close()
+
+
+_FACTS = ("num_frames", "num_frames_decoded", "duration_s", "decode_errors", "discontinuities")
 
 
 def _picklable(error: BaseException) -> BaseException:
@@ -319,31 +426,46 @@ def serve(request_fd: int, answer_fd: int, block_fd: int) -> None:
         if len(raw) < _LENGTH.size:
             return  # the parent is gone or done
         (size,) = _LENGTH.unpack(raw)
-        uri, sampling, frame_spec, limits, block_size = pickle.loads(requests.read(size))
+        kind, uri, param, frame_spec, limits, block_size = pickle.loads(requests.read(size))
         block.ensure(block_size, grow=False)
         unacknowledged = False
         try:
             _test_fault(uri)
-            with read_clips(uri, sampling, frame_spec, limits) as reader:
+            opened = (read_clips if kind == CLIPS else read_frames)(uri, param, frame_spec, limits)
+            with opened as reader:
                 _write_message(answers, ("info", reader.info))
-                for clip in reader:
-                    if unacknowledged and requests.read(1) != _ACK:
-                        return  # the parent is gone
-                    block.put(clip.frames)
-                    header = ("clip", clip.index, clip.start_s, clip.end_s, clip.frames.shape)
+                for item in reader:
+                    if unacknowledged:
+                        answer = requests.read(1)
+                        unacknowledged = False
+                        if answer == _STOP:
+                            break
+                        if answer != _ACK:
+                            return  # the parent is gone
+                    if kind == CLIPS:
+                        pixels = item.frames
+                        header = ("clip", item.index, item.start_s, item.end_s, pixels.shape)
+                    else:
+                        t, pixels = item
+                        header = ("frame", t, pixels.shape, _facts(reader))
+                    block.put(pixels)
                     _write_message(answers, header)
                     unacknowledged = True
-                facts = {name: getattr(reader, name) for name in _FACTS}
-            if unacknowledged and requests.read(1) != _ACK:
+                facts = _facts(reader)
+            if unacknowledged and requests.read(1) not in (_ACK, _STOP):
                 return
             unacknowledged = False
             _write_message(answers, ("done", facts))
         except BrokenPipeError:
             return
         except Exception as error:  # noqa: BLE001 - sent back as the video's failure
-            if unacknowledged and requests.read(1) != _ACK:
+            if unacknowledged and requests.read(1) not in (_ACK, _STOP):
                 return
             _write_message(answers, ("error", _picklable(error)))
+
+
+def _facts(reader) -> dict:
+    return {name: getattr(reader, name) for name in _FACTS}
 
 
 def main(argv: list[str]) -> None:

@@ -83,6 +83,9 @@ class DecodeLimits:
 
     max_pixels_per_frame: int = 8192 * 4320
     max_duration_s: float = 4 * 3600.0
+    # Seconds spent opening and decoding one video (wall clock, the time its reader's
+    # consumer holds each frame left out); held in native calls too where the decoder
+    # runs in a child process (transforms.decode_worker).
     max_decode_s: float = 1800.0
 
 
@@ -339,7 +342,11 @@ class VideoReader:
                     raise DecodeLimitExceeded(
                         f"decoded past max_duration_s={limits.max_duration_s:g}"
                     )
+                handed = time.monotonic()
                 yield DecodedFrame(t, frame)
+                # max_decode_s counts decoding, not what the reader's consumer does with
+                # the frame (a stream model's inference between frames).
+                self._started += time.monotonic() - handed
 
     def _demux(self):
         """Packets of the video stream; a broken tail ends the stream, not the job."""
