@@ -199,21 +199,38 @@ def length(args) -> dict:
 
 
 def isolation(args) -> dict:
-    """Wall-clock clips/s: isolated decode over in-process decode, ratio of sums of medians."""
+    """Wall-clock items/s: isolated decode over in-process decode, ratio of sums of medians.
+
+    Clips (``read_clips`` at ``--model``'s sampling, what clip models read) and frames
+    (``read_frames`` at ``--frames-model``'s rate and size, what stream and
+    frame-sequence models read), each file in both modes, the order alternating by round.
+    """
     import statistics
 
     from beam_pipeline.models.registry import registered
     from transforms.decode_worker import IsolatedDecoder
-    from transforms.reading import read_clips
+    from transforms.reading import read_clips, read_frames
 
     spec = registered()[args.model]
+    frames_spec = registered()[args.frames_model]
     sampling = spec.clip_sampling(stride_s=args.stride_s)
     files = CORPUS + ["moviepy/smpte-2997.mp4"]
-    times: dict[str, dict[str, list[float]]] = {"in_process": {}, "isolated": {}}
-    clips: dict[str, int] = {}
     decoder = IsolatedDecoder()
     decoder._start()  # a worker starts its decoder once, in setup()
-    openers = {"in_process": read_clips, "isolated": decoder.read_clips}
+    readers = {
+        "clips": {
+            "in_process": lambda path: read_clips(path, sampling, spec.frame_spec()),
+            "isolated": lambda path: decoder.read_clips(path, sampling, spec.frame_spec()),
+        },
+        "frames": {
+            "in_process": lambda path: read_frames(path, frames_spec.fps, frames_spec.frame_spec()),
+            "isolated": lambda path: decoder.read_frames(
+                path, frames_spec.fps, frames_spec.frame_spec()
+            ),
+        },
+    }
+    times = {(kind, mode): {} for kind in readers for mode in ("in_process", "isolated")}
+    counts: dict[tuple[str, str], int] = {}
     try:
         for round_ in range(args.rounds):
             for name in files:
@@ -221,25 +238,28 @@ def isolation(args) -> dict:
                 order = (
                     ("in_process", "isolated") if round_ % 2 == 0 else ("isolated", "in_process")
                 )
-                for mode in order:
-                    started = time.perf_counter()
-                    with openers[mode](path, sampling, spec.frame_spec()) as reader:
-                        clips[name] = sum(1 for _ in reader)
-                    times[mode].setdefault(name, []).append(time.perf_counter() - started)
+                for kind, modes in readers.items():
+                    for mode in order:
+                        started = time.perf_counter()
+                        with modes[mode](path) as reader:
+                            counts[kind, name] = sum(1 for _ in reader)
+                        times[kind, mode].setdefault(name, []).append(time.perf_counter() - started)
     finally:
         decoder.close()
-    total = sum(clips.values())
-    fps = {
-        mode: total / sum(statistics.median(v) for v in per_file.values())
-        for mode, per_file in times.items()
-    }
-    return {
-        "clips": total,
-        "rounds": args.rounds,
-        "in_process_clips_per_s": round(fps["in_process"], 2),
-        "isolated_clips_per_s": round(fps["isolated"], 2),
-        "isolated_over_in_process": round(fps["isolated"] / fps["in_process"], 3),
-    }
+    result: dict = {"rounds": args.rounds}
+    for kind in readers:
+        total = sum(n for (k, _), n in counts.items() if k == kind)
+        rate = {
+            mode: total / sum(statistics.median(v) for v in times[kind, mode].values())
+            for mode in ("in_process", "isolated")
+        }
+        result[kind] = {
+            "count": total,
+            "in_process_per_s": round(rate["in_process"], 2),
+            "isolated_per_s": round(rate["isolated"], 2),
+            "isolated_over_in_process": round(rate["isolated"] / rate["in_process"], 3),
+        }
+    return result
 
 
 def write_long_video(path: Path, minutes: float, fps: int = 25, size=(160, 120)) -> None:
@@ -337,6 +357,7 @@ def main() -> None:
     i.add_argument("--model", default="i3d-kinetics-400")
     i.add_argument("--stride-s", type=float, default=None)
     i.add_argument("--rounds", type=int, default=3)
+    i.add_argument("--frames-model", default="movinet-a0-stream")
     m = sub.add_parser("memory")
     m.add_argument("--model", default="i3d-kinetics-400")
     m.add_argument("--long-min", type=float, default=30.0)
