@@ -170,14 +170,15 @@ def run_index(config, options, local: bool = True) -> int:
     import apache_beam as beam
 
     from beam_pipeline import report
-    from beam_pipeline.models.backend import is_builtin, resolve_source
+    from beam_pipeline.models.backend import builtin_is_built, is_builtin, resolve_source
     from beam_pipeline.pipeline import build_pipeline
     from beam_pipeline.runner import runner_for
 
     spec = config.spec
     if is_builtin(spec.source):
         # Build the default model once, here, rather than in every worker at once.
-        print(f"{PROG}: preparing model {spec.name} (first run builds it, ~1 min)", file=sys.stderr)
+        if not builtin_is_built(spec.source):
+            print(f"{PROG}: building model {spec.name} (first run only, ~1 min)", file=sys.stderr)
         resolve_source(spec.source)
     if config.backend == "openvino":
         config = _prepare_openvino(config)

@@ -10,11 +10,10 @@ DuckDB scan; ``--exact`` forces the scan, ``--build-index`` (re)builds the index
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
 from typing import Optional, Sequence
 
+from beam_pipeline.query_cli import write_rows
 from transforms.similar import (
     SimilarError,
     ann_neighbours,
@@ -22,6 +21,7 @@ from transforms.similar import (
     build_ann_index,
     connect,
     exact_neighbours,
+    query_clip,
     query_embedding,
 )
 
@@ -57,34 +57,36 @@ def run(argv: Sequence[str], prog: str = "video-index similar") -> int:
     if args.limit < 1:
         raise SimilarError("--limit must be at least 1")
     con = connect(args.output)
-    query = query_embedding(con, args.video, args.at)
+    if args.at is None:
+        query = query_embedding(con, args.video)
+        described = f"the mean embedding of video {args.video}"
+    else:
+        clip = query_clip(con, args.video, args.at)
+        query = clip.embedding
+        described = (
+            f"clip {clip.clip_index} of video {args.video} "
+            f"({clip.start_s:.2f}-{clip.end_s:.2f} s, holding --at {args.at:g})"
+        )
     exclude = None if args.include_same_video else args.video
     why_not = "--exact" if args.exact else ann_state(args.output)
     if why_not is None:
         found = ann_neighbours(args.output, query, args.limit, exclude)
     else:
         found = exact_neighbours(con, query, args.limit, exclude)
-    _print(found, args.format)
+    # What the query is: in the table's first line; on stderr beside json and csv, whose
+    # stdout stays rows only, as query and search write them.
+    header = f"clips most like {described}:"
+    print(header, file=sys.stdout if args.format == "table" else sys.stderr)
+    rows = [tuple(getattr(n, name) for name in _COLUMNS) for n in found]
+    write_rows(_COLUMNS, iter([rows]), args.format, sys.stdout, formatters=_FORMATTERS)
     return 0
 
 
-def _print(found: list, fmt: str, out=None) -> None:
-    out = out or sys.stdout
-    rows = [{name: getattr(n, name) for name in _COLUMNS} for n in found]
-    if fmt == "json":
-        json.dump(rows, out, indent=1)
-        out.write("\n")
-    elif fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=_COLUMNS, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    else:
-        out.write(f"{'similarity':>10} {'start_s':>8} {'end_s':>8}  video_id\n")
-        for row in rows:
-            out.write(
-                f"{row['similarity']:>10.4f} {row['start_s']:>8.2f} {row['end_s']:>8.2f}"
-                f"  {row['video_id']}\n"
-            )
+_FORMATTERS = {
+    "similarity": "{:.4f}".format,
+    "start_s": "{:.2f}".format,
+    "end_s": "{:.2f}".format,
+}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -203,6 +203,16 @@ def _reference_clip(path: Path, displayed_width: int | None = None) -> np.ndarra
 
 
 @pytest.mark.slow
+def test_is_cached_says_whether_a_build_is_needed(savedmodel_dir: Path, tmp_path: Path) -> None:
+    # What `video-index index` checks before saying "building model ... (~1 min)".
+    assert i3d.i3d_is_cached() and i3d.i3d_export_dir() == savedmodel_dir
+    assert not i3d.i3d_is_cached(tmp_path)
+    partial = i3d.i3d_export_dir(tmp_path)
+    partial.mkdir(parents=True)  # a build killed before saved_model.pb was written
+    assert not i3d.i3d_is_cached(tmp_path)
+
+
+@pytest.mark.slow
 def test_savedmodel_contract(savedmodel_dir: Path, model) -> None:
     info = json.loads((savedmodel_dir / i3d.MODEL_INFO_FILE).read_text())
     assert info == {

@@ -112,6 +112,48 @@ def test_reencodings_of_a_moment_are_its_nearest_clips(index: Path) -> None:
 
 
 @pytest.mark.slow
+def test_similar_says_which_clip_it_started_from(index: Path) -> None:
+    clip = similar.query_clip(similar.connect(str(index)), ORIGINAL, 5.0)
+    assert clip.start_s <= 5 < clip.end_s
+    said = f"clip {clip.clip_index} of video {ORIGINAL} ({clip.start_s:.2f}-{clip.end_s:.2f} s"
+    table = run_cli("similar", str(index), "--video", ORIGINAL, "--at", "5", "--limit", "3")
+    lines = table.stdout.splitlines()
+    assert said in lines[0] and lines[1].split() == list(similar_columns())
+    assert len(lines) == 5  # what was asked, the header, 3 clips
+    # json: rows only on stdout, one object a line as `search` writes them; the query
+    # clip on stderr.
+    as_json = run_cli("similar", str(index), "--video", ORIGINAL, "--at", "5", "--format", "json")
+    assert as_json.returncode == 0 and said in as_json.stderr
+    lines = as_json.stdout.splitlines()
+    assert lines[0] == "[" and lines[-1] == "]" and len(lines) == 12
+    assert all(json.loads(line.rstrip(","))["video_id"] != ORIGINAL for line in lines[1:-1])
+    whole = run_cli("similar", str(index), "--video", ORIGINAL, "--format", "csv")
+    assert f"the mean embedding of video {ORIGINAL}" in whole.stderr
+
+
+@pytest.mark.slow
+def test_at_outside_the_video_is_a_one_line_error(index: Path) -> None:
+    last_end = max(
+        row["end_s"]
+        for row in _similar(index, "--video", ORIGINAL, "--at", "0", "--include-same-video",
+                            "--limit", "1000")
+        if row["video_id"] == ORIGINAL
+    )  # fmt: skip
+    for at in (f"{last_end:g}", "3600", "-1"):
+        done = run_cli("similar", str(index), "--video", ORIGINAL, "--at", at)
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr.strip().count("\n") == 0
+        assert f"is outside video {ORIGINAL!r}: its clips cover 0 to {last_end:g} s" in done.stderr
+    assert run_cli("similar", str(index), "--video", ORIGINAL, "--at", "0").returncode == 0
+
+
+def similar_columns() -> tuple[str, ...]:
+    from beam_pipeline.similar import _COLUMNS
+
+    return _COLUMNS
+
+
+@pytest.mark.slow
 def test_clip_table_holds_embeddings_and_thumbnails(index: Path) -> None:
     table = pq.ParquetDataset(str(index / "clips")).read()
     embedding = table.schema.field("embedding").type

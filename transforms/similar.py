@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, NamedTuple, Optional
 
 import fsspec
 import numpy as np
@@ -34,6 +34,8 @@ __all__ = [
     "Neighbour",
     "SimilarError",
     "connect",
+    "QueryClip",
+    "query_clip",
     "query_embedding",
     "exact_neighbours",
     "build_ann_index",
@@ -106,30 +108,52 @@ def connect(output: str):
     return con
 
 
-def query_embedding(con, video_id: str, at_s: Optional[float] = None) -> np.ndarray:
-    """The query vector, ``float32 [D]``: the embedding of the clip of ``video_id`` that
-    holds ``at_s`` seconds (the nearest clip start where none does), or without
-    ``at_s`` the mean of the video's clip embeddings. Raises ``SimilarError`` for a
-    video with no embedded clips."""
-    if at_s is None:
-        rows = con.execute(
-            "SELECT embedding FROM standing_clips WHERE video_id = ?", [video_id]
-        ).fetchall()
-        if not rows:
-            raise SimilarError(f"no clips with embeddings for video {video_id!r}")
-        vectors = np.asarray([row[0] for row in rows], dtype=np.float32)
-        return _normalised(vectors).mean(axis=0)
+class QueryClip(NamedTuple):
+    """The clip a query starts from: its place in its video and its embedding."""
+
+    video_id: str
+    clip_index: int
+    start_s: float
+    end_s: float
+    embedding: np.ndarray  # float32 [D]
+
+
+def query_clip(con, video_id: str, at_s: float) -> QueryClip:
+    """The clip of ``video_id`` that holds ``at_s`` seconds (the nearest clip start where
+    none does: a stride longer than a clip leaves gaps). Raises ``SimilarError`` for a
+    video with no embedded clips, and for ``at_s`` before 0 or at or past the end of the
+    video's last clip."""
     rows = con.execute(
         """
-        SELECT embedding FROM standing_clips WHERE video_id = ?
+        SELECT clip_index, start_s, end_s, embedding, max(end_s) OVER () AS last_end_s
+        FROM standing_clips WHERE video_id = ?
         ORDER BY (? >= start_s AND ? < end_s) DESC, abs(start_s - ?), clip_index LIMIT 1
         """,
         [video_id, at_s, at_s, at_s],
     ).fetchall()
-    row = rows[0] if rows else None
-    if row is None:
+    if not rows:
         raise SimilarError(f"no clips with embeddings for video {video_id!r}")
-    return np.asarray(row[0], dtype=np.float32)
+    clip_index, start_s, end_s, embedding, last_end_s = rows[0]
+    if not 0 <= at_s < last_end_s:
+        raise SimilarError(
+            f"--at {at_s:g} is outside video {video_id!r}: its clips cover 0 to {last_end_s:g} s"
+        )
+    return QueryClip(video_id, clip_index, start_s, end_s, np.asarray(embedding, dtype=np.float32))
+
+
+def query_embedding(con, video_id: str, at_s: Optional[float] = None) -> np.ndarray:
+    """The query vector, ``float32 [D]``: the embedding of ``query_clip(con, video_id,
+    at_s)``, or without ``at_s`` the mean of the video's unit clip embeddings. Raises
+    ``SimilarError`` as ``query_clip`` does, and for a video with no embedded clips."""
+    if at_s is not None:
+        return query_clip(con, video_id, at_s).embedding
+    rows = con.execute(
+        "SELECT embedding FROM standing_clips WHERE video_id = ?", [video_id]
+    ).fetchall()
+    if not rows:
+        raise SimilarError(f"no clips with embeddings for video {video_id!r}")
+    vectors = np.asarray([row[0] for row in rows], dtype=np.float32)
+    return _normalised(vectors).mean(axis=0)
 
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:
@@ -213,7 +237,6 @@ def build_ann_index(output: str, batch_rows: int = 65536) -> int:
             count += batch.num_rows
         if writer is not None:
             writer.close()
-    vectors = np.memmap(f"{staging}/{_ANN_VECTORS}", np.float16, "r", shape=(count, dim))
     lists = int(min(ANN_MAX_LISTS, max(ANN_MIN_LISTS, count // ANN_CLIPS_PER_LIST)))
     sample = np.sort(
         np.random.default_rng(0).choice(count, min(count, lists * ANN_TRAIN_PER_LIST), False)
@@ -225,10 +248,19 @@ def build_ann_index(output: str, batch_rows: int = 65536) -> int:
         faiss.ScalarQuantizer.QT_8bit,
         faiss.METRIC_INNER_PRODUCT,
     )
-    index.train(np.asarray(vectors[sample], np.float32))
-    for start in range(0, count, batch_rows):
-        index.add(np.asarray(vectors[start : start + batch_rows], np.float32))
-    del vectors
+    # The float16 file is read in batches, not mapped: mapped pages once read count in
+    # the process's RSS, and at 1M clips the file is 2 GB.
+    vectors_path = f"{staging}/{_ANN_VECTORS}"
+    index.train(
+        np.concatenate(
+            [
+                batch[sample[(sample >= start) & (sample < start + len(batch))] - start]
+                for start, batch in _f16_batches(vectors_path, dim, batch_rows)
+            ]
+        )
+    )
+    for _, batch in _f16_batches(vectors_path, dim, batch_rows):
+        index.add(batch)
     faiss.write_index(index, f"{staging}/{_ANN_INDEX}")
     with open(f"{staging}/{_ANN_STATE}", "w") as f:
         json.dump({**state, "count": count, "dim": dim, "lists": lists}, f)
@@ -236,6 +268,18 @@ def build_ann_index(output: str, batch_rows: int = 65536) -> int:
     for name in (_ANN_INDEX, _ANN_VECTORS, _ANN_ROWS, _ANN_STATE):
         os.replace(f"{staging}/{name}", f"{folder}/{name}")
     return count
+
+
+def _f16_batches(path: str, dim: int, batch_rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, float32 [n, dim])`` batches of a file of float16 rows, in order."""
+    start = 0
+    with open(path, "rb") as f:
+        while True:
+            batch = np.fromfile(f, np.float16, batch_rows * dim)
+            if not batch.size:
+                return
+            yield start, batch.reshape(-1, dim).astype(np.float32)
+            start += batch.size // dim
 
 
 def refresh_ann_index(output: str, min_clips: int = ANN_AUTO_MIN_CLIPS) -> Optional[int]:

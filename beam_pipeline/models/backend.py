@@ -85,6 +85,16 @@ def is_builtin(source: str) -> bool:
     return source.startswith(BUILTIN)
 
 
+def builtin_is_built(source: str) -> bool:
+    """Whether the ``builtin:`` model ``source`` is already in the cache (True for any
+    other source: nothing to build)."""
+    if not is_builtin(source):
+        return True
+    from beam_pipeline.models import i3d
+
+    return i3d.i3d_is_cached()
+
+
 def resolve_source(source: str) -> str:
     """The loadable path or handle for a spec's ``source``.
 

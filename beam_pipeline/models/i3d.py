@@ -164,6 +164,17 @@ def exclusive_lock(lock_path: Path) -> Iterator[None]:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
+def i3d_export_dir(cache_dir: Path | None = None) -> Path:
+    """Where ``ensure_i3d_savedmodel`` keeps the SavedModel (built there or not)."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return cache_dir / "models" / MODEL_NAME / f"{MODEL_VERSION}-export{EXPORT_VERSION}"
+
+
+def i3d_is_cached(cache_dir: Path | None = None) -> bool:
+    """Whether ``ensure_i3d_savedmodel`` would find a complete export, building nothing."""
+    return _is_complete_export(i3d_export_dir(cache_dir))
+
+
 def ensure_i3d_savedmodel(cache_dir: Path | None = None) -> Path:
     """Return the cached I3D SavedModel directory, building it on first use.
 
@@ -176,7 +187,7 @@ def ensure_i3d_savedmodel(cache_dir: Path | None = None) -> Path:
     download). Safe to call from several processes at once.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    export_dir = cache_dir / "models" / MODEL_NAME / f"{MODEL_VERSION}-export{EXPORT_VERSION}"
+    export_dir = i3d_export_dir(cache_dir)
     if _is_complete_export(export_dir):
         logger.info("Using cached %s SavedModel at %s", MODEL_NAME, export_dir)
         return export_dir
