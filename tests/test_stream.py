@@ -121,20 +121,16 @@ class FakeVideo:
         self._levels = levels
         self._fail_at = fail_at
         self.info = FakeInfo(duration_s=len(levels) / 5)
-        self.num_frames_decoded = 0
+        self.num_frames = 0
         self.decode_errors = 0
         self.discontinuities = 0
         self.duration_s = None
-
-    @property
-    def num_frames(self) -> int:
-        return self.num_frames_decoded
 
     def __iter__(self):
         for i, level in enumerate(self._levels):
             if i == self._fail_at:
                 raise DecodeLimitExceeded("decoded past max_duration_s=0.6")
-            self.num_frames_decoded += 1
+            self.num_frames += 1
             self.duration_s = Fraction(i + 1, 5)
             yield Fraction(i, 5), np.full((4, 4, 3), level, np.uint8)
 

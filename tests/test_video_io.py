@@ -99,7 +99,7 @@ def test_clips_hold_the_right_frames_and_times(tmp_path):
     sampling = ClipSampling(frames_per_clip=8, fps=10.0, stride_s=0.6)
     with read_clips(str(video), sampling, FrameSpec(size=16)) as reader:
         clips = list(reader)
-        assert reader.num_frames_decoded == 20 and reader.decode_errors == 0
+        assert reader.num_frames == 20 and reader.decode_errors == 0
         assert reader.duration_s == 2
     assert [(c.start_s, c.end_s) for c in clips] == [
         (Fraction(0), Fraction(8, 10)),
@@ -414,14 +414,14 @@ def read_all(path, sampling=None, spec=None):
 
 def test_corrupt_and_truncated_files_keep_their_decodable_frames(media_dir):
     reader, clips = read_all(media_dir / "decord/corrupted.mp4")
-    assert reader.num_frames_decoded == 49 and reader.decode_errors >= 1 and clips
+    assert reader.num_frames == 49 and reader.decode_errors >= 1 and clips
     reader, clips = read_all(media_dir / "derived/truncated_faststart.mp4")
     assert reader.info.duration_s == 6.0  # what the container promised
-    assert 80 <= reader.num_frames_decoded <= 90 and reader.decode_errors >= 1
+    assert 80 <= reader.num_frames <= 90 and reader.decode_errors >= 1
     assert 2.8 < reader.duration_s < 3.3  # what was there
     assert clips[-1].end_s <= reader.duration_s + Fraction(1, 10)
     reader, _ = read_all(media_dir / "derived/untruncated_faststart_ref.mp4")
-    assert reader.num_frames_decoded == 168 and reader.decode_errors == 0
+    assert reader.num_frames == 168 and reader.decode_errors == 0
 
 
 def test_gif_frame_times_and_rate(media_dir):
@@ -475,7 +475,7 @@ def test_odd_shapes_and_tiny_videos(media_dir, name, stored, sar, frames, clip_f
     reader, clips = read_all(media_dir / name)
     assert reader.info.sample_aspect_ratio == sar
     assert (reader.info.width, reader.info.height) == (round(stored[0] * sar), stored[1])
-    assert reader.num_frames_decoded == frames
+    assert reader.num_frames == frames
     assert all(c.frames.shape == (8, 32, 32, 3) and c.frames.dtype == np.uint8 for c in clips)
     if frames * 10 / (reader.info.fps or 10) < 8:
         assert len(clips) == 1  # shorter than one clip: one looped clip

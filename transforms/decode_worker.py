@@ -120,9 +120,9 @@ class IsolatedDecoder:
     ``decoder.read_clips(uri, sampling, frame_spec, limits)`` is used like
     ``read_clips`` (``with ... as reader``, ``reader.info``, iterate ``SampledClip``),
     ``decoder.read_frames(uri, fps, frame_spec, limits)`` like ``read_frames`` (iterate
-    ``(t, uint8 [S, S, 3])``); both then give ``num_frames``, ``num_frames_decoded``,
-    ``duration_s``, ``decode_errors``, ``discontinuities`` as the in-process reader
-    would at that point. One video at a time per decoder (``DecoderPool`` for more).
+    ``(t, uint8 [S, S, 3])``); both then give ``num_frames``, ``duration_s``,
+    ``decode_errors``, ``discontinuities`` as the in-process reader would at that
+    point. One video at a time per decoder (``DecoderPool`` for more).
     Raises what the in-process reader raises, and ``DecoderCrashed`` /
     ``DecoderTimedOut`` (over ``max_decode_s`` of waiting for the child, this video). The
     child starts on first use and again after a crash, a timeout or an abandoned clip
@@ -352,7 +352,7 @@ class _RemoteVideo:
                 yield SampledClip(index, start_s, end_s, frames)
 
     def __getattr__(self, name: str):
-        # num_frames, num_frames_decoded, duration_s, decode_errors, discontinuities
+        # num_frames, duration_s, decode_errors, discontinuities
         facts = self.__dict__.get("_facts", {})
         if name in facts:
             return facts[name]
@@ -393,7 +393,7 @@ class DecoderPool:
             decoder.close()
 
 
-_FACTS = ("num_frames", "num_frames_decoded", "duration_s", "decode_errors", "discontinuities")
+_FACTS = ("num_frames", "duration_s", "decode_errors", "discontinuities")
 
 
 def _picklable(error: BaseException) -> BaseException:

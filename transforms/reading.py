@@ -53,8 +53,9 @@ class SampledClip(NamedTuple):
 
 class _OpenVideo:
     """``with`` it: ``info`` (the container's ``SourceInfo``) is there before reading;
-    after it, ``num_frames_decoded``, ``decode_errors``, ``discontinuities`` and the
-    stream's ``num_frames`` and ``duration_s`` (decoded)."""
+    after it, ``decode_errors``, ``discontinuities`` and the stream's ``num_frames`` and
+    ``duration_s`` (as far as it was decoded; ``read_clips`` also counts packets where
+    decoding stopped early)."""
 
     def __init__(self, uri: str, frame_spec: FrameSpec, limits: DecodeLimits):
         self._reader = VideoReader(uri, limits)
@@ -70,10 +71,6 @@ class _OpenVideo:
 
     def _prepare(self, frame: av.VideoFrame) -> np.ndarray:
         return prepare_frame(self._reader, frame, self._frame_spec)
-
-    @property
-    def num_frames_decoded(self) -> int:
-        return self._reader.frames_decoded
 
     @property
     def decode_errors(self) -> int:
