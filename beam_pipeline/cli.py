@@ -237,10 +237,20 @@ def _prepare_openvino(config):
     import dataclasses
 
     from beam_pipeline.models import openvino_ir
+    from beam_pipeline.models.spec import STREAM
     from transforms.manifest import list_input
     from transforms.records import VideoRef
 
     spec = config.spec
+    if spec.kind == STREAM:
+        from beam_pipeline.models.openvino_stream import ensure_stream_ir
+
+        print(f"{PROG}: preparing the OpenVINO IR of {spec.name}", file=sys.stderr)
+        try:
+            ir = ensure_stream_ir(spec, config.batch_size)
+        except openvino_ir.BackendError as error:
+            raise UsageError(str(error)) from None
+        return dataclasses.replace(config, ir=ir.key)
     calibration, calibration_sha256 = None, None
     if config.precision == "int8":
         refs = [r for r in list_input(config.input, config.extensions) if isinstance(r, VideoRef)]

@@ -20,7 +20,7 @@ from beam_pipeline.models.openvino_ir import (
     resolve_precision,
 )
 from beam_pipeline.models.registry import DEFAULT_MODEL, resolve_model
-from beam_pipeline.models.spec import CLIP, ModelSpec, SpecError
+from beam_pipeline.models.spec import CLIP, STREAM, ModelSpec, SpecError
 from transforms.manifest import ALL_FILES, VIDEO_EXTENSIONS, InputError, input_kind
 from transforms.sampling import SHORT_VIDEO_POLICIES, ClipSampling
 from transforms.video_io import DecodeLimits
@@ -304,10 +304,10 @@ def _precision(opts: VideoIndexOptions, spec: ModelSpec) -> str:
         if opts.precision not in ("auto", "f32"):
             raise ConfigError("--precision: only f32 on --backend tensorflow")
         return "f32"
-    if spec.kind != CLIP:
-        # Stream and frame-sequence models stay on TensorFlow (README: backends).
+    if spec.kind not in (CLIP, STREAM):
+        # Frame-sequence models stay on TensorFlow (README: backends).
         raise ConfigError(
-            f"--backend openvino: only for clip models; {spec.name} is a "
+            f"--backend openvino: for clip and stream models; {spec.name} is a "
             f"{spec.kind} model (use --backend tensorflow)"
         )
     try:

@@ -42,7 +42,9 @@ def build_pipeline(
         rows = _classify_clips(listed["refs"], config, run)
     else:
         # Stream and frame-sequence models take a whole video per model element.
-        handler = build_video_handler(spec, config.limits, config.top_k, config.batch_size)
+        handler = build_video_handler(
+            spec, config.limits, config.top_k, config.batch_size, _backend(config)
+        )
         rows = listed["refs"] | "ClassifyVideos" >> ClassifyVideos(handler, run)
     rows["ManifestFailures"] = listed["failures"] | "ManifestFailureRows" >> beam.Map(
         lambda failure: ("failures", failure_row(failure, run))

@@ -15,7 +15,7 @@ import pytest
 
 from beam_pipeline.models import openvino_ir
 from beam_pipeline.models.openvino_ir import BackendError, resolve_precision
-from tests.helpers import MEDIA
+from tests.helpers import MEDIA, SHARED
 from tests.media import write_video
 
 # -- precision -----------------------------------------------------------------------
@@ -157,7 +157,7 @@ def test_index_on_openvino_records_backend_precision_and_ir(
     assert clips and all(row["labels"][0] == "red" for row in clips)
 
 
-def test_openvino_refuses_stream_models_and_tensorflow_refuses_int8() -> None:
+def test_openvino_takes_stream_models_but_not_in_int8_and_tensorflow_refuses_int8() -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from beam_pipeline.options import ConfigError, IndexConfig
@@ -167,8 +167,10 @@ def test_openvino_refuses_stream_models_and_tensorflow_refuses_int8() -> None:
             PipelineOptions(["--input=x.mp4", "--output=o", *flags]), check_input=False
         )
 
-    with pytest.raises(ConfigError, match="only for clip models"):
-        config("--model=movinet-a0-stream", "--backend=openvino")
+    stream = ("--model=movinet-a0-stream", "--backend=openvino")
+    assert config(*stream, "--precision=f32").precision == "f32"
+    with pytest.raises(ConfigError, match="int8: only for clip models, not stream models"):
+        config(*stream, "--precision=int8")
     with pytest.raises(ConfigError, match="only f32 on --backend tensorflow"):
         config("--precision=int8")
     with pytest.raises(ConfigError, match="--backend must be one of"):
@@ -285,3 +287,93 @@ def test_accuracy_gates_against_tensorflow_fp32(precision, i3d_gate_clips, i3d_t
     for reference_or_ours in (i3d_tf_logits, logits):
         probs = softmax(reference_or_ours[cricket]).mean(0)
         assert spec.labels[probs.argmax()] == "playing cricket" and probs.max() >= 0.9
+
+
+# -- stream models -------------------------------------------------------------------
+
+MOVINET_STREAM = SHARED / "models" / "movinet" / "a0_stream"
+STREAM_VIDEOS = ("tf-examples/carving_ice_rpi.mp4", "tf-examples/example_video01.mp4")
+
+
+@pytest.fixture(scope="module")
+def stream_spec():
+    if not MOVINET_STREAM.is_dir() or not MEDIA.is_dir():
+        pytest.skip("needs ../shared/models/movinet/a0_stream and ../shared/media")
+    from beam_pipeline.models.registry import resolve_model
+
+    return resolve_model("movinet-a0-stream", model_path=str(MOVINET_STREAM))
+
+
+@pytest.fixture(scope="module")
+def stream_tf_outcomes(stream_spec):
+    """TensorFlow's lockstep results over the two tf-examples videos (the reference)."""
+    from beam_pipeline.models.stream_model import StreamModel
+
+    return _classify(StreamModel.load(stream_spec), stream_spec)
+
+
+def _classify(model, spec):
+    from beam_pipeline.models.stream_model import classify_streams
+    from transforms.reading import read_frames
+    from transforms.records import VideoRef
+
+    refs = [VideoRef(name, str(MEDIA / name)) for name in STREAM_VIDEOS]
+    return classify_streams(
+        model,
+        refs,
+        lambda uri: read_frames(uri, spec.fps, spec.frame_spec()),
+        top_k_labels=5,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["f32", "bf16"])
+def test_stream_model_on_openvino_classifies_as_tensorflow(
+    precision, stream_spec, stream_tf_outcomes
+) -> None:
+    """The lockstep loop on the OpenVINO stream IR: two videos of different lengths in a
+    batch of 8 (padded, then shrinking when the shorter ends), every per-second row and
+    the final scores as TensorFlow's (random weights: the scores are compared, not the
+    labels' meaning)."""
+    from beam_pipeline.models.openvino_model import OpenVinoBackend
+
+    if precision == "bf16" and "BF16" not in openvino_ir.cpu_capabilities():
+        pytest.skip("this CPU has no bf16 (AVX512-BF16 or AMX)")
+    model = OpenVinoBackend(stream_spec.max_batch_size, precision).stream_model(stream_spec)
+    assert model.precision == precision and len(model.ir.sha256) == 64
+    outcomes = _classify(model, stream_spec)
+    # In log space (random weights give near-uniform probabilities, ~1/600). Measured
+    # max |d log p|: f32 1.5e-6, bf16 0.0033 (rows and final scores of both videos).
+    tolerance = 1e-4 if precision == "f32" else 0.02
+    for got, want in zip(outcomes, stream_tf_outcomes, strict=True):
+        assert got.failure is None and want.failure is None
+        assert len(got.clips) == len(want.clips) >= 3
+        for a, b in zip(got.clips, want.clips):
+            assert (a.start_s, a.end_s) == (b.start_s, b.end_s)
+            np.testing.assert_allclose(np.log(a.scores[0]), np.log(b.scores[0]), atol=tolerance)
+        np.testing.assert_allclose(np.log(got.scores), np.log(want.scores), atol=tolerance)
+        if precision == "f32":
+            assert got.labels == want.labels
+
+
+@pytest.mark.slow
+def test_index_with_a_stream_model_on_openvino(stream_spec, stream_tf_outcomes, tmp_path):
+    from beam_pipeline.report import current_rows
+    from tests.helpers import run_cli
+
+    out = tmp_path / "out"
+    done = run_cli(
+        "index", f"--input={MEDIA / 'tf-examples'}", f"--output={out}",
+        "--model=movinet-a0-stream", f"--model-path={MOVINET_STREAM}",
+        "--backend=openvino", "--precision=f32", "--run-id=ov",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((out / "runs" / "ov.json").read_text())
+    assert (record["backend"]["name"], record["backend"]["precision"]) == ("openvino", "f32")
+    assert len(record["backend"]["ir_sha256"]) == 64
+    videos = {r["uri"]: r for r in current_rows(str(out))["videos"].to_pylist()}
+    want = {str(MEDIA / o.ref.uri.split(str(MEDIA) + "/")[-1]): o for o in stream_tf_outcomes}
+    assert set(videos) == set(want)
+    for uri, row in videos.items():
+        assert row["labels"] == list(want[uri].labels)
+        assert row["num_clips"] == len(want[uri].clips)

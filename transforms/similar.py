@@ -195,7 +195,7 @@ def _state(output: str) -> dict:
     }
 
 
-def build_ann_index(output: str, batch_rows: int = 65536) -> int:
+def build_ann_index(output: str, batch_rows: int = 16384) -> int:
     """Build the approximate index of ``output``'s standing clip embeddings under
     ``output/_similar/`` (local folders only); returns the number of clips in it.
 

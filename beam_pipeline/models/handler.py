@@ -35,13 +35,17 @@ def build_video_handler(
     limits: DecodeLimits,
     top_k: int,
     max_batch_size: Optional[int] = None,
+    backend: Backend = DEFAULT_BACKEND,
 ) -> ModelHandler:
     """The handler for a model that takes a whole video per element: VideoRef in,
-    VideoOutcome out (kinds ``stream`` and ``frame_sequence``; the handler decodes)."""
+    VideoOutcome out (kinds ``stream`` and ``frame_sequence``; the handler decodes).
+    Stream models run on ``backend`` (TensorFlow or OpenVINO); frame-sequence models on
+    TensorFlow."""
     if spec.kind == STREAM:
         from beam_pipeline.models.stream_model import StreamModelHandler
 
-        return StreamModelHandler(spec, limits, top_k, max_batch_size)
+        on = None if backend is DEFAULT_BACKEND else backend
+        return StreamModelHandler(spec, limits, top_k, max_batch_size, backend=on)
     if spec.kind == FRAME_SEQUENCE:
         from beam_pipeline.models.sequence_model import SequenceModelHandler
 

@@ -1,4 +1,4 @@
-"""The OpenVINO backend: clip models served on the CPU from a cached IR.
+"""The OpenVINO backend: clip and stream models served on the CPU from a cached IR.
 
 Beam-free. ``OpenVinoBackend(batch, precision)`` is a backend object of
 ``models.backend`` (chosen once, in ``pipeline``, and handed to the clip handler). Its
@@ -119,3 +119,12 @@ class OpenVinoBackend:
         precision = resolve_precision(self.precision, kind=spec.kind)
         ir = ensure_ir(spec, self.batch, precision, calibration_sha256=self.calibration_sha256)
         return OpenVinoCall(spec, ir, precision, compile_ir(ir.path, float_hint(precision)))
+
+    def stream_model(self, spec: ModelSpec) -> Any:
+        """A stream model (``openvino_stream.OpenVinoStreamModel``) at lockstep batch
+        ``batch``; raises BackendError for int8 (clip models only)."""
+        from beam_pipeline.models.openvino_stream import OpenVinoStreamModel, ensure_stream_ir
+
+        precision = resolve_precision(self.precision, kind=spec.kind)
+        ir = ensure_stream_ir(spec, self.batch)
+        return OpenVinoStreamModel(spec, ir, precision, compile_ir(ir.path, float_hint(precision)))

@@ -306,7 +306,15 @@ class StreamModelHandler(VideoModelHandler[StreamModel]):
 
     full_batches = True
 
+    def __init__(self, *args, backend: Any = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        # None: TensorFlow. Else a backend with ``stream_model(spec)`` (OpenVINO), the
+        # model at this handler's batch.
+        self._backend = backend
+
     def load_model(self) -> StreamModel:
+        if self._backend is not None:
+            return self._backend.stream_model(self._spec)
         return StreamModel.load(self._spec)
 
     def run_inference(
