@@ -278,7 +278,14 @@ class IrInfo:
         return self.key["ir_sha256"]
 
 
-def _key(spec: ModelSpec, model_sha256: str, batch: int, weights: str, calibration: Optional[str]):
+def _key(
+    spec: ModelSpec,
+    model_sha256: str,
+    batch: int,
+    weights: str,
+    calibration: Optional[str],
+    quantize_options: Optional[dict] = None,
+):
     import openvino as ov
 
     shape = [batch, spec.frames_per_clip, spec.size, spec.size, 3]
@@ -289,6 +296,8 @@ def _key(spec: ModelSpec, model_sha256: str, batch: int, weights: str, calibrati
         "value_range": list(spec.value_range),
         "weights": weights,  # f32 or int8
         "calibration_sha256": calibration,
+        # int8: the quantization settings (every field, defaults filled in)
+        "quantize": quantize_settings(quantize_options) if weights == "int8" else None,
         "openvino": ov.get_version(),
     }
 
@@ -346,7 +355,14 @@ def ensure_ir(
             f"no int8 IR of {spec.name} at batch {batch} is cached: run with --precision "
             "int8 on the launcher first (it calibrates on the input), or pass --precision bf16"
         )
-    key = _key(spec, model_sha, batch, weights, calibration.sha256 if calibration else None)
+    key = _key(
+        spec,
+        model_sha,
+        batch,
+        weights,
+        calibration.sha256 if calibration else None,
+        quantize_options,
+    )
     carried = _carried_ir(source, key, cache_dir)
     if carried is not None:
         return carried
@@ -363,7 +379,7 @@ def ensure_ir(
             model, extra = _convert(spec, source, batch), {}
         else:
             float_ir = ensure_ir(spec, batch, "f32", cache_dir=cache_dir)
-            model, extra = _quantize(float_ir.path, calibration, spec, quantize_options or {})
+            model, extra = _quantize(float_ir.path, calibration, spec, key["quantize"])
         extra["build_s"] = round(time.monotonic() - started, 1)
         _save(model, folder, key, extra)
         _LOGGER.info("built %s IR of %s in %.1f s", weights, spec.name, extra["build_s"])
@@ -470,6 +486,7 @@ _KEY_FIELDS = (
     "calibration_sha256",
     "openvino",
     "kind",
+    "quantize",
 )
 
 
@@ -502,51 +519,106 @@ def to_model_range(clips: np.ndarray, spec: ModelSpec) -> np.ndarray:
     return clips.astype(np.float32) * np.float32((high - low) / 255.0) + np.float32(low)
 
 
-def _quantize(
-    float_ir: Path, calibration: CalibrationSet, spec: ModelSpec, options: dict
-) -> tuple[Any, dict]:
-    """nncf.quantize of the float IR on the calibration clips, at the IR's batch.
+# The quantization settings an int8 IR is built with (``quantize_settings``); all are
+# part of the IR's key. The defaults are the measured choice (README: int8 recipe).
+QUANTIZE_DEFAULTS = {
+    "preset": "performance",  # or "mixed" (asymmetric activations)
+    "fast_bias_correction": True,
+    "float_first_convs": 1,  # convolutions kept in float at the start, in graph order
+    "float_last_convs": 1,  # and at the end (I3D: 1 = logits, 7 = + Mixed_5c, 13 = + Mixed_5b)
+    # Activation ranges over the calibration batches: NNCF's default "mean_minmax" (the
+    # mean of each batch's min and max) or "minmax" (the extremes seen: no clipping of
+    # what calibration saw).
+    "activation_range": "mean_minmax",
+    # Accuracy control (nncf.quantize_with_accuracy_control): None = plain nncf.quantize;
+    # else layers go back to float until the mean total-variation distance between the
+    # float and int8 softmax on the calibration clips has dropped by at most this much.
+    "max_drop": None,
+}
 
-    ``options``: ``ignore_first_last`` (keep the first and last convolutions in float),
-    ``fast_bias_correction``, ``preset`` ('performance' | 'mixed'). The defaults are
-    the measured choice (README: int8 recipe).
-    """
-    import nncf
-    import openvino as ov
 
-    model = ov.Core().read_model(str(float_ir))
-    batch = model.inputs[0].get_partial_shape()[0].get_length()
-    clips = calibration.clips
-    batches = []
+def quantize_settings(options: Optional[dict] = None) -> dict:
+    """``options`` over ``QUANTIZE_DEFAULTS``. Raises ValueError on an unknown setting."""
+    options = dict(options or {})
+    unknown = set(options) - set(QUANTIZE_DEFAULTS)
+    if unknown:
+        raise ValueError(f"unknown quantize settings: {', '.join(sorted(unknown))}")
+    return {**QUANTIZE_DEFAULTS, **options}
+
+
+def _batches(clips: np.ndarray, batch: int) -> list[np.ndarray]:
+    out = []
     for i in range(0, len(clips), batch):
         part = clips[i : i + batch]
         pad = [part[-1:]] * (batch - len(part))  # the IR takes exactly `batch` clips
-        batches.append(np.concatenate([part, *pad]))
-    ignored = None
-    if options.get("ignore_first_last", IGNORE_FIRST_LAST):
-        convs = [op.get_friendly_name() for op in model.get_ordered_ops() if _is_conv(op)]
-        if len(convs) >= 2:
-            ignored = nncf.IgnoredScope(names=[convs[0], convs[-1]])
-    preset = nncf.QuantizationPreset(options.get("preset", "performance"))
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset(batches, lambda b: to_model_range(b, spec)),
+        out.append(np.concatenate([part, *pad]))
+    return out
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def _quantize(
+    float_ir: Path, calibration: CalibrationSet, spec: ModelSpec, settings: dict
+) -> tuple[Any, dict]:
+    """The float IR quantized by NNCF on the calibration clips, at the IR's batch.
+
+    ``settings``: see ``QUANTIZE_DEFAULTS``. Returns ``(ov.Model, record)``.
+    """
+    import nncf
+    import openvino as ov
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    settings = quantize_settings(settings)
+    model = ov.Core().read_model(str(float_ir))
+    batch = model.inputs[0].get_partial_shape()[0].get_length()
+    batches = _batches(calibration.clips, batch)
+    convs = [op.get_friendly_name() for op in model.get_ordered_ops() if _is_conv(op)]
+    first, last = settings["float_first_convs"], settings["float_last_convs"]
+    names = convs[:first] + (convs[len(convs) - last :] if last else [])
+    ignored = nncf.IgnoredScope(names=sorted(set(names))) if names else None
+
+    ranges = {
+        "mean_minmax": RangeEstimatorParametersSet.MEAN_MINMAX,
+        "minmax": RangeEstimatorParametersSet.MINMAX,
+    }[settings["activation_range"]]
+    common = dict(
         subset_size=len(batches),
-        preset=preset,
-        fast_bias_correction=options.get("fast_bias_correction", True),
+        preset=nncf.QuantizationPreset(settings["preset"]),
+        fast_bias_correction=settings["fast_bias_correction"],
         ignored_scope=ignored,
     )
-    return quantized, {
-        "calibration": calibration.summary(),
-        "quantize": {
-            "ignore_first_last": ignored is not None,
-            "fast_bias_correction": options.get("fast_bias_correction", True),
-            "preset": preset.value,
-        },
-    }
+    dataset = nncf.Dataset(batches, lambda b: to_model_range(b, spec))
+    record = {"calibration": calibration.summary(), "quantize": settings}
+    advanced = AdvancedQuantizationParameters(activations_range_estimator_params=ranges)
+    if settings["max_drop"] is None:
+        return nncf.quantize(model, dataset, advanced_parameters=advanced, **common), record
 
+    # Validation: the calibration clips, scored against the float IR's own softmax
+    # (metric 1 - mean total-variation distance, 1.0 for the float model itself).
+    reference = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    items = [(b, _softmax(reference(to_model_range(b, spec))[0])) for b in batches]
 
-IGNORE_FIRST_LAST = True
+    def validate(compiled: Any, data: Iterable[tuple[np.ndarray, np.ndarray]]) -> float:
+        distances = [
+            0.5 * np.abs(_softmax(compiled(to_model_range(b, spec))[0]) - p).sum(-1).mean()
+            for b, p in data
+        ]
+        return float(1.0 - np.mean(distances))
+
+    quantized = nncf.quantize_with_accuracy_control(
+        model,
+        dataset,
+        nncf.Dataset(items),
+        validate,
+        max_drop=settings["max_drop"],
+        advanced_quantization_parameters=advanced,
+        **common,
+    )
+    return quantized, record
 
 
 def _is_conv(op: Any) -> bool:
