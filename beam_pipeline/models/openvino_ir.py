@@ -6,8 +6,9 @@ at one static input shape, ``float32 [batch, frames_per_clip, size, size, 3]`` R
 the spec's ``value_range``, giving ``float32 [batch, classes]``. The IR is cached under
 ``<cache>/openvino/`` (``cache`` as for the I3D SavedModel), keyed by the SavedModel's
 sha256, the input shape, the OpenVINO version, the weights' precision and, for int8,
-the calibration set's sha256; built under a file lock into a temporary folder and
-renamed into place, so concurrent workers convert once and never read half an IR.
+the calibration set's sha256 and the quantization settings (``QUANTIZE_DEFAULTS``);
+built under a file lock into a temporary folder and renamed into place, so concurrent
+workers convert once and never read half an IR.
 
 Precisions (``--precision``):
 
