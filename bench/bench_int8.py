@@ -1,11 +1,12 @@
 """I3D int8 recipes against the accuracy gates, in one process (not a test).
 
     python bench/bench_int8.py [--configs baseline,mixed,...] [--hints bf16,f32]
+        [--reference /tmp/tf_logits.npz]
 
 The clips are the int8 gate test's (tests/test_openvino.py): up to 2 clips of each of
-12 files of ../shared/media; the calibration set is the test's (the product's
-``calibration_set`` over 3 of those files: 10 clips, as a job over those files
-calibrates). Each config builds its int8 IR through the product's ``ensure_ir`` (so
+12 files of ../shared/media. Calibration: the product's ``calibration_set`` over 3 of
+those files (10 clips, most gate clips unseen) or over all 12 (32 clips, as the test
+and a job over those files calibrate; see CONFIGS). Each config builds its int8 IR through the product's ``ensure_ir`` (so
 the IR lands in the user cache under a key that names the settings, and the gate test
 finds the one the defaults name) and is run with the float layers in each ``--hints``
 precision. Per config and hint: the gates against TensorFlow fp32
@@ -27,24 +28,29 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = Path(os.environ.get("VIDEO_INDEX_SHARED", REPO.parent / "shared"))
 
-# name -> quantize settings over openvino_ir.QUANTIZE_DEFAULTS
+# The calibration sets: "three" (as a job over test.mp4, the cricket GIF and chaplin.mp4
+# calibrates: 10 clips, most gate clips unseen) or "gates" (as a job over the 12 gate
+# files calibrates: 32 clips, every gate clip among them, as in tests/test_openvino.py).
+THREE_FILES = (
+    "mmaction2/test.mp4",
+    "kinetics-i3d/v_CricketShot_g04_c01_rgb.gif",
+    "moviepy/chaplin.mp4",
+)
+FAST = {"fast_bias_correction": True}  # NNCF's default; the product's default is False
+# name -> settings over openvino_ir.QUANTIZE_DEFAULTS (and "calibration", default "three")
 CONFIGS = {
-    "baseline": {},  # performance, fast bias correction, first + last conv in float
-    "mixed": {"preset": "mixed"},
-    "bias_correction": {"fast_bias_correction": False},
-    "float_5c": {"float_last_convs": 7},  # Mixed_5c and the logits in float
-    "float_5bc": {"float_last_convs": 13},  # Mixed_5b, Mixed_5c and the logits in float
-    "float_stem": {"float_first_convs": 3},  # Conv3d_1a, 2b, 2c in float
-    "float_3b": {"float_first_convs": 9},  # the stem and Mixed_3b in float
-    "minmax": {"activation_range": "minmax"},
-    "minmax_mixed": {"activation_range": "minmax", "preset": "mixed"},
-    "accuracy_control": {"max_drop": 0.01},
-    # calibrated as a job over the 12 gate files would be (32 clips round-robin over
-    # them): the gate clips are then in the calibration set (in-sample)
-    "baseline_cal_gates": {"calibration": "gates"},
-    "bias_correction_cal_gates": {"calibration": "gates", "fast_bias_correction": False},
-    "minmax_cal_gates": {"calibration": "gates", "activation_range": "minmax"},
-    "accuracy_control_5c": {"max_drop": 0.01, "float_last_convs": 7},
+    "baseline": FAST,  # performance, fast bias correction, first + last conv in float
+    "mixed": {**FAST, "preset": "mixed"},
+    "bias_correction": {},  # the product's defaults
+    "float_5c": {**FAST, "float_last_convs": 7},  # Mixed_5c and the logits in float
+    "float_5bc": {**FAST, "float_last_convs": 13},  # Mixed_5b, Mixed_5c, logits in float
+    "float_stem": {**FAST, "float_first_convs": 3},  # Conv3d_1a, 2b, 2c in float
+    "float_3b": {**FAST, "float_first_convs": 9},  # the stem and Mixed_3b in float
+    "minmax": {**FAST, "activation_range": "minmax"},
+    "accuracy_control": {**FAST, "max_drop": 0.01},
+    "baseline_cal_gates": {**FAST, "calibration": "gates"},
+    "minmax_cal_gates": {**FAST, "calibration": "gates", "activation_range": "minmax"},
+    "bias_correction_cal_gates": {"calibration": "gates"},  # what the gate test builds
 }
 
 
@@ -79,12 +85,7 @@ def main() -> None:
     from beam_pipeline.models.clip_model import ClipModel
     from beam_pipeline.models.openvino_model import OpenVinoCall, compile_ir
     from beam_pipeline.models.registry import resolve_model
-    from tests.test_openvino import (
-        CALIBRATION_FILES,
-        CRICKET,
-        GATE_CLIPS_PER_VIDEO,
-        GATE_FILES,
-    )
+    from tests.test_openvino import CRICKET, GATE_CLIPS_PER_VIDEO, GATE_FILES
     from transforms.reading import read_clips
     from transforms.scores import softmax
     from transforms.video_io import DecodeLimits
@@ -102,11 +103,8 @@ def main() -> None:
                 videos.append(name)
     clips = np.stack(clips)
     cricket = np.array([v == CRICKET for v in videos])
-    calibrations = {
-        "test": openvino_ir.calibration_set(
-            spec, [str(SHARED / "media" / n) for n in CALIBRATION_FILES]
-        )
-    }
+    files = {"three": THREE_FILES, "gates": GATE_FILES}
+    calibrations = {}
 
     if args.reference and os.path.exists(args.reference):
         saved = np.load(args.reference)
@@ -153,9 +151,9 @@ def main() -> None:
     for name in args.configs.split(","):
         started = time.perf_counter()
         options = dict(CONFIGS[name])
-        which = options.pop("calibration", "test")
-        if which not in calibrations:  # "gates"
-            uris = [str(SHARED / "media" / n) for n in GATE_FILES]
+        which = options.pop("calibration", "three")
+        if which not in calibrations:
+            uris = [str(SHARED / "media" / n) for n in files[which]]
             calibrations[which] = openvino_ir.calibration_set(spec, uris)
         calibration = calibrations[which]
         try:
