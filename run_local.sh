@@ -15,10 +15,11 @@ from ../shared/media) into out/demo. All flags: ./run_local.sh --input X --outpu
 USAGE
   exit 0
 fi
-. scripts/ensure_venv.sh
 args=("$@")
+set --  # ensure_venv.sh takes requirement files as arguments: none here, not ours
+. scripts/ensure_venv.sh
 has_input=0
-for a in "$@"; do case "$a" in --input|--input=*) has_input=1;; esac; done
+for a in "${args[@]}"; do case "$a" in --input|--input=*) has_input=1;; esac; done
 if [ "$has_input" = 0 ]; then
   if [ ! -d ../shared/media ]; then
     echo "run_local.sh: the demo reads ../shared/media, which is not here; pass --input" >&2

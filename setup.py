@@ -27,6 +27,8 @@ setup(
         "s3fs>=2024.2",
         "numpy>=1.24",
         "PyYAML>=6",
+        # Clip thumbnails: area resize and JPEG encode.
+        "opencv-python-headless>=4.8",
         # CPU inference (--backend openvino) and int8 quantization (NNCF).
         "openvino>=2026.4,<2027",
         "nncf>=3.4,<4",

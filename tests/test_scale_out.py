@@ -485,6 +485,27 @@ def test_launch_scripts_print_usage(script):
     assert run.stdout.startswith(f"usage: ./{script}"), run.stdout[:200]
 
 
+@pytest.mark.slow
+def test_run_local_sh_passes_its_flags_to_the_job(colour_spec_file, tmp_path):
+    """`./run_local.sh --input X --output Y [flags]` (its own usage line): the flags
+    reach `video-index index`, not the venv set-up that runs first. The set-up runs for
+    real, in this venv: it installs nothing that is not there already."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_colour_video(archive / "red.mkv", COLOURS["red"], 1.0)
+    out = tmp_path / "out"
+    env = _subprocess_env(VIDEO_INDEX_VENV=sys.prefix, PYTHON=sys.executable)
+    run = _run(
+        ["bash", "run_local.sh", "--input", str(archive), "--output", str(out),
+         "--model", str(colour_spec_file), "--top-k", "1"],
+        env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "1 videos indexed, 0 failed" in run.stdout, run.stdout
+    (row,) = current_rows(str(out))["videos"].to_pylist()
+    assert row["labels"] == ["red"]  # --top-k 1 reached the job
+
+
 def test_run_dataflow_sh_says_what_it_needs(tmp_path):
     env = _subprocess_env(PYTHON=sys.executable)
     for name in ("PROJECT", "REGION", "BUCKET", "IMAGE"):
