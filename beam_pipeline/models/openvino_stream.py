@@ -93,11 +93,11 @@ def _convert(spec: ModelSpec, source: str, batch: int) -> tuple[Any, dict]:
     import tensorflow as tf
 
     from beam_pipeline.models.backend import configure_tensorflow
-    from beam_pipeline.models.stream_model import _stream_convention
+    from beam_pipeline.models.stream_model import stream_convention
 
     configure_tensorflow()
     loaded = tf.saved_model.load(source)
-    init_states, call = _stream_convention(spec, loaded)
+    init_states, call = stream_convention(spec, loaded)
     states = {k: np.asarray(v) for k, v in init_states(batch).items()}
     if any(value.any() for value in states.values()):
         raise BackendError(f"{spec.name}: an initial state that is not all zeros")

@@ -55,7 +55,7 @@ class StreamModel:
     def __init__(self, spec: ModelSpec, loaded: Any):
         self.spec = spec
         self._loaded = loaded  # keeps the variables alive
-        self._init_states, self._call = _stream_convention(spec, loaded)
+        self._init_states, self._call = stream_convention(spec, loaded)
         self._to_input = InputRange(spec.value_range)
         # Which state tensors hold one row per video: those whose leading dim follows
         # the batch size. The rest (frame counts) are shared by the whole batch.
@@ -101,7 +101,7 @@ class StreamModel:
         }
 
 
-def _stream_convention(spec: ModelSpec, loaded: Any):
+def stream_convention(spec: ModelSpec, loaded: Any):
     """(init_states(batch) -> states, call(image [B, 1, H, W, 3], states) -> (logits, states)).
 
     Prefers the restored Keras object (``model.init_states``, ``model({**states,
