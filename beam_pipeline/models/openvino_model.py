@@ -27,7 +27,7 @@ from beam_pipeline.models.openvino_ir import (
 )
 from beam_pipeline.models.spec import ModelSpec
 
-__all__ = ["OpenVinoBackend", "OpenVinoCall", "compile_ir", "inference_threads"]
+__all__ = ["CompiledIr", "OpenVinoBackend", "OpenVinoCall", "compile_ir", "inference_threads"]
 
 _COMPILED: dict[tuple, Any] = {}  # (xml path, hint, threads) -> ov.CompiledModel
 _COMPILED_LOCK = threading.Lock()
@@ -69,14 +69,10 @@ def compile_ir(path: str, hint: str, threads: Optional[int] = None) -> Any:
         return _COMPILED[key]
 
 
-class OpenVinoCall:
-    """``uint8 [B, T, H, W, 3] RGB -> float32 [B, C]`` through a compiled IR on the CPU.
-
-    What :meth:`OpenVinoBackend.clip_call` gives ``ClipModel``, which checks shapes.
-    B is at most the IR's batch; fewer clips are padded (the IR has one shape).
-    ``precision`` is the resolved one (``f32``, ``bf16`` or ``int8``) and ``ir`` the IR
-    that runs: the run record names both. Raises ValueError for more clips than the batch.
-    """
+class CompiledIr:
+    """A model object on a compiled IR: ``spec``, the ``ir`` and ``precision`` the run
+    record names, the IR's one batch size, and one infer request per thread (infer
+    requests are not thread-safe; the compiled model is shared)."""
 
     def __init__(self, spec: ModelSpec, ir: IrInfo, precision: str, compiled: Any):
         self.spec = spec
@@ -86,6 +82,22 @@ class OpenVinoCall:
         self._batch = int(ir.key["input_shape"][0])
         self._local = threading.local()
 
+    def _request(self) -> Any:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        return request
+
+
+class OpenVinoCall(CompiledIr):
+    """``uint8 [B, T, H, W, 3] RGB -> float32 [B, C]`` through a compiled IR on the CPU.
+
+    What :meth:`OpenVinoBackend.clip_call` gives ``ClipModel``, which checks shapes.
+    B is at most the IR's batch; fewer clips are padded (the IR has one shape).
+    ``precision`` is the resolved one (``f32``, ``bf16`` or ``int8``) and ``ir`` the IR
+    that runs: the run record names both. Raises ValueError for more clips than the batch.
+    """
+
     def __call__(self, clips: np.ndarray) -> np.ndarray:
         count = clips.shape[0]
         if count > self._batch:
@@ -93,10 +105,7 @@ class OpenVinoCall:
         if count < self._batch:
             pad = np.repeat(clips[-1:], self._batch - count, axis=0)
             clips = np.concatenate([clips, pad])
-        request = getattr(self._local, "request", None)
-        if request is None:  # infer requests are not thread-safe: one per thread
-            request = self._local.request = self._compiled.create_infer_request()
-        outputs = request.infer([to_model_range(clips, self.spec)])
+        outputs = self._request().infer([to_model_range(clips, self.spec)])
         return np.array(outputs[0], dtype=np.float32)[:count]  # a copy: the buffer is reused
 
 

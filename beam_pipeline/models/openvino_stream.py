@@ -20,7 +20,6 @@ all zeros. f32 and bf16 (``INFERENCE_PRECISION_HINT``); int8 is for clip models 
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -30,6 +29,7 @@ import numpy as np
 from beam_pipeline.models import openvino_ir
 from beam_pipeline.models.i3d import default_cache_dir, exclusive_lock
 from beam_pipeline.models.openvino_ir import BackendError, IrInfo
+from beam_pipeline.models.openvino_model import CompiledIr
 from beam_pipeline.models.spec import STREAM, ModelSpec
 
 __all__ = ["OpenVinoStreamModel", "ensure_stream_ir"]
@@ -128,7 +128,7 @@ def _convert(spec: ModelSpec, source: str, batch: int) -> tuple[Any, dict]:
     return model, {"per_video_states": per_video}
 
 
-class OpenVinoStreamModel:
+class OpenVinoStreamModel(CompiledIr):
     """``StreamModel``'s interface on a compiled stream IR (see the module doc).
 
     ``step(uint8 [n, S, S, 3] RGB, states) -> (float32 logits [n, C], states)`` for
@@ -137,18 +137,13 @@ class OpenVinoStreamModel:
     """
 
     def __init__(self, spec: ModelSpec, ir: IrInfo, precision: str, compiled: Any):
-        self.spec = spec
-        self.ir = ir
-        self.precision = precision
-        self._compiled = compiled
-        self._batch = int(ir.key["input_shape"][0])
+        super().__init__(spec, ir, precision, compiled)
         self.per_video_keys = frozenset(ir.key["per_video_states"])
         self._inputs = {
             port.get_any_name(): (tuple(port.get_shape()), port.get_element_type().to_dtype())
             for port in compiled.inputs
         }
         self._outputs = {port.get_any_name(): port for port in compiled.outputs}
-        self._local = threading.local()
 
     def init(self, batch: int) -> dict[str, np.ndarray]:
         """Zero states of ``batch`` videos that start together."""
@@ -169,10 +164,7 @@ class OpenVinoStreamModel:
         feed = {IMAGE: self._pad(x[:, None])}
         for name, value in states.items():
             feed[name] = self._pad(value) if name in self.per_video_keys else value
-        request = getattr(self._local, "request", None)
-        if request is None:  # infer requests are not thread-safe: one per thread
-            request = self._local.request = self._compiled.create_infer_request()
-        outputs = request.infer(feed)
+        outputs = self._request().infer(feed)
         # Copies: the request reuses its buffers.
         logits = np.array(outputs[self._outputs[LOGITS]], dtype=np.float32)[:count]
         new = {}
