@@ -242,14 +242,14 @@ def _prepare_openvino(config):
     from transforms.records import VideoRef
 
     spec = config.spec
+    preparing = (
+        f"{PROG}: preparing the OpenVINO IR of {spec.name} (converted on the first run, "
+        "minutes; cached after)"
+    )
     if spec.kind == STREAM:
         from beam_pipeline.models.openvino_stream import ensure_stream_ir
 
-        print(
-            f"{PROG}: preparing the OpenVINO IR of {spec.name} (converted on the first run, "
-            "minutes; cached after)",
-            file=sys.stderr,
-        )
+        print(preparing, file=sys.stderr)
         try:
             ir = ensure_stream_ir(spec, config.batch_size)
         except openvino_ir.BackendError as error:
@@ -268,11 +268,7 @@ def _prepare_openvino(config):
         )
         calibration_sha256 = summary["sha256"]
     else:
-        print(
-            f"{PROG}: preparing the OpenVINO IR of {spec.name} (converted on the first run, "
-            "minutes; cached after)",
-            file=sys.stderr,
-        )
+        print(preparing, file=sys.stderr)
     try:
         ir = openvino_ir.ensure_ir(
             spec,

@@ -340,16 +340,14 @@ class _RemoteVideo:
                 self._facts = header[1]
                 self._finished = True
                 return
+            pixels = self._decoder._frames(header[-1])  # every item's header ends in its shape
+            self._decoder._ack()  # the block is free: the child decodes the next item
             if header[0] == "frame":
-                _, t, shape, self._facts = header
-                frame = self._decoder._frames(shape)
-                self._decoder._ack()
-                yield t, frame
+                _, t, self._facts, _ = header
+                yield t, pixels
             else:
-                _, index, start_s, end_s, shape = header
-                frames = self._decoder._frames(shape)
-                self._decoder._ack()
-                yield SampledClip(index, start_s, end_s, frames)
+                _, index, start_s, end_s, _ = header
+                yield SampledClip(index, start_s, end_s, pixels)
 
     def __getattr__(self, name: str):
         # num_frames, duration_s, decode_errors, discontinuities
@@ -447,7 +445,7 @@ def serve(request_fd: int, answer_fd: int, block_fd: int) -> None:
                         header = ("clip", item.index, item.start_s, item.end_s, pixels.shape)
                     else:
                         t, pixels = item
-                        header = ("frame", t, pixels.shape, _facts(reader))
+                        header = ("frame", t, _facts(reader), pixels.shape)
                     block.put(pixels)
                     _write_message(answers, header)
                     unacknowledged = True
