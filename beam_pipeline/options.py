@@ -282,12 +282,7 @@ class IndexConfig:
             short_video=short_video,
             reindex=bool(opts.reindex),
             commit_every_s=opts.commit_every_s,
-            # The OpenVINO IR holds the logits output only: no embeddings on openvino.
-            embeddings=(
-                spec.embedding_key is not None
-                and not opts.no_embeddings
-                and opts.backend == DEFAULT_BACKEND
-            ),
+            embeddings=spec.embedding_key is not None and not opts.no_embeddings,
             thumbnails=spec.kind == CLIP and not opts.no_thumbnails,
             compact_after_files=opts.compact_after_files,
             backend=opts.backend,

@@ -82,4 +82,38 @@ def colour_spec(colour_model_dir):
     )
 
 
+@pytest.fixture(scope="session")
+def colour_embedding_spec_file(tmp_path_factory) -> Path:
+    """A colour classifier whose signature also gives an embedding, as a spec file:
+    logits 10 x the mean of each channel, embedding [mean RGB, spread RGB + 0.01] (6)."""
+    import json
+
+    import tensorflow as tf
+
+    class Model(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.float32)])
+        def serve(self, clips):
+            mean = tf.reduce_mean(clips, axis=[1, 2, 3])
+            spread = tf.math.reduce_std(clips, axis=[1, 2, 3])
+            return {"logits": 10.0 * mean, "embedding": tf.concat([mean, spread + 0.01], 1)}
+
+    root = tmp_path_factory.mktemp("embedding-model")
+    module = Model()
+    tf.saved_model.save(module, str(root / "colour"), signatures={"serving_default": module.serve})
+    (root / "labels.txt").write_text("\n".join(COLOUR_LABELS) + "\n")
+    spec = {
+        "name": "colour-embedding",
+        "path": "colour",
+        "label_file": "labels.txt",
+        "size": 32,
+        "fps": 10,
+        "frames_per_clip": 8,
+        "output_key": "logits",
+        "embedding_key": "embedding",
+        "embedding_dim": 6,
+    }
+    (root / "spec.json").write_text(json.dumps(spec))
+    return root / "spec.json"
+
+
 from tests.cloud import gcs_emulator, s3_server, store  # noqa: E402,F401 - fixtures

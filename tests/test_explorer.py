@@ -10,7 +10,6 @@ every Chromium build plays) plus a file that fails.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -51,37 +50,6 @@ def browser():
         browser.close()
 
 
-@pytest.fixture(scope="module")
-def colour_embedding_spec(tmp_path_factory) -> Path:
-    """A colour classifier whose signature also gives an embedding (mean, spread of RGB)."""
-    import tensorflow as tf
-
-    class Model(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.float32)])
-        def serve(self, clips):
-            mean = tf.reduce_mean(clips, axis=[1, 2, 3])
-            spread = tf.math.reduce_std(clips, axis=[1, 2, 3])
-            return {"logits": 10.0 * mean, "embedding": tf.concat([mean, spread + 0.01], 1)}
-
-    root = tmp_path_factory.mktemp("model")
-    module = Model()
-    tf.saved_model.save(module, str(root / "colour"), signatures={"serving_default": module.serve})
-    (root / "labels.txt").write_text("red\ngreen\nblue\n")
-    spec = {
-        "name": "colour-embedding",
-        "path": "colour",
-        "label_file": "labels.txt",
-        "size": 32,
-        "fps": 10,
-        "frames_per_clip": 8,
-        "output_key": "logits",
-        "embedding_key": "embedding",
-        "embedding_dim": 6,
-    }
-    (root / "spec.json").write_text(json.dumps(spec))
-    return root / "spec.json"
-
-
 def _solid(colour, seconds: float, fps: int = 10, size=(64, 48)) -> list[np.ndarray]:
     frame = np.empty((size[1], size[0], 3), np.uint8)
     frame[:] = colour
@@ -89,7 +57,7 @@ def _solid(colour, seconds: float, fps: int = 10, size=(64, 48)) -> list[np.ndar
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory, colour_embedding_spec) -> tuple[Path, Path]:
+def site(tmp_path_factory, colour_embedding_spec_file) -> tuple[Path, Path]:
     archive = tmp_path_factory.mktemp("archive")
     vp9 = ("libvpx-vp9", "yuv420p", {"crf": "30", "b": "0"})
     write_video(archive / "red.webm", _solid((220, 20, 20), 3.2), 10, *vp9)
@@ -104,7 +72,7 @@ def site(tmp_path_factory, colour_embedding_spec) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("index") / "out"
     done = run_cli(
         "index", "--input", str(archive), "--output", str(out),
-        "--model", str(colour_embedding_spec),
+        "--model", str(colour_embedding_spec_file),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     site_dir = out.parent / "site"

@@ -7,6 +7,7 @@ as the product caches them (the first run converts and quantizes: a few minutes)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -70,6 +71,39 @@ def test_float_ir_is_built_once_and_predicts_as_tensorflow(colour_spec, tmp_path
     np.testing.assert_allclose(model.predict(clips), expected, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="at most 3"):
         model.predict(_clips(colour_spec, 4))
+
+
+def test_ir_carries_the_embedding_output_from_the_same_pass(
+    colour_embedding_spec_file, tmp_path
+) -> None:
+    from beam_pipeline.models.clip_model import ClipModel
+    from beam_pipeline.models.openvino_model import (
+        OpenVinoCall,
+        OpenVinoEmbeddingCall,
+        compile_ir,
+    )
+    from beam_pipeline.models.registry import resolve_model
+
+    spec = resolve_model(str(colour_embedding_spec_file))
+    ir = openvino_ir.ensure_ir(spec, 2, "f32", cache_dir=tmp_path)
+    assert ir.key["outputs"] == ["logits", "embedding"]
+    compiled = compile_ir(ir.path, "f32")
+    clips = _clips(spec, 2, seed=3)
+    call = OpenVinoEmbeddingCall(spec, ir, "f32", compiled)
+    logits, embeddings = ClipModel(spec, OpenVinoCall(spec, ir, "f32", compiled), call) \
+        .predict_with_embedding(clips)  # fmt: skip
+    tf_logits, tf_embeddings = ClipModel.load(spec, embeddings=True).predict_with_embedding(clips)
+    np.testing.assert_allclose(logits, tf_logits, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(embeddings, tf_embeddings, rtol=1e-5, atol=1e-5)
+    # the logits-only call of the same IR gives the logits
+    np.testing.assert_allclose(OpenVinoCall(spec, ir, "f32", compiled)(clips), logits)
+
+    # a model without an embedding output: a logits-only IR, and a clear refusal
+    logits_only = dataclasses.replace(spec, embedding_key=None, embedding_dim=None)
+    plain = openvino_ir.ensure_ir(logits_only, 2, "f32", cache_dir=tmp_path)
+    assert plain.key["outputs"] == ["logits"] and plain.path != ir.path
+    with pytest.raises(BackendError, match="no embedding output"):
+        OpenVinoEmbeddingCall(spec, plain, "f32", compile_ir(plain.path, "f32"))
 
 
 def test_int8_without_calibration_or_cached_ir_is_a_one_line_error(colour_spec, tmp_path):
@@ -174,6 +208,39 @@ def test_index_on_openvino_records_backend_precision_and_ir(
     assert clips and all(row["labels"][0] == "red" for row in clips)
 
 
+def test_index_on_openvino_stores_embeddings_that_similar_ranks(
+    colour_embedding_spec_file, tmp_path, monkeypatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    from tests.helpers import run_cli
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name, colour in (("red", (250, 0, 0)), ("redder", (240, 10, 0)), ("blue", (0, 0, 250))):
+        write_video(videos / f"{name}.mkv", [np.full((40, 40, 3), colour, np.uint8)] * 20, 10)
+    out = tmp_path / "out"
+    monkeypatch.setenv("VIDEO_INDEX_CACHE", str(tmp_path / "cache"))
+    done = run_cli(
+        "index",
+        f"--input={videos}",
+        f"--output={out}",
+        f"--model={colour_embedding_spec_file}",
+        "--backend=openvino",
+        "--precision=f32",
+    )
+    assert done.returncode == 0, done.stderr
+    rows = pq.read_table(out / "clips").to_pylist()
+    assert rows and all(len(row["embedding"]) == 6 for row in rows)
+    red = next(row for row in rows if row["uri"].endswith("/red.mkv"))
+    # the embedding's first half is the clip's mean RGB in [0, 1] (after the codec)
+    np.testing.assert_allclose(red["embedding"][:3], [250 / 255, 0, 0], atol=0.05)
+    found = run_cli("similar", str(out), "--video", red["video_id"], "--format=json")
+    assert found.returncode == 0, found.stderr
+    nearest = json.loads(found.stdout)[0]
+    assert nearest["uri"].endswith("/redder.mkv"), found.stdout
+
+
 def test_openvino_takes_stream_models_but_not_in_int8_and_tensorflow_refuses_int8() -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -193,8 +260,9 @@ def test_openvino_takes_stream_models_but_not_in_int8_and_tensorflow_refuses_int
     with pytest.raises(ConfigError, match="--backend must be one of"):
         config("--backend=onnx")
     assert config("--backend=openvino", "--precision=f32").precision == "f32"
-    # I3D's IR holds the logits only: embeddings are a TensorFlow-backend column.
-    assert config().embeddings and not config("--backend=openvino").embeddings
+    # The clip IR carries the embedding output: both backends store it.
+    assert config().embeddings and config("--backend=openvino").embeddings
+    assert not config("--backend=openvino", "--no-embeddings").embeddings
 
 
 def test_backend_is_chosen_by_name_and_pickles() -> None:
@@ -254,20 +322,27 @@ def i3d_gate_clips(media_dir):
 
 
 @pytest.fixture(scope="module")
-def i3d_tf_logits(i3d_gate_clips):
+def i3d_tf_outputs(i3d_gate_clips):
+    """TensorFlow fp32's (logits, embeddings) of the gate clips."""
     from beam_pipeline.models.agreement import predict_in_batches
     from beam_pipeline.models.clip_model import ClipModel
 
     spec, clips, _ = i3d_gate_clips
-    return predict_in_batches(ClipModel.load(spec), clips, spec.max_batch_size)
+    model = ClipModel.load(spec, embeddings=True)
+    return predict_in_batches(model, clips, spec.max_batch_size, embeddings=True)
+
+
+# The least cosine similarity between a clip's OpenVINO and TensorFlow fp32 embeddings
+# (what `similar` ranks by) on the gate clips; measured: README, accuracy gates.
+MIN_EMBEDDING_COSINE = {"f32": 0.9999, "bf16": 0.999, "int8": 0.99}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["f32", "bf16", "int8"])
-def test_accuracy_gates_against_tensorflow_fp32(precision, i3d_gate_clips, i3d_tf_logits):
-    from beam_pipeline.models.agreement import compare, predict_in_batches
+def test_accuracy_gates_against_tensorflow_fp32(precision, i3d_gate_clips, i3d_tf_outputs):
+    from beam_pipeline.models.agreement import compare, embedding_cosines, predict_in_batches
     from beam_pipeline.models.clip_model import ClipModel
-    from beam_pipeline.models.openvino_model import OpenVinoCall, compile_ir
+    from beam_pipeline.models.openvino_model import OpenVinoBackend
     from transforms.scores import softmax
 
     capabilities = openvino_ir.cpu_capabilities()
@@ -280,15 +355,19 @@ def test_accuracy_gates_against_tensorflow_fp32(precision, i3d_gate_clips, i3d_t
         uris = [str(MEDIA / name) for name in CALIBRATION_FILES]
         calibration = openvino_ir.calibration_set(spec, uris)
     ir = openvino_ir.ensure_ir(spec, batch, precision, calibration)
-    hint = openvino_ir.float_hint(precision, capabilities)
-    call = OpenVinoCall(spec, ir, precision, compile_ir(ir.path, hint))
-    model = ClipModel(spec, call)
-    logits = predict_in_batches(model, clips, batch)
+    # the product's path: the backend finds the IR just built (int8: by its calibration)
+    backend = OpenVinoBackend(batch, precision, calibration.sha256 if calibration else None)
+    model = ClipModel.load(spec, backend, embeddings=True)
+    assert model._embedding_call.ir.sha256 == ir.sha256
+    logits, embeddings = predict_in_batches(model, clips, batch, embeddings=True)
 
-    agreement = compare(i3d_tf_logits, logits, videos)
+    tf_logits, tf_embeddings = i3d_tf_outputs
+    agreement = compare(tf_logits, logits, videos)
     assert agreement.passed, agreement.summary()
+    cosines = embedding_cosines(tf_embeddings, embeddings)
+    assert cosines.min() >= MIN_EMBEDDING_COSINE[precision], np.round(np.sort(cosines), 4)
     cricket = np.array([v == CRICKET for v in videos])
-    for reference_or_ours in (i3d_tf_logits, logits):
+    for reference_or_ours in (tf_logits, logits):
         probs = softmax(reference_or_ours[cricket]).mean(0)
         assert spec.labels[probs.argmax()] == "playing cricket" and probs.max() >= 0.9
 

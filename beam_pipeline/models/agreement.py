@@ -19,7 +19,7 @@ import numpy as np
 
 from transforms.scores import softmax
 
-__all__ = ["Agreement", "compare", "predict_in_batches"]
+__all__ = ["Agreement", "compare", "embedding_cosines", "predict_in_batches"]
 
 CONFIDENT = 0.5
 MIN_CLIP_AGREEMENT = 0.95
@@ -87,12 +87,32 @@ def compare(reference: np.ndarray, candidate: np.ndarray, videos: Sequence[str])
     )
 
 
-def predict_in_batches(model, clips: np.ndarray, batch: int) -> np.ndarray:
+def embedding_cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """Per-clip cosine similarity of two backends' embeddings ``float [N, D]`` -> ``[N]``
+    (what ``similar`` ranks by). Raises ValueError on mismatched shapes."""
+    if reference.shape != candidate.shape:
+        raise ValueError(f"shapes differ: {reference.shape} vs {candidate.shape}")
+    a = reference.astype(np.float64)
+    b = candidate.astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return (a * b).sum(1) / np.maximum(norms, 1e-12)
+
+
+def predict_in_batches(model, clips: np.ndarray, batch: int, embeddings: bool = False):
     """``model.predict`` over ``uint8 [N, T, H, W, 3]`` clips ``batch`` at a time, the last
-    batch padded as the pipeline pads it; float32 logits ``[N, C]``."""
-    out = []
+    batch padded as the pipeline pads it; float32 logits ``[N, C]``. With
+    ``embeddings``: ``model.predict_with_embedding``, giving ``(logits [N, C],
+    embeddings [N, D])``."""
+    logits, vectors = [], []
     for i in range(0, len(clips), batch):
         part = clips[i : i + batch]
-        pad = np.repeat(part[-1:], batch - len(part), axis=0)
-        out.append(model.predict(np.concatenate([part, pad]))[: len(part)])
-    return np.concatenate(out)
+        padded = np.concatenate([part, np.repeat(part[-1:], batch - len(part), axis=0)])
+        if embeddings:
+            out, vector = model.predict_with_embedding(padded)
+            vectors.append(vector[: len(part)])
+        else:
+            out = model.predict(padded)
+        logits.append(out[: len(part)])
+    if embeddings:
+        return np.concatenate(logits), np.concatenate(vectors)
+    return np.concatenate(logits)

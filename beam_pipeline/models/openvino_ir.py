@@ -3,7 +3,9 @@
 Beam-free. A clip model's SavedModel (any source a spec names: the built-in I3D, a
 TF Hub handle, a local or bucket directory) is converted with ``openvino.convert_model``
 at one static input shape, ``float32 [batch, frames_per_clip, size, size, 3]`` RGB in
-the spec's ``value_range``, giving ``float32 [batch, classes]``. The IR is cached under
+the spec's ``value_range``, giving the logits ``float32 [batch, classes]`` and, where
+the spec names an ``embedding_key``, the embedding ``float32 [batch, embedding_dim]``
+from the same pass (``ir_outputs``). The IR is cached under
 ``<cache>/openvino/`` (``cache`` as for the I3D SavedModel), keyed by the SavedModel's
 sha256, the input shape, the OpenVINO version, the weights' precision and, for int8,
 the calibration set's sha256 and the quantization settings (``QUANTIZE_DEFAULTS``);
@@ -53,6 +55,7 @@ __all__ = [
     "cpu_capabilities",
     "ensure_ir",
     "export_ir",
+    "ir_outputs",
     "resolve_precision",
     "savedmodel_sha256",
 ]
@@ -296,6 +299,7 @@ def _key(
         "kind": spec.kind,
         "input_shape": shape,
         "value_range": list(spec.value_range),
+        "outputs": ir_outputs(spec),
         "weights": weights,  # f32 or int8
         "calibration_sha256": calibration,
         # int8: the quantization settings (every field, defaults filled in)
@@ -480,10 +484,11 @@ def export_ir(ir: IrInfo, destination: str) -> str:
     return fs.unstrip_protocol(folder)
 
 
-_KEY_FIELDS = (
+_KEY_FIELDS = (  # every field of ``_key``
     "model_sha256",
     "input_shape",
     "value_range",
+    "outputs",
     "weights",
     "calibration_sha256",
     "openvino",
@@ -495,24 +500,46 @@ _KEY_FIELDS = (
 # -- conversion and quantization -----------------------------------------------------
 
 
+def ir_outputs(spec: ModelSpec) -> list[str]:
+    """The clip IR's outputs, in order: ``logits`` and, where the spec names an
+    ``embedding_key``, ``embedding`` (one pass gives both; part of the IR's key)."""
+    return ["logits", "embedding"] if spec.embedding_key else ["logits"]
+
+
 def _convert(spec: ModelSpec, source: str, batch: int) -> Any:
-    """The SavedModel as an ov.Model at one static shape (see the module doc)."""
+    """The SavedModel as an ov.Model at one static shape (see the module doc), its
+    outputs named and ordered as ``ir_outputs(spec)``."""
     import openvino as ov
     import tensorflow as tf
 
-    from beam_pipeline.models.backend import clip_convention, configure_tensorflow
+    from beam_pipeline.models.backend import (
+        _embedding_convention,
+        clip_convention,
+        configure_tensorflow,
+    )
 
     configure_tensorflow()
     loaded = tf.saved_model.load(source)
-    call = clip_convention(spec, loaded)
+    names = ir_outputs(spec)
+    call = (_embedding_convention if spec.embedding_key else clip_convention)(spec, loaded)
     shape = [batch, spec.frames_per_clip, spec.size, spec.size, 3]
     function = tf.function(lambda x: call(x)).get_concrete_function(
         tf.TensorSpec(shape, tf.float32)
     )
     try:
-        return ov.convert_model(function)
+        model = ov.convert_model(function)
     except Exception as error:  # noqa: BLE001 - any converter error is the model's
         raise BackendError(f"OpenVINO cannot convert {spec.name}: {error}") from error
+    widths = [spec.num_classes, spec.embedding_dim][: len(names)]
+    got = [list(output.get_partial_shape().to_shape()) for output in model.outputs]
+    if got != [[batch, width] for width in widths]:
+        raise BackendError(
+            f"OpenVINO converted {spec.name} to outputs of shapes {got}, expected "
+            f"{[[batch, width] for width in widths]} ({', '.join(names)})"
+        )
+    for output, name in zip(model.outputs, names):
+        output.get_tensor().set_names({name})
+    return model
 
 
 def to_model_range(clips: np.ndarray, spec: ModelSpec) -> np.ndarray:

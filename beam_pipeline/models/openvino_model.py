@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 
 from beam_pipeline.models.openvino_ir import (
+    BackendError,
     IrInfo,
     ensure_ir,
     float_hint,
@@ -27,7 +28,14 @@ from beam_pipeline.models.openvino_ir import (
 )
 from beam_pipeline.models.spec import ModelSpec
 
-__all__ = ["CompiledIr", "OpenVinoBackend", "OpenVinoCall", "compile_ir", "inference_threads"]
+__all__ = [
+    "CompiledIr",
+    "OpenVinoBackend",
+    "OpenVinoCall",
+    "OpenVinoEmbeddingCall",
+    "compile_ir",
+    "inference_threads",
+]
 
 _COMPILED: dict[tuple, Any] = {}  # (xml path, hint, threads) -> ov.CompiledModel
 _COMPILED_LOCK = threading.Lock()
@@ -98,15 +106,37 @@ class OpenVinoCall(CompiledIr):
     that runs: the run record names both. Raises ValueError for more clips than the batch.
     """
 
-    def __call__(self, clips: np.ndarray) -> np.ndarray:
+    def outputs(self, clips: np.ndarray) -> list[np.ndarray]:
+        """Every output of the IR (``openvino_ir.ir_outputs``: the logits first), float32
+        ``[B, ...]`` each, for uint8 clips ``[B, T, H, W, 3]``."""
         count = clips.shape[0]
         if count > self._batch:
             raise ValueError(f"{count} clips in one call; this IR takes at most {self._batch}")
         if count < self._batch:
             pad = np.repeat(clips[-1:], self._batch - count, axis=0)
             clips = np.concatenate([clips, pad])
-        outputs = self._request().infer([to_model_range(clips, self.spec)])
-        return np.array(outputs[0], dtype=np.float32)[:count]  # a copy: the buffer is reused
+        results = self._request().infer([to_model_range(clips, self.spec)])
+        # copies: the request reuses its buffers
+        return [np.array(results[i], dtype=np.float32)[:count] for i in range(len(results))]
+
+    def __call__(self, clips: np.ndarray) -> np.ndarray:
+        return self.outputs(clips)[0]
+
+
+class OpenVinoEmbeddingCall(OpenVinoCall):
+    """``uint8 [B, T, H, W, 3] -> (logits float32 [B, C], embeddings float32 [B, D])``
+    from one inference of an IR converted with its embedding output
+    (:meth:`OpenVinoBackend.clip_call_with_embedding`). Raises BackendError when the IR
+    has none (the spec names no ``embedding_key``)."""
+
+    def __init__(self, spec: ModelSpec, ir: IrInfo, precision: str, compiled: Any):
+        if "embedding" not in ir.key.get("outputs", []):
+            raise BackendError(f"the OpenVINO IR of {spec.name} has no embedding output")
+        super().__init__(spec, ir, precision, compiled)
+
+    def __call__(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, embeddings = self.outputs(clips)
+        return logits, embeddings
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,9 +155,16 @@ class OpenVinoBackend:
     name: ClassVar[str] = "openvino"
 
     def clip_call(self, spec: ModelSpec) -> OpenVinoCall:
+        return self._clip_call(spec, OpenVinoCall)
+
+    def clip_call_with_embedding(self, spec: ModelSpec) -> OpenVinoEmbeddingCall:
+        """As ``clip_call``, giving ``(logits, embeddings)`` from the same inference."""
+        return self._clip_call(spec, OpenVinoEmbeddingCall)
+
+    def _clip_call(self, spec: ModelSpec, kind: type) -> Any:
         precision = resolve_precision(self.precision, kind=spec.kind)
         ir = ensure_ir(spec, self.batch, precision, calibration_sha256=self.calibration_sha256)
-        return OpenVinoCall(spec, ir, precision, compile_ir(ir.path, float_hint(precision)))
+        return kind(spec, ir, precision, compile_ir(ir.path, float_hint(precision)))
 
     def stream_model(self, spec: ModelSpec) -> Any:
         """A stream model (``openvino_stream.OpenVinoStreamModel``) at lockstep batch
