@@ -267,7 +267,17 @@ def _prepare_openvino(config):
             spec, refs, config.calibration_clips, config.limits
         )
         calibration_sha256 = summary["sha256"]
-    else:
+        holds, videos = openvino_ir.auto_int8_holds(summary)
+        if config.auto_precision and not holds:
+            print(
+                f"{PROG}: --precision auto: f32, not int8: the calibration clips come from "
+                f"{videos} video(s), and int8 keeps its labels on videos it never saw when "
+                f"calibrated on {openvino_ir.MIN_INT8_CALIBRATION_VIDEOS} or more",
+                file=sys.stderr,
+            )
+            config = dataclasses.replace(config, precision="f32")
+            calibration, calibration_sha256 = None, None
+    if config.precision != "int8":
         print(preparing, file=sys.stderr)
     try:
         ir = openvino_ir.ensure_ir(

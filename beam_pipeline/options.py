@@ -80,7 +80,8 @@ class VideoIndexOptions(PipelineOptions):
             parser,
             "precision",
             default="auto",
-            help="openvino: auto | f32 | bf16 | int8 (auto: bf16 where the CPU has it, else f32)",
+            help="openvino: auto | f32 | bf16 | int8 (auto: bf16 where the CPU has it, else int8 "
+            "when the calibration spans 6+ videos, else f32)",
         )
         _flag(
             parser,
@@ -197,6 +198,7 @@ class IndexConfig:
     compact_after_files: int = 1000
     backend: str = DEFAULT_BACKEND
     precision: str = "f32"  # resolved (f32 | bf16 | int8); tensorflow: always f32
+    auto_precision: bool = False  # --precision auto chose it (int8 may fall back to f32)
     calibration_clips: int = DEFAULT_CALIBRATION_CLIPS
     ir: Optional[dict] = None  # openvino: the IR's info (hashes, calibration), from the launcher
 
@@ -287,6 +289,7 @@ class IndexConfig:
             compact_after_files=opts.compact_after_files,
             backend=opts.backend,
             precision=precision,
+            auto_precision=opts.backend != DEFAULT_BACKEND and opts.precision == "auto",
             calibration_clips=opts.calibration_clips,
         )
 

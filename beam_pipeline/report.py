@@ -84,9 +84,16 @@ def export_tables(summary: Summary, dest: str) -> list[str]:
     return written
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _backend_record(config) -> dict:
     """Which backend and precision ran, and for OpenVINO the IR and its calibration."""
     record = {"name": config.backend, "precision": config.precision}
+    if config.auto_precision:
+        record["precision_requested"] = "auto"
     ir = config.ir
     if ir:
         record["ir_sha256"] = ir.get("ir_sha256")
@@ -183,7 +190,9 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
         if skipped:
             new = counts["videos"] + counts["failures"]
             lines.append(
-                f"{skipped} unchanged videos already in the index were skipped"
+                f"{_count(skipped, 'unchanged video')} already in the index "
+                + ("was" if skipped == 1 else "were")
+                + " skipped"
                 + (" (nothing new to index)" if not new else "")
                 + "; --reindex redoes them"
             )
@@ -191,7 +200,9 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
         if left_out:
             examples = ", ".join(record.get("left_out_examples", [])[:5])
             lines.append(
-                f"{left_out} files in the folder were left out by --extensions"
+                f"{_count(left_out, 'file')} in the folder "
+                + ("was" if left_out == 1 else "were")
+                + " left out by --extensions"
                 + (f" (e.g. {examples})" if examples else "")
                 + "; --extensions '*' takes every file"
             )

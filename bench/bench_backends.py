@@ -16,7 +16,8 @@ input: up to 32 clips, round-robin over the first ``--calibration-files`` corpus
 
 end to end: ``video-index index`` on the first ``--e2e-files`` corpus files, one child
 process per run (caches warm: one untimed run of each path first), alternating; wall
-seconds, clips/s and the child's peak RSS (wait4).
+seconds, clips/s and the child's peak RSS (wait4), and per round the top-1 labels each
+OpenVINO run wrote (clips and videos) against that round's TensorFlow run.
 
 Prints one JSON object with ratios to TF fp32.
 """
@@ -77,15 +78,21 @@ def model_only(args, spec) -> dict:
     import numpy as np
 
     from beam_pipeline.models import openvino_ir
-    from beam_pipeline.models.agreement import compare, predict_in_batches
+    from beam_pipeline.models.agreement import compare, embedding_cosines, predict_in_batches
     from beam_pipeline.models.clip_model import ClipModel
-    from beam_pipeline.models.openvino_model import OpenVinoCall, compile_ir
+    from beam_pipeline.models.openvino_model import (
+        OpenVinoCall,
+        OpenVinoEmbeddingCall,
+        compile_ir,
+    )
     from transforms.scores import softmax
 
     batch = args.batch_size or spec.max_batch_size
     clips, videos = _decode(spec, args.stride_s, args.clips)
     caps = openvino_ir.cpu_capabilities()
-    models = {"tensorflow/f32": ClipModel.load(spec)}
+    # with embeddings, as the job runs by default where the model gives them
+    embeddings = spec.embedding_key is not None
+    models = {"tensorflow/f32": ClipModel.load(spec, embeddings=embeddings)}
     irs = {}
     for precision in args.precisions:
         if precision == "bf16" and "BF16" not in caps:
@@ -102,17 +109,23 @@ def model_only(args, spec) -> dict:
             "prepare_s": round(time.perf_counter() - started, 1),
         }
         hint = openvino_ir.float_hint(precision, caps)
-        call = OpenVinoCall(spec, ir, precision, compile_ir(ir.path, hint))
-        models[f"openvino/{precision}"] = ClipModel(spec, call)
+        compiled = compile_ir(ir.path, hint)
+        call = OpenVinoCall(spec, ir, precision, compiled)
+        vectors = OpenVinoEmbeddingCall(spec, ir, precision, compiled) if embeddings else None
+        models[f"openvino/{precision}"] = ClipModel(spec, call, vectors)
     for model in models.values():  # the untimed first call: tracing, kernels
-        model.predict(clips[:batch])
+        predict_in_batches(model, clips[:batch], batch, embeddings)
     seconds = {name: [] for name in models}
     logits = {}
     for _ in range(args.rounds):
         for name, model in models.items():
             started = time.perf_counter()
-            logits[name] = predict_in_batches(model, clips, batch)
+            logits[name] = predict_in_batches(model, clips, batch, embeddings)
             seconds[name].append((time.perf_counter() - started) / len(clips))
+    vectors = {}
+    if embeddings:
+        vectors = {name: pair[1] for name, pair in logits.items()}
+        logits = {name: pair[0] for name, pair in logits.items()}
     reference = logits["tensorflow/f32"]
     ref_s = statistics.median(seconds["tensorflow/f32"])
     rows = {}
@@ -125,6 +138,9 @@ def model_only(args, spec) -> dict:
         }
         if name != "tensorflow/f32":
             row["agreement"] = compare(reference, logits[name], videos).summary()
+            if vectors:
+                cosines = embedding_cosines(vectors["tensorflow/f32"], vectors[name])
+                row["embedding_cosine_min"] = round(float(cosines.min()), 6)
             row.update(irs[name.split("/")[1]])
         cricket = np.array([v == CRICKET for v in videos])
         if cricket.any():
@@ -132,6 +148,32 @@ def model_only(args, spec) -> dict:
             row["cricket"] = [spec.labels[int(probs.argmax())], round(float(probs.max()), 4)]
         rows[name] = row
     return {"clips": len(clips), "videos": len(set(videos)), "batch_size": batch, "paths": rows}
+
+
+def _top1(folder: str, table: str) -> dict:
+    import pyarrow.parquet as pq
+
+    key = ["uri", "clip_index"] if table == "clips" else ["uri"]
+    rows = pq.read_table(f"{folder}/{table}", columns=[*key, "labels", "scores"]).to_pylist()
+    return {tuple(r[k] for k in key): (r["labels"][0], r["scores"][0]) for r in rows}
+
+
+def _same_labels(reference: str, candidate: str) -> dict:
+    """Top-1 of each clip and video an index wrote, against the reference index's:
+    how many agree, over all and where the reference's p >= 0.5 (the gates' confident)."""
+    from beam_pipeline.models.agreement import CONFIDENT
+
+    counts = {}
+    for table in ("clips", "videos"):
+        ref, ours = _top1(reference, table), _top1(candidate, table)
+        confident = [k for k, (_, p) in ref.items() if p >= CONFIDENT]
+        counts[table] = {
+            "agreeing": sum(ours.get(k, (None,))[0] == label for k, (label, _) in ref.items()),
+            "of": len(ref),
+            "confident_agreeing": sum(ours.get(k, (None,))[0] == ref[k][0] for k in confident),
+            "confident": len(confident),
+        }
+    return counts
 
 
 def end_to_end(args, paths: list[tuple[str, str]]) -> dict:
@@ -161,10 +203,15 @@ def end_to_end(args, paths: list[tuple[str, str]]) -> dict:
             _, _, out = job(backend, precision, "warm")
             clips[f"{backend}/{precision}"] = pq.read_table(f"{out}/clips").num_rows
         for round_ in range(args.e2e_rounds):
+            outputs = {}
             for backend, precision in paths:
-                rss, wall, _ = job(backend, precision, str(round_))
+                rss, wall, outputs[f"{backend}/{precision}"] = job(backend, precision, str(round_))
                 results[f"{backend}/{precision}"]["wall_s"].append(round(wall, 1))
                 results[f"{backend}/{precision}"]["peak_rss_mib"].append(rss)
+            for name, out in outputs.items():  # the labels each round wrote, against TF's
+                if name != "tensorflow/f32":
+                    labels = _same_labels(outputs["tensorflow/f32"], out)
+                    results[name].setdefault("labels", []).append(labels)
     ref = statistics.median(results["tensorflow/f32"]["wall_s"])
     for name, row in results.items():
         wall = statistics.median(row["wall_s"])

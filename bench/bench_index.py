@@ -1,6 +1,7 @@
 """Benchmarks of the spine (not tests): throughput ratio and memory ratio.
 
     python bench/bench_index.py throughput [--model i3d-kinetics-400] [--rounds 2]
+        [--backend tensorflow|openvino --precision f32|bf16]
     python bench/bench_index.py memory [--long-min 30] [--short-min 1]
     python bench/bench_index.py decode
     python bench/bench_index.py length [--rounds 3]
@@ -63,6 +64,7 @@ def throughput(args) -> dict:
     import numpy as np
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    from beam_pipeline.models.backend import backend_for
     from beam_pipeline.models.clip_model import ClipModel
     from beam_pipeline.options import IndexConfig
     from beam_pipeline.pipeline import build_pipeline
@@ -83,7 +85,7 @@ def throughput(args) -> dict:
                 flags.append(f"--input={manifest}")
             if args.batch_size:
                 flags.append(f"--batch-size={args.batch_size}")
-            return flags
+            return flags + [f"--backend={args.backend}", f"--precision={args.precision}"]
 
         config = IndexConfig.from_options(PipelineOptions(argv("all") + [f"--output={tmp}/o"]))
         spec, batch = config.spec, config.batch_size
@@ -98,12 +100,15 @@ def throughput(args) -> dict:
             # A fresh load each round, as the pipeline does; the clock starts after it
             # and after one call at the batch size the pipeline uses (tracing, kernels).
             # Batches as the pipeline makes them: always `batch` clips, the tail padded.
-            model = ClipModel.load(spec)
-            model.predict(np.stack(clips[:batch]))
+            # The job's backend and precision, with embeddings where the job stores them.
+            backend = backend_for(config.backend, batch, config.precision)
+            model = ClipModel.load(spec, backend, config.embeddings)
+            predict = model.predict_with_embedding if config.embeddings else model.predict
+            predict(np.stack(clips[:batch]))
             started = time.perf_counter()
             for i in range(0, len(clips), batch):
                 part = clips[i : i + batch]
-                model.predict(np.stack(part + [part[-1]] * (batch - len(part))))
+                predict(np.stack(part + [part[-1]] * (batch - len(part))))
             return len(clips) / (time.perf_counter() - started)
 
         def end_to_end(corpus: str, round_: int) -> tuple[int, float]:
@@ -130,6 +135,7 @@ def throughput(args) -> dict:
     running = statistics.median((r[2][0] - r[1][0]) / (r[2][1] - r[1][1]) for r in rounds)
     return {
         "model": spec.name,
+        "backend": f"{config.backend}/{config.precision}",
         "batch_size": batch,
         "clips": rounds[0][2][0],
         "rounds": args.rounds,
@@ -284,15 +290,31 @@ def write_long_video(path: Path, minutes: float, fps: int = 25, size=(160, 120))
         container.mux(stream.encode())
 
 
+# Started by a small Python process rather than by the bench itself: Linux carries a
+# process's RSS high-water mark across exec, so wait4's ru_maxrss of a child forked from
+# a bench holding models and clips would be at least the bench's own RSS at the fork.
+_PEAK_RSS = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)
+_, status, usage = os.wait4(proc.pid, 0)
+print(usage.ru_maxrss)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def peak_rss_of(cmd: list[str]) -> tuple[int, float]:
-    """Run a child; its peak RSS in MiB (from wait4's rusage) and wall seconds."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{cmd} failed: {proc.stderr.read().decode()[-2000:]}")
-    return usage.ru_maxrss // 1024, elapsed
+    """Run a command; its peak RSS in MiB (wait4's rusage: the command or, if larger,
+    any child it waited for) and wall seconds."""
+    with tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-c", _PEAK_RSS, *cmd], stdout=subprocess.PIPE, stderr=err
+        )
+        elapsed = time.perf_counter() - started
+        if done.returncode != 0:
+            err.seek(0)
+            raise SystemExit(f"{cmd} failed: {err.read().decode(errors='replace')[-2000:]}")
+    return int(done.stdout.split()[-1]) // 1024, elapsed
 
 
 _DECODE_ONLY = """
@@ -347,6 +369,10 @@ def main() -> None:
     )
     t.add_argument("--rounds", type=int, default=2)
     t.add_argument("--batch-size", type=int, default=None)
+    t.add_argument("--backend", default="tensorflow", help="tensorflow or openvino")
+    t.add_argument(
+        "--precision", default="f32", help="f32 or bf16 (int8 calibrates on the launcher)"
+    )
     d = sub.add_parser("decode")
     d.add_argument("--model", default="i3d-kinetics-400")
     d.add_argument("--stride-s", type=float, default=None)

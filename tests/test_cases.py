@@ -158,7 +158,7 @@ def test_indexing_the_cases_folder(tmp_path, colour_spec_file):
     record = json.loads(next((out / "runs").glob("*.json")).read_text())
     assert record["counts"]["left_out_by_extension"] == 1
     assert record["left_out_examples"] == ["README.md"]
-    assert "1 files in the folder were left out by --extensions (e.g. README.md)" in result.stdout
+    assert "1 file in the folder was left out by --extensions (e.g. README.md)" in result.stdout
 
 
 @needs_cases

@@ -22,10 +22,16 @@ from tests.media import write_video
 # -- precision -----------------------------------------------------------------------
 
 
-def test_auto_is_bf16_where_the_cpu_has_it_else_f32() -> None:
+def test_auto_is_bf16_where_the_cpu_has_it_else_int8_for_clip_models_else_f32() -> None:
     assert resolve_precision("auto", {"FP32", "BF16", "INT8"}) == "bf16"
-    assert resolve_precision("auto", {"FP32", "INT8"}) == "f32"  # int8: gates met in-sample only
+    assert resolve_precision("auto", {"FP32", "INT8", "VNNI"}) == "int8"  # or f32: launcher
+    assert resolve_precision("auto", {"FP32", "INT8"}) == "f32"  # no VNNI: int8 may saturate
+    assert resolve_precision("auto", {"FP32", "INT8", "VNNI"}, kind="stream") == "f32"
     assert resolve_precision("auto", {"FP32"}) == "f32"
+    few = {"sources": [{"uri": f"v{i % 5}.mp4"} for i in range(32)]}
+    enough = {"sources": [{"uri": f"v{i % 6}.mp4"} for i in range(32)]}
+    assert openvino_ir.auto_int8_holds(few) == (False, 5)
+    assert openvino_ir.auto_int8_holds(enough) == (True, 6)
     with pytest.raises(BackendError, match="only for clip models"):
         resolve_precision("int8", {"FP32", "INT8"}, kind="stream")
 
@@ -241,6 +247,36 @@ def test_index_on_openvino_stores_embeddings_that_similar_ranks(
     assert nearest["uri"].endswith("/redder.mkv"), found.stdout
 
 
+@pytest.mark.parametrize("videos, expected", [(2, "f32"), (6, "int8")])
+def test_auto_on_a_cpu_without_bf16_is_int8_only_when_calibration_spans_six_videos(
+    colour_spec_file, tmp_path, monkeypatch, videos, expected
+) -> None:
+    from tests.helpers import run_cli
+
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    for i in range(videos):
+        colour = np.uint8((250 - 20 * i, 20 * i, 0))
+        write_video(folder / f"v{i}.mkv", [np.zeros((40, 40, 3), np.uint8) + colour] * 10, 10)
+    out = tmp_path / "out"
+    monkeypatch.setenv("VIDEO_INDEX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("VIDEO_INDEX_OV_CAPABILITIES", "FP32,INT8,VNNI")  # Cascade Lake
+    done = run_cli(
+        "index",
+        f"--input={folder}",
+        f"--output={out}",
+        f"--model={colour_spec_file}",
+        "--backend=openvino",
+        "--run-id=auto",
+    )
+    assert done.returncode == 0, done.stderr
+    backend = json.loads((out / "runs" / "auto.json").read_text())["backend"]
+    assert backend["precision"] == expected and backend["precision_requested"] == "auto"
+    said = "--precision auto: f32, not int8: the calibration clips come from 2 video(s)"
+    assert (said in done.stderr) == (expected == "f32"), done.stderr
+    assert ("calibration" in backend) == (expected == "int8")
+
+
 def test_openvino_takes_stream_models_but_not_in_int8_and_tensorflow_refuses_int8() -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -370,6 +406,36 @@ def test_accuracy_gates_against_tensorflow_fp32(precision, i3d_gate_clips, i3d_t
     for reference_or_ours in (tf_logits, logits):
         probs = softmax(reference_or_ours[cricket]).mean(0)
         assert spec.labels[probs.argmax()] == "playing cricket" and probs.max() >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("float_layers", ["f32", "bf16"])
+def test_int8_holds_on_videos_its_calibration_never_saw(
+    float_layers, i3d_gate_clips, i3d_tf_outputs
+) -> None:
+    """Two folds: int8 calibrated as a job over every other gate file (6 videos) gives
+    the clips of the other 6; the gates over both folds' clips, each clip classified by
+    a model whose calibration never saw its video. ``f32`` float layers: what ``auto``
+    runs on a CPU without bf16; ``bf16``: what ``--precision int8`` runs here."""
+    from beam_pipeline.models.agreement import compare, predict_in_batches
+    from beam_pipeline.models.clip_model import ClipModel
+    from beam_pipeline.models.openvino_model import OpenVinoCall, compile_ir
+
+    if float_layers == "bf16" and "BF16" not in openvino_ir.cpu_capabilities():
+        pytest.skip("this CPU has no bf16 (AVX512-BF16 or AMX)")
+    spec, clips, videos = i3d_gate_clips
+    batch = spec.max_batch_size
+    tf_logits, _ = i3d_tf_outputs
+    logits = np.zeros_like(tf_logits)
+    for fold in (GATE_FILES[0::2], GATE_FILES[1::2]):
+        calibration = openvino_ir.calibration_set(spec, [str(MEDIA / name) for name in fold])
+        assert openvino_ir.auto_int8_holds(calibration.summary()) == (True, 6)
+        ir = openvino_ir.ensure_ir(spec, batch, "int8", calibration)
+        model = ClipModel(spec, OpenVinoCall(spec, ir, "int8", compile_ir(ir.path, float_layers)))
+        unseen = np.array([video not in fold for video in videos])
+        logits[unseen] = predict_in_batches(model, clips[unseen], batch)
+    agreement = compare(tf_logits, logits, videos)
+    assert agreement.passed, agreement.summary()
 
 
 # -- stream models -------------------------------------------------------------------
