@@ -181,7 +181,18 @@ def run_index(config, options, local: bool = True) -> int:
             print(f"{PROG}: building model {spec.name} (first run only, ~1 min)", file=sys.stderr)
         resolve_source(spec.source)
     if config.backend == "openvino":
-        config = _prepare_openvino(config)
+        try:
+            config = _prepare_openvino(config)
+        except UsageError as error:
+            if not (config.auto_backend and config.auto_precision):
+                raise
+            # Nothing asked for: a model OpenVINO cannot take still runs, on TensorFlow.
+            import dataclasses
+
+            print(f"{PROG}: --backend auto: tensorflow, not openvino: {error}", file=sys.stderr)
+            config = dataclasses.replace(
+                config, backend="tensorflow", precision="f32", auto_precision=False
+            )
     progress = progress_path = None
     stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix="video-index-") as tmp:
@@ -242,16 +253,19 @@ def _prepare_openvino(config):
     from transforms.records import VideoRef
 
     spec = config.spec
-    preparing = (
-        f"{PROG}: preparing the OpenVINO IR of {spec.name} (converted on the first run, "
-        "minutes; cached after)"
-    )
+
+    def announce() -> None:
+        print(
+            f"{PROG}: converting {spec.name} to OpenVINO IR at batch {config.batch_size} "
+            "(first run only; cached after)",
+            file=sys.stderr,
+        )
+
     if spec.kind == STREAM:
         from beam_pipeline.models.openvino_stream import ensure_stream_ir
 
-        print(preparing, file=sys.stderr)
         try:
-            ir = ensure_stream_ir(spec, config.batch_size)
+            ir = ensure_stream_ir(spec, config.batch_size, announce=announce)
         except openvino_ir.BackendError as error:
             raise UsageError(str(error)) from None
         return dataclasses.replace(config, ir=ir.key)
@@ -277,8 +291,6 @@ def _prepare_openvino(config):
             )
             config = dataclasses.replace(config, precision="f32")
             calibration, calibration_sha256 = None, None
-    if config.precision != "int8":
-        print(preparing, file=sys.stderr)
     try:
         ir = openvino_ir.ensure_ir(
             spec,
@@ -286,6 +298,7 @@ def _prepare_openvino(config):
             config.precision,
             calibration,
             calibration_sha256=calibration_sha256,
+            announce=announce,
         )
     except openvino_ir.BackendError as error:
         if calibration is None and calibration_sha256:  # summary known, IR gone: rebuild

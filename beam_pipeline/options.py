@@ -25,8 +25,8 @@ from transforms.manifest import ALL_FILES, VIDEO_EXTENSIONS, InputError, input_k
 from transforms.sampling import SHORT_VIDEO_POLICIES, ClipSampling
 from transforms.video_io import DecodeLimits
 
-BACKENDS = ("tensorflow", "openvino")
-DEFAULT_BACKEND = "tensorflow"
+BACKENDS = ("auto", "tensorflow", "openvino")
+DEFAULT_BACKEND = "auto"  # resolved by ``_backend``
 
 # The clip flags, by the ClipSampling field that checks them (its errors name the field).
 _CLIP_FLAGS = {
@@ -74,7 +74,8 @@ class VideoIndexOptions(PipelineOptions):
             parser,
             "backend",
             default=DEFAULT_BACKEND,
-            help="tensorflow | openvino (CPU; converts the SavedModel once, see --precision)",
+            help="auto | tensorflow | openvino (auto: openvino for clip and stream models when "
+            "the workers are this machine, else tensorflow; openvino converts once)",
         )
         _flag(
             parser,
@@ -196,7 +197,8 @@ class IndexConfig:
     embeddings: bool = False
     thumbnails: bool = False
     compact_after_files: int = 1000
-    backend: str = DEFAULT_BACKEND
+    backend: str = "tensorflow"  # resolved (tensorflow | openvino)
+    auto_backend: bool = False  # --backend auto chose it (openvino falls back to tensorflow)
     precision: str = "f32"  # resolved (f32 | bf16 | int8); tensorflow: always f32
     auto_precision: bool = False  # --precision auto chose it (int8 may fall back to f32)
     calibration_clips: int = DEFAULT_CALIBRATION_CLIPS
@@ -247,7 +249,8 @@ class IndexConfig:
             field, _, reason = str(error).partition(" ")
             flag = _CLIP_FLAGS.get(field, field).replace("_", "-")
             raise ConfigError(f"--{flag} {reason}") from None
-        precision = _precision(opts, spec)
+        backend = _backend(opts, spec, options)
+        precision = _precision(opts, spec, backend)
         if opts.calibration_clips < 1:
             raise ConfigError("--calibration-clips must be at least 1")
         if opts.top_k < 1:
@@ -287,20 +290,42 @@ class IndexConfig:
             embeddings=spec.embedding_key is not None and not opts.no_embeddings,
             thumbnails=spec.kind == CLIP and not opts.no_thumbnails,
             compact_after_files=opts.compact_after_files,
-            backend=opts.backend,
+            backend=backend,
+            auto_backend=opts.backend == "auto",
             precision=precision,
-            auto_precision=opts.backend != DEFAULT_BACKEND and opts.precision == "auto",
+            auto_precision=backend == "openvino" and opts.precision == "auto",
             calibration_clips=opts.calibration_clips,
         )
 
 
-def _precision(opts: VideoIndexOptions, spec: ModelSpec) -> str:
-    """The resolved ``--precision`` of ``--backend`` for ``spec`` (ConfigError if none)."""
+def _backend(opts: VideoIndexOptions, spec: ModelSpec, options: PipelineOptions) -> str:
+    """The resolved ``--backend`` (ConfigError for an unknown one).
+
+    ``auto``: ``openvino`` for clip and stream models when the job's workers are this
+    machine (the local runners), whose CPU the launcher sees (2.7-3.8x TensorFlow fp32
+    on I3D in bf16, the gates met: README, CPU inference); ``tensorflow`` otherwise:
+    frame-sequence models (not on OpenVINO), and remote workers (Dataflow, Flink),
+    whose CPU or GPU the launcher cannot see (GPU workers run TensorFlow; pass
+    ``--backend openvino`` for CPU workers).
+    """
     if opts.backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}")
-    if opts.backend == "tensorflow":
+    if opts.backend != "auto":
+        return opts.backend
+    from beam_pipeline.runner import is_local
+
+    return "openvino" if spec.kind in (CLIP, STREAM) and is_local(options) else "tensorflow"
+
+
+def _precision(opts: VideoIndexOptions, spec: ModelSpec, backend: str) -> str:
+    """The resolved ``--precision`` on ``backend`` for ``spec`` (ConfigError if none)."""
+    if backend == "tensorflow":
         if opts.precision not in ("auto", "f32"):
-            raise ConfigError("--precision: only f32 on --backend tensorflow")
+            chose = " (--backend auto chose tensorflow)" if opts.backend == "auto" else ""
+            raise ConfigError(
+                f"--precision {opts.precision}: only f32 on --backend tensorflow{chose}; "
+                "pass --backend openvino"
+            )
         return "f32"
     if spec.kind not in (CLIP, STREAM):
         # Frame-sequence models stay on TensorFlow (README: backends).

@@ -92,6 +92,8 @@ def _count(n: int, noun: str) -> str:
 def _backend_record(config) -> dict:
     """Which backend and precision ran, and for OpenVINO the IR and its calibration."""
     record = {"name": config.backend, "precision": config.precision}
+    if config.auto_backend:
+        record["backend_requested"] = "auto"
     if config.auto_precision:
         record["precision_requested"] = "auto"
     ir = config.ir
@@ -182,8 +184,8 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
     lines = []
     scope = f"run {summary.run_id}" if summary.run_id else "index"
     lines.append(
-        f"{scope}: {counts['videos']} videos indexed, {counts['failures']} failed, "
-        f"{counts['clips']} clips -> {output}/{{videos,clips,failures}}/"
+        f"{scope}: {_count(counts['videos'], 'video')} indexed, {counts['failures']} failed, "
+        f"{_count(counts['clips'], 'clip')} -> {output}/{{videos,clips,failures}}/"
     )
     if record:
         skipped = record["counts"].get("skipped_unchanged", 0)

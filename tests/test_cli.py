@@ -145,7 +145,7 @@ def test_show_prints_the_index_and_writes_an_html_report(tmp_path, colour_spec_f
         "index", "--input", str(archive), "--output", str(out), "--model", str(colour_spec_file)
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "1 videos indexed, 1 failed, 3 clips" in result.stdout
+    assert "1 video indexed, 1 failed, 3 clips" in result.stdout
     shown = run_cli("show", str(out), "--html", str(tmp_path / "report.html"))
     assert shown.returncode == 0 and "red.mkv" in shown.stdout and "bad.mkv" in shown.stdout
     page = (tmp_path / "report.html").read_text()

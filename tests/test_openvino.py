@@ -277,6 +277,38 @@ def test_auto_on_a_cpu_without_bf16_is_int8_only_when_calibration_spans_six_vide
     assert ("calibration" in backend) == (expected == "int8")
 
 
+def test_auto_backend_runs_on_tensorflow_a_model_openvino_cannot_convert(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from tests.helpers import run_cli
+
+    class Model(tf.Module):  # logits: the singular values of the mean frame's corner (Svd)
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, None, 3], tf.float32)])
+        def __call__(self, clips):
+            corner = tf.reduce_mean(clips, axis=[1, 4])[:, :3, :3] + tf.eye(3)
+            return tf.linalg.svd(corner, compute_uv=False)
+
+    module = Model()
+    tf.saved_model.save(module, str(tmp_path / "svd"))
+    (tmp_path / "labels.txt").write_text("a\nb\nc\n")
+    spec = {"name": "svd", "path": "svd", "label_file": "labels.txt", "size": 32, "fps": 10,
+            "frames_per_clip": 8, "max_batch_size": 2}  # fmt: skip
+    (tmp_path / "svd.json").write_text(json.dumps(spec))
+    write_video(tmp_path / "v.mkv", [np.full((40, 40, 3), 200, np.uint8)] * 10, 10)
+    monkeypatch.setenv("VIDEO_INDEX_CACHE", str(tmp_path / "cache"))
+    common = (f"--input={tmp_path / 'v.mkv'}", f"--model={tmp_path / 'svd.json'}")
+    done = run_cli("index", *common, f"--output={tmp_path / 'auto'}", "--run-id=r")
+    assert done.returncode == 0, done.stderr
+    said = "--backend auto: tensorflow, not openvino: OpenVINO cannot convert svd: No conversion"
+    assert said in done.stderr and "Svd" in done.stderr.split(said)[1].splitlines()[0]
+    record = json.loads((tmp_path / "auto" / "runs" / "r.json").read_text())
+    assert record["backend"]["name"] == "tensorflow" and record["counts"]["videos"] == 1
+    # asked for explicitly, it is the one-line error it was
+    done = run_cli("index", *common, f"--output={tmp_path / 'ov'}", "--backend=openvino")
+    assert done.returncode != 0 and "OpenVINO cannot convert svd" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_openvino_takes_stream_models_but_not_in_int8_and_tensorflow_refuses_int8() -> None:
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -292,10 +324,19 @@ def test_openvino_takes_stream_models_but_not_in_int8_and_tensorflow_refuses_int
     with pytest.raises(ConfigError, match="int8: only for clip models, not stream models"):
         config(*stream, "--precision=int8")
     with pytest.raises(ConfigError, match="only f32 on --backend tensorflow"):
-        config("--precision=int8")
+        config("--backend=tensorflow", "--precision=int8")
     with pytest.raises(ConfigError, match="--backend must be one of"):
         config("--backend=onnx")
     assert config("--backend=openvino", "--precision=f32").precision == "f32"
+    # --backend auto: openvino where the workers are this machine (clip and stream
+    # models), tensorflow for remote workers, whose CPU or GPU the launcher cannot see.
+    assert config().backend == "openvino" and config().auto_backend
+    assert config(*stream[:1]).backend == "openvino"
+    remote = ("--runner=DataflowRunner", "--project=p", "--region=r", "--temp_location=gs://b/t")
+    assert config(*remote).backend == "tensorflow" and config(*remote).precision == "f32"
+    with pytest.raises(ConfigError, match=r"--backend auto chose tensorflow\); pass --backend"):
+        config(*remote, "--precision=bf16")
+    assert config("--backend=tensorflow").backend == "tensorflow"
     # The clip IR carries the embedding output: both backends store it.
     assert config().embeddings and config("--backend=openvino").embeddings
     assert not config("--backend=openvino", "--no-embeddings").embeddings

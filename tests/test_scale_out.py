@@ -501,7 +501,7 @@ def test_run_local_sh_passes_its_flags_to_the_job(colour_spec_file, tmp_path):
         env=env,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
-    assert "1 videos indexed, 0 failed" in run.stdout, run.stdout
+    assert "1 video indexed, 0 failed" in run.stdout, run.stdout
     (row,) = current_rows(str(out))["videos"].to_pylist()
     assert row["labels"] == ["red"]  # --top-k 1 reached the job
 

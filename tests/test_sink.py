@@ -45,7 +45,7 @@ def test_newest_run_wins_across_tables(tmp_path):
     assert current["videos"].column("labels").to_pylist() == [["b"]]
     assert current["failures"].column("video_id").to_pylist() == ["x"]
     text = format_summary(load_summary(out), out, None)
-    assert "1 videos indexed, 1 failed" in text
+    assert "1 video indexed, 1 failed" in text
 
 
 def test_orphan_clips_of_a_killed_run_do_not_hide_the_rerun_clips(tmp_path):

@@ -357,11 +357,13 @@ def reference_loop(loaded, spec, uri: str) -> tuple[np.ndarray, int]:
 
 @pytest.fixture(scope="module")
 def stream_index(tmp_path_factory):
-    """``video-index index`` over tf-examples with the stream export, every label kept."""
+    """``video-index index`` over tf-examples with the stream export, every label kept, on
+    TensorFlow: compared below with TensorFlow's own frame-by-frame loop (OpenVINO's
+    stream scores against TensorFlow's: tests/test_openvino.py)."""
     if not (MOVINET / "a0_stream").is_dir() or not MEDIA.is_dir():
         pytest.skip("needs ../shared/models and ../shared/media")
     out = tmp_path_factory.mktemp("stream-index")
-    return index_tf_examples(out, "a0_stream", "--top-k", "600")
+    return index_tf_examples(out, "a0_stream", "--top-k", "600", "--backend", "tensorflow")
 
 
 def index_tf_examples(out: Path, export: str, *extra: str):

@@ -39,7 +39,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -377,13 +377,15 @@ def ensure_ir(
     cache_dir: Optional[Path] = None,
     quantize_options: Optional[dict] = None,
     calibration_sha256: Optional[str] = None,
+    announce: Optional[Callable[[], None]] = None,
 ) -> IrInfo:
     """The cached IR for ``spec`` at batch ``batch`` and ``precision``, built on first use.
 
     ``precision`` is resolved (``f32``, ``bf16`` or ``int8``); f32 and bf16 share the
     float IR. int8 builds from ``calibration``; without it (a worker), it takes the
     cached int8 IR calibrated on ``calibration_sha256`` (None: the only one cached for
-    this model and shape). Safe to call from several processes.
+    this model and shape). ``announce`` is called once, before a build starts (not
+    when the IR is cached). Safe to call from several processes.
     Raises BackendError when the model cannot be converted or int8 has no calibration.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -420,6 +422,8 @@ def ensure_ir(
         info = _read_info(folder)
         if _matches(info, key) and (folder / "model.bin").is_file():
             return IrInfo(folder / "model.xml", info)
+        if announce is not None:
+            announce()
         started = time.monotonic()
         if weights == "f32":
             model, extra = _convert(spec, source, batch), {}
@@ -540,6 +544,14 @@ _KEY_FIELDS = (  # every field of ``_key``
 # -- conversion and quantization -----------------------------------------------------
 
 
+def conversion_reason(error: BaseException) -> str:
+    """One line from an ``ov.convert_model`` error: its summary lines (``-- No conversion
+    rule found for operations: Svd``), else its last non-empty line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    summary = [line.lstrip("- ").strip() for line in lines if line.startswith("--")]
+    return "; ".join(summary) or (lines[-1] if lines else type(error).__name__)
+
+
 def ir_outputs(spec: ModelSpec) -> list[str]:
     """The clip IR's outputs, in order: ``logits`` and, where the spec names an
     ``embedding_key``, ``embedding`` (one pass gives both; part of the IR's key)."""
@@ -569,7 +581,9 @@ def _convert(spec: ModelSpec, source: str, batch: int) -> Any:
     try:
         model = ov.convert_model(function)
     except Exception as error:  # noqa: BLE001 - any converter error is the model's
-        raise BackendError(f"OpenVINO cannot convert {spec.name}: {error}") from error
+        raise BackendError(
+            f"OpenVINO cannot convert {spec.name}: {conversion_reason(error)}"
+        ) from error
     widths = [spec.num_classes, spec.embedding_dim][: len(names)]
     got = [list(output.get_partial_shape().to_shape()) for output in model.outputs]
     if got != [[batch, width] for width in widths]:

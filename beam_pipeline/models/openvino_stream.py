@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -53,9 +53,15 @@ def _key(spec: ModelSpec, model_sha256: str, batch: int) -> dict:
     }
 
 
-def ensure_stream_ir(spec: ModelSpec, batch: int, cache_dir: Optional[Path] = None) -> IrInfo:
+def ensure_stream_ir(
+    spec: ModelSpec,
+    batch: int,
+    cache_dir: Optional[Path] = None,
+    announce: Optional[Callable[[], None]] = None,
+) -> IrInfo:
     """The cached stream IR of ``spec`` at lockstep batch ``batch``, built on first use
-    (about 1.5 min for MoViNet A0 on 2 cores). Safe to call from several processes.
+    (about 1.5 min for MoViNet A0 on 2 cores; ``announce`` is called before a build
+    starts). Safe to call from several processes.
     Raises BackendError when the model is not a stream model or cannot be converted."""
     if spec.kind != STREAM:
         raise BackendError(f"{spec.name} is a {spec.kind} model, not a stream model")
@@ -79,6 +85,8 @@ def ensure_stream_ir(spec: ModelSpec, batch: int, cache_dir: Optional[Path] = No
         found = cached()
         if found is not None:
             return found
+        if announce is not None:
+            announce()
         started = time.monotonic()
         model, extra = _convert(spec, source, batch)
         extra["build_s"] = round(time.monotonic() - started, 1)
@@ -117,7 +125,8 @@ def _convert(spec: ModelSpec, source: str, batch: int) -> tuple[Any, dict]:
     try:
         model = ov.convert_model(step.get_concrete_function(image, *specs))
     except Exception as error:  # noqa: BLE001 - any converter error is the model's
-        raise BackendError(f"OpenVINO cannot convert {spec.name}: {error}") from error
+        reason = openvino_ir.conversion_reason(error)
+        raise BackendError(f"OpenVINO cannot convert {spec.name}: {reason}") from error
     # A converted tf.function's outputs are Identity, Identity_1, ... in return order
     # (listed in another order): name them by position.
     names = [LOGITS] + [STATE + k for k in keys]
