@@ -2,7 +2,7 @@
 
     python bench/bench_index.py throughput [--model i3d-kinetics-400] [--rounds 2]
         [--backend tensorflow|openvino --precision f32|bf16]
-    python bench/bench_index.py memory [--long-min 30] [--short-min 1]
+    python bench/bench_index.py memory [--long-min 30] [--short-min 1] [--backend auto]
     python bench/bench_index.py decode
     python bench/bench_index.py length [--rounds 3]
     python bench/bench_index.py isolation [--rounds 3]
@@ -330,7 +330,7 @@ with read_clips(sys.argv[1], sampling, FrameSpec(224, 256)) as reader:
 
 def memory(args) -> dict:
     """Peak RSS of each child: the whole job, and decode + sampling + preprocess alone."""
-    results = {}
+    results = {"backend": args.backend}
     with tempfile.TemporaryDirectory() as tmp:
         for name, minutes in (("short", args.short_min), ("long", args.long_min)):
             video = Path(tmp) / f"{name}.mp4"
@@ -339,6 +339,7 @@ def memory(args) -> dict:
                 sys.executable, "-m", "beam_pipeline", "index",
                 f"--input={video}", f"--output={tmp}/out-{name}",
                 f"--model={args.model}", f"--clip-stride-s={args.stride_s}",
+                f"--backend={args.backend}",
             ]  # fmt: skip
             rss, wall = peak_rss_of(cmd)
             decode_rss, _ = peak_rss_of(
@@ -386,6 +387,7 @@ def main() -> None:
     i.add_argument("--frames-model", default="movinet-a0-stream")
     m = sub.add_parser("memory")
     m.add_argument("--model", default="i3d-kinetics-400")
+    m.add_argument("--backend", default="auto", help="auto | tensorflow | openvino")
     m.add_argument("--long-min", type=float, default=30.0)
     m.add_argument("--short-min", type=float, default=1.0)
     m.add_argument(
