@@ -82,7 +82,7 @@ class VideoIndexOptions(PipelineOptions):
             "precision",
             default="auto",
             help="openvino: auto | f32 | bf16 | int8 (auto: bf16 where the CPU has it, else int8 "
-            "when the calibration spans 6+ videos, else f32)",
+            "on a CPU with VNNI when the calibration spans 6+ videos, else f32)",
         )
         _flag(
             parser,
