@@ -174,12 +174,15 @@ def run_index(config, options, local: bool = True) -> int:
     from beam_pipeline.pipeline import build_pipeline
     from beam_pipeline.runner import runner_for
 
+    started = time.time()  # the run's time includes building, converting, calibrating
     spec = config.spec
     if is_builtin(spec.source):
         # Build the default model once, here, rather than in every worker at once.
         if not builtin_is_built(spec.source):
             print(f"{PROG}: building model {spec.name} (first run only, ~1 min)", file=sys.stderr)
         resolve_source(spec.source)
+    if local:
+        _check_model_source(spec)
     if config.backend == "openvino":
         try:
             config = _prepare_openvino(config)
@@ -202,7 +205,6 @@ def run_index(config, options, local: bool = True) -> int:
                 target=_show_progress, args=(progress_path, stop), daemon=True
             )
             progress.start()
-        started = time.time()
         try:
             p = beam.Pipeline(runner=runner_for(options), options=options)
             build_pipeline(p, config, progress_path)
@@ -239,6 +241,23 @@ def run_index(config, options, local: bool = True) -> int:
     return 0
 
 
+def _check_model_source(spec) -> None:
+    """Find the model here, once, so a wrong path or an unreachable hub handle is one line
+    rather than a traceback from every worker (a hub model is downloaded to hub's cache,
+    which this machine's workers then read)."""
+    from beam_pipeline.models.backend import locate_saved_model
+
+    try:
+        locate_saved_model(spec.source)
+    except Exception as error:  # noqa: BLE001 - any loader error: the model is not there
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(error).__name__
+        raise UsageError(
+            f"cannot find model {spec.name} at {spec.source}: {reason} (--model-path DIR "
+            "points a registered model at a local or bucket copy)"
+        ) from None
+
+
 def _prepare_openvino(config):
     """Convert (and for int8 calibrate and quantize) once, here, not in every worker.
 
@@ -272,16 +291,17 @@ def _prepare_openvino(config):
     calibration, calibration_sha256 = None, None
     if config.precision == "int8":
         refs = [r for r in list_input(config.input, config.extensions) if isinstance(r, VideoRef)]
-        print(
-            f"{PROG}: int8: calibration on {config.calibration_clips} clips of the input "
-            "(first run for an input: minutes)",
-            file=sys.stderr,
-        )
         calibration, summary = openvino_ir.input_calibration(
             spec, refs, config.calibration_clips, config.limits
         )
         calibration_sha256 = summary["sha256"]
         holds, videos = openvino_ir.auto_int8_holds(summary)
+        if calibration is not None:  # decoded now, not remembered from an earlier run
+            print(
+                f"{PROG}: int8: calibrating on {summary['clips']} clips of {videos} video(s) "
+                "of the input (once per input: about a minute)",
+                file=sys.stderr,
+            )
         if config.auto_precision and not holds:
             print(
                 f"{PROG}: --precision auto: f32, not int8: the calibration clips come from "

@@ -89,7 +89,8 @@ class VideoIndexOptions(PipelineOptions):
             "calibration-clips",
             type=int,
             default=DEFAULT_CALIBRATION_CLIPS,
-            help="openvino int8: clips of the input that calibrate the quantization",
+            help="openvino int8: clips of the input that calibrate the quantization (default "
+            f"{DEFAULT_CALIBRATION_CLIPS})",
         )
         _flag(
             parser,
@@ -111,7 +112,13 @@ class VideoIndexOptions(PipelineOptions):
             default=None,
             help="a video shorter than one clip: loop (default) | repeat_last",
         )
-        _flag(parser, "top-k", type=int, default=5, help="labels kept per clip and per video")
+        _flag(
+            parser,
+            "top-k",
+            type=int,
+            default=5,
+            help="labels kept per clip and per video (default 5)",
+        )
         _flag(
             parser,
             "batch-size",
@@ -119,9 +126,29 @@ class VideoIndexOptions(PipelineOptions):
             default=None,
             help="clips per model call (default: the model's)",
         )
-        _flag(parser, "max-pixels-per-frame", type=int, default=DecodeLimits.max_pixels_per_frame)
-        _flag(parser, "max-duration-s", type=float, default=DecodeLimits.max_duration_s)
-        _flag(parser, "max-decode-s", type=float, default=DecodeLimits.max_decode_s)
+        limits = DecodeLimits()
+        _flag(
+            parser,
+            "max-pixels-per-frame",
+            type=int,
+            default=limits.max_pixels_per_frame,
+            help=f"a larger frame fails its video (default {limits.max_pixels_per_frame})",
+        )
+        _flag(
+            parser,
+            "max-duration-s",
+            type=float,
+            default=limits.max_duration_s,
+            help=f"a longer video fails (default {limits.max_duration_s:g} s)",
+        )
+        _flag(
+            parser,
+            "max-decode-s",
+            type=float,
+            default=limits.max_decode_s,
+            help="seconds spent opening and decoding one video before it fails, the model's "
+            f"time left out (default {limits.max_decode_s:g})",
+        )
         _flag(
             parser,
             "extensions",

@@ -91,11 +91,13 @@ def _count(n: int, noun: str) -> str:
 
 def _backend_record(config) -> dict:
     """Which backend and precision ran, and for OpenVINO the IR and its calibration."""
-    record = {"name": config.backend, "precision": config.precision}
-    if config.auto_backend:
-        record["backend_requested"] = "auto"
-    if config.auto_precision:
-        record["precision_requested"] = "auto"
+    record = {
+        "name": config.backend,
+        "precision": config.precision,
+        # what the flags asked for, where auto (or a fallback) chose otherwise
+        "backend_requested": "auto" if config.auto_backend else config.backend,
+        "precision_requested": "auto" if config.auto_precision else config.precision,
+    }
     ir = config.ir
     if ir:
         record["ir_sha256"] = ir.get("ir_sha256")

@@ -207,6 +207,8 @@ def test_index_on_openvino_records_backend_precision_and_ir(
     record = json.loads((out / "runs" / "ov.json").read_text())
     assert record["backend"]["name"] == "openvino"
     assert record["backend"]["precision"] == "f32"
+    assert record["backend"]["backend_requested"] == "openvino"
+    assert record["backend"]["precision_requested"] == "f32"
     assert len(record["backend"]["ir_sha256"]) == 64
     import pyarrow.parquet as pq
 
@@ -275,6 +277,8 @@ def test_auto_on_a_cpu_without_bf16_is_int8_only_when_calibration_spans_six_vide
     said = "--precision auto: f32, not int8: the calibration clips come from 2 video(s)"
     assert (said in done.stderr) == (expected == "f32"), done.stderr
     assert ("calibration" in backend) == (expected == "int8")
+    # NNCF's log lines and progress bars stay off stdout, where the summary goes
+    assert done.stdout.startswith("run auto:"), done.stdout[:500]
 
 
 def test_auto_backend_runs_on_tensorflow_a_model_openvino_cannot_convert(tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ moment at 5 s, from other videos, are the three re-encodings' clips of that mome
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -145,6 +146,16 @@ def test_at_outside_the_video_is_a_one_line_error(index: Path) -> None:
         assert done.stderr.strip().count("\n") == 0
         assert f"is outside video {ORIGINAL!r}: its clips cover 0 to {last_end:g} s" in done.stderr
     assert run_cli("similar", str(index), "--video", ORIGINAL, "--at", "0").returncode == 0
+
+
+def test_an_unknown_video_id_names_the_ids_it_may_mean(index: Path) -> None:
+    con = similar.connect(str(index))
+    with pytest.raises(similar.SimilarError, match=f"did you mean .*{re.escape(repr(ORIGINAL))}"):
+        similar.query_embedding(con, "test.mp4")  # the end of an id: the id it ends
+    with pytest.raises(similar.SimilarError, match="as `video-index show` lists them"):
+        similar.query_clip(con, "no/such.mp4", 0.0)
+    done = run_cli("similar", str(index), "--video", "test.mp4")
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
 
 
 def similar_columns() -> tuple[str, ...]:

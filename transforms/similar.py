@@ -132,7 +132,7 @@ def query_clip(con, video_id: str, at_s: float) -> QueryClip:
         [video_id, at_s, at_s, at_s],
     ).fetchall()
     if not rows:
-        raise SimilarError(f"no clips with embeddings for video {video_id!r}")
+        raise _no_video(con, video_id)
     clip_index, start_s, end_s, embedding, last_end_s = rows[0]
     if not 0 <= at_s < last_end_s:
         raise SimilarError(
@@ -151,9 +151,26 @@ def query_embedding(con, video_id: str, at_s: Optional[float] = None) -> np.ndar
         "SELECT embedding FROM standing_clips WHERE video_id = ?", [video_id]
     ).fetchall()
     if not rows:
-        raise SimilarError(f"no clips with embeddings for video {video_id!r}")
+        raise _no_video(con, video_id)
     vectors = np.asarray([row[0] for row in rows], dtype=np.float32)
     return _normalised(vectors).mean(axis=0)
+
+
+def _no_video(con, video_id: str) -> SimilarError:
+    """The error for a ``video_id`` with no embedded clips, naming the ids it may have
+    meant: those that end with it (a manifest of full paths gives full-path ids)."""
+    near = con.execute(
+        "SELECT DISTINCT video_id FROM standing_clips WHERE ends_with(video_id, ?) "
+        "ORDER BY video_id LIMIT 3",
+        [video_id],
+    ).fetchall()
+    if near:
+        names = ", ".join(repr(row[0]) for row in near)
+        return SimilarError(f"no video {video_id!r} with embedded clips; did you mean {names}?")
+    return SimilarError(
+        f"no video {video_id!r} with embedded clips in the index "
+        "(--video takes a video_id as `video-index show` lists them)"
+    )
 
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:

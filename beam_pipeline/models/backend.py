@@ -41,6 +41,7 @@ __all__ = [
     "find_signature",
     "is_builtin",
     "load_saved_model",
+    "locate_saved_model",
     "resolve_source",
     "sole_output",
 ]
@@ -109,6 +110,20 @@ def resolve_source(source: str) -> str:
     if name != i3d_weights.MODEL_NAME:
         raise ValueError(f"unknown builtin model {name!r}")
     return str(i3d.ensure_i3d_savedmodel())
+
+
+def locate_saved_model(source: str) -> str:
+    """A spec's ``source`` as a SavedModel folder: a local or bucket path as it is, a
+    ``builtin:`` model built (``resolve_source``), a TF Hub handle downloaded to hub's
+    cache. Raises OSError (or hub's error) when there is no such model."""
+    path = resolve_source(source)
+    if "://" not in path and not os.path.exists(path):
+        raise FileNotFoundError(f"{path} does not exist")
+    if path.startswith(("https://", "http://")):
+        import tensorflow_hub as hub
+
+        return hub.resolve(path)
+    return path
 
 
 def load_saved_model(source: str) -> Any:

@@ -31,12 +31,14 @@ when its key matches, before converting anything itself.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -184,14 +186,9 @@ def savedmodel_sha256(path: str) -> str:
 
 def _local_savedmodel(source: str) -> str:
     """A local folder holding the spec's SavedModel (hub handles resolved to hub's cache)."""
-    from beam_pipeline.models.backend import resolve_source
+    from beam_pipeline.models.backend import locate_saved_model
 
-    path = resolve_source(source)
-    if path.startswith(("https://", "http://")) or "://" not in path and not os.path.exists(path):
-        import tensorflow_hub as hub
-
-        return hub.resolve(path)
-    return path
+    return locate_saved_model(source)
 
 
 # -- calibration ---------------------------------------------------------------------
@@ -652,11 +649,22 @@ def _quantize(
     ``settings``: see ``QUANTIZE_DEFAULTS``. Returns ``(ov.Model, record)``.
     """
     import nncf
+
+    # NNCF logs and draws progress bars on stdout, where the job's summary goes: its
+    # INFO lines are dropped and its bars go to stderr.
+    nncf.set_log_level(logging.WARNING)
+    with contextlib.redirect_stdout(sys.stderr):
+        return _quantize_quietly(float_ir, calibration, spec, quantize_settings(settings))
+
+
+def _quantize_quietly(
+    float_ir: Path, calibration: CalibrationSet, spec: ModelSpec, settings: dict
+) -> tuple[Any, dict]:
+    import nncf
     import openvino as ov
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    settings = quantize_settings(settings)
     model = ov.Core().read_model(str(float_ir))
     batch = model.inputs[0].get_partial_shape()[0].get_length()
     batches = _batches(calibration.clips, batch)
