@@ -129,10 +129,19 @@ def _escape_paths(argv: list[str]) -> list[str]:
     return [escape(arg) for arg in argv]
 
 
+_BEAM_NOISE = (
+    # RunInference logs this from the root logger on every bundle where the `resource`
+    # module lacks what it wants; it says nothing about the job.
+    "Resource module is not available",
+    # Beam's BigQuery client package, imported on the way to its GCS filesystem, logs
+    # this from the root logger where google-apitools is not installed (no BigQuery here).
+    "apitools not found, and bigquery client libraries",
+)
+
+
 def _drop_beam_noise(record: logging.LogRecord) -> bool:
-    # RunInference logs this from the root logger on every bundle where the
-    # `resource` module lacks what it wants; it says nothing about the job.
-    return "Resource module is not available" not in record.getMessage()
+    message = record.getMessage()
+    return not any(noise in message for noise in _BEAM_NOISE)
 
 
 def _reject_unknown_flags(argv: list[str]) -> None:

@@ -52,7 +52,7 @@ input#search{font-size:15px;padding:4px 8px;width:22em}
 table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #ddd;text-align:left}
 .bar{display:inline-block;height:10px;background:#4a7bd0}
 section.video{border-top:2px solid #ccc;padding:.6em 0}
-video{max-width:480px;max-height:270px;background:#000;display:block;margin:.4em 0}
+video,img.player{max-width:480px;max-height:270px;background:#000;display:block;margin:.4em 0}
 ol.timeline{display:flex;flex-wrap:wrap;gap:6px;list-style:none;padding:0;margin:.4em 0}
 li.clip{width:168px;border:2px solid #ddd;border-radius:4px;padding:3px;cursor:pointer;font-size:12px}
 li.clip.event{border-color:#e07b00;background:#fff4e5}
@@ -87,6 +87,18 @@ if (jump) jump.addEventListener('change', () => {
   if (n >= 1 && n <= parseInt(jump.max, 10)) location.href = String(n).padStart(5, '0') + '.html';
 });
 """
+
+
+def player_html(uri: str) -> str:
+    """The page's player for ``uri``: a ``<video>``, an ``<img>`` for a GIF (browsers
+    animate GIFs in ``<img>`` and play none in ``<video>``; clip clicks then do not seek),
+    or a note where the browser cannot reach it."""
+    url = playable_url(uri)
+    if not url:
+        return f"<p>not playable in a browser: <code>{html.escape(uri)}</code></p>"
+    if uri.split("?")[0].lower().endswith(".gif"):
+        return f"<img class=player src='{html.escape(url, True)}' alt='{html.escape(uri, True)}'>"
+    return f"<video controls preload=metadata src='{html.escape(url, True)}'></video>"
 
 
 def playable_url(uri: str) -> Optional[str]:
@@ -301,17 +313,12 @@ def _video_page(site: Path, page: int, pages: int, videos: list, neighbours: dic
         labels, scores = labels or [], scores or []
         top = ", ".join(f"{html.escape(name)} {p:.2f}" for name, p in zip(labels[:3], scores[:3]))
         all_labels = {label for clip in clips for label in (clip[5] or [])[:3]} | set(labels[:3])
-        url = playable_url(uri)
         body.append(
             f"<section class=video id='v{number}' data-video='{html.escape(video_id, True)}'>"
             f"<h2>{html.escape(video_id)}</h2><p>{top}"
             f"{f' &middot; {duration:.1f} s' if duration is not None else ''}</p>"
         )
-        body.append(
-            f"<video controls preload=metadata src='{html.escape(url, True)}'></video>"
-            if url
-            else f"<p>not playable in a browser: <code>{html.escape(uri)}</code></p>"
-        )
+        body.append(player_html(uri))
         if events:
             body.append(
                 "<p class=events>events: "

@@ -82,6 +82,13 @@ def site(tmp_path_factory, colour_embedding_spec_file) -> tuple[Path, Path]:
     return out, site_dir
 
 
+def test_a_gif_gets_an_img_player_and_a_video_a_video_player() -> None:
+    from beam_pipeline.explorer import player_html
+
+    assert player_html("/a/clip.GIF").startswith("<img class=player src='file:///a/clip.GIF'")
+    assert player_html("/a/clip.mp4").startswith("<video controls")
+
+
 def test_site_pages_are_self_contained(site) -> None:
     _, site_dir = site
     for page in site_dir.rglob("*.html"):
