@@ -89,8 +89,13 @@ ARG BAKE_I3D=1
 ENV VIDEO_INDEX_CACHE=/opt/video-index/cache \
     TF_CPP_MIN_LOG_LEVEL=1 \
     TF_FORCE_GPU_ALLOW_GROWTH=true
+# With it, its OpenVINO IR at the default batch (f32 weights: what --backend openvino
+# --precision f32 or bf16 runs on CPU workers), so those workers convert nothing either.
 RUN if [ "$BAKE_I3D" = "1" ]; then \
-      python -c "from beam_pipeline.models.i3d import ensure_i3d_savedmodel as e; print(e())"; \
+      python -c "from beam_pipeline.models.i3d import ensure_i3d_savedmodel as e; print(e())" \
+      && python -c "from beam_pipeline.models import openvino_ir, registry; \
+s = registry.resolve_model('i3d-kinetics-400'); \
+print(openvino_ir.ensure_ir(s, s.max_batch_size, 'f32').path)"; \
     fi
 
 # Beam's boot loader: it fetches the job's staged artifacts (the --setup_file
