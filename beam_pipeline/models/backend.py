@@ -194,6 +194,10 @@ class Backend(Protocol):
 
     def clip_call(self, spec: ModelSpec) -> Callable[[np.ndarray], Any]: ...
 
+    def clip_call_with_embedding(self, spec: ModelSpec) -> Callable[[np.ndarray], Any]:
+        """As ``clip_call``, the function giving ``(logits [B, C], embeddings [B, D])``."""
+        ...
+
 
 class TensorFlowBackend:
     """SavedModels and TF Hub modules, called through TensorFlow."""
