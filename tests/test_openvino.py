@@ -182,27 +182,27 @@ def test_calibration_set_is_round_robin_over_videos_and_hashed(colour_spec, tmp_
 # -- the job ------------------------------------------------------------------------
 
 
-def test_index_on_openvino_records_backend_precision_and_ir(
-    colour_spec_file, tmp_path, monkeypatch
-) -> None:
+def _index_colours(tmp_path, monkeypatch, colours: dict, model, *flags, frames: int = 20):
+    """``video-index index`` over one solid-colour video per ``colours`` entry (name ->
+    RGB), with its own cache; returns the CLI's result and the output folder."""
     from tests.helpers import run_cli
 
     videos = tmp_path / "videos"
     videos.mkdir()
-    write_video(
-        videos / "red.mkv", [np.zeros((40, 40, 3), np.uint8) + np.uint8((250, 0, 0))] * 30, 10
-    )
+    for name, colour in colours.items():
+        write_video(videos / f"{name}.mkv", [np.full((40, 40, 3), colour, np.uint8)] * frames, 10)
     out = tmp_path / "out"
     monkeypatch.setenv("VIDEO_INDEX_CACHE", str(tmp_path / "cache"))
-    done = run_cli(
-        "index",
-        f"--input={videos}",
-        f"--output={out}",
-        f"--model={colour_spec_file}",
-        "--backend=openvino",
-        "--precision=f32",
-        "--run-id=ov",
-    )
+    return run_cli("index", f"--input={videos}", f"--output={out}", f"--model={model}", *flags), out
+
+
+def test_index_on_openvino_records_backend_precision_and_ir(
+    colour_spec_file, tmp_path, monkeypatch
+) -> None:
+    done, out = _index_colours(
+        tmp_path, monkeypatch, {"red": (250, 0, 0)}, colour_spec_file,
+        "--backend=openvino", "--precision=f32", "--run-id=ov", frames=30,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     record = json.loads((out / "runs" / "ov.json").read_text())
     assert record["backend"]["name"] == "openvino"
@@ -223,20 +223,11 @@ def test_index_on_openvino_stores_embeddings_that_similar_ranks(
 
     from tests.helpers import run_cli
 
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    for name, colour in (("red", (250, 0, 0)), ("redder", (240, 10, 0)), ("blue", (0, 0, 250))):
-        write_video(videos / f"{name}.mkv", [np.full((40, 40, 3), colour, np.uint8)] * 20, 10)
-    out = tmp_path / "out"
-    monkeypatch.setenv("VIDEO_INDEX_CACHE", str(tmp_path / "cache"))
-    done = run_cli(
-        "index",
-        f"--input={videos}",
-        f"--output={out}",
-        f"--model={colour_embedding_spec_file}",
-        "--backend=openvino",
-        "--precision=f32",
-    )
+    colours = {"red": (250, 0, 0), "redder": (240, 10, 0), "blue": (0, 0, 250)}
+    done, out = _index_colours(
+        tmp_path, monkeypatch, colours, colour_embedding_spec_file,
+        "--backend=openvino", "--precision=f32",
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     rows = pq.read_table(out / "clips").to_pylist()
     assert rows and all(len(row["embedding"]) == 6 for row in rows)
@@ -253,24 +244,12 @@ def test_index_on_openvino_stores_embeddings_that_similar_ranks(
 def test_auto_on_a_cpu_without_bf16_is_int8_only_when_calibration_spans_six_videos(
     colour_spec_file, tmp_path, monkeypatch, videos, expected
 ) -> None:
-    from tests.helpers import run_cli
-
-    folder = tmp_path / "videos"
-    folder.mkdir()
-    for i in range(videos):
-        colour = np.uint8((250 - 20 * i, 20 * i, 0))
-        write_video(folder / f"v{i}.mkv", [np.zeros((40, 40, 3), np.uint8) + colour] * 10, 10)
-    out = tmp_path / "out"
-    monkeypatch.setenv("VIDEO_INDEX_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("VIDEO_INDEX_OV_CAPABILITIES", "FP32,INT8,VNNI")  # Cascade Lake
-    done = run_cli(
-        "index",
-        f"--input={folder}",
-        f"--output={out}",
-        f"--model={colour_spec_file}",
-        "--backend=openvino",
-        "--run-id=auto",
-    )
+    colours = {f"v{i}": (250 - 20 * i, 20 * i, 0) for i in range(videos)}
+    done, out = _index_colours(
+        tmp_path, monkeypatch, colours, colour_spec_file, "--backend=openvino", "--run-id=auto",
+        frames=10,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     backend = json.loads((out / "runs" / "auto.json").read_text())["backend"]
     assert backend["precision"] == expected and backend["precision_requested"] == "auto"
