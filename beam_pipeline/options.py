@@ -329,8 +329,8 @@ def _backend(opts: VideoIndexOptions, spec: ModelSpec, options: PipelineOptions)
     """The resolved ``--backend`` (ConfigError for an unknown one).
 
     ``auto``: ``openvino`` for clip and stream models when the job's workers are this
-    machine (the local runners), whose CPU the launcher sees (2.7-3.8x TensorFlow fp32
-    on I3D in bf16, the gates met: README, CPU inference); ``tensorflow`` otherwise:
+    machine (the local runners), whose CPU the launcher sees (I3D in bf16: 3.8x
+    TensorFlow fp32 model-only, 2.8x end to end, the gates met: README, CPU inference); ``tensorflow`` otherwise:
     frame-sequence models (not on OpenVINO), and remote workers (Dataflow, Flink),
     whose CPU or GPU the launcher cannot see (GPU workers run TensorFlow; pass
     ``--backend openvino`` for CPU workers).
