@@ -6,9 +6,10 @@
 The clips are the int8 gate test's (tests/test_openvino.py): up to 2 clips of each of
 12 files of ../shared/media. Calibration: the product's ``calibration_set`` over 3 of
 those files (10 clips, most gate clips unseen), over all 12 (32 clips, as the test
-and a job over those files calibrate), or over every other file (``holdout_even`` /
-``holdout_odd``: 6 files, gated on the other 6 files' clips only); see CONFIGS. Each config builds its int8 IR through the product's ``ensure_ir`` (so
-the IR lands in the user cache under a key that names the settings, and the gate test
+and a job over those files calibrate), or over half the files (``holdout_content_a``
+/ ``_b``: halves with no content in common, as the held-out test; ``holdout_even`` /
+``_odd``: every other file), gated on the other 6 files' clips only; see CONFIGS.
+Each config builds its int8 IR through the product's ``ensure_ir`` (so the IR lands in the user cache under a key that names the settings, and the gate test
 finds the one the defaults name) and is run with the float layers in each ``--hints``
 precision. Per config and hint: the gates against TensorFlow fp32
 (beam_pipeline/models/agreement.py), the cricket GIF's video-level p, and model-only
@@ -56,6 +57,11 @@ CONFIGS = {
     # gated on the clips of the other 6 only (videos the calibration never saw).
     "holdout_even": {"calibration": "even"},
     "holdout_odd": {"calibration": "odd"},
+    # Halves with no content in common (tests/test_openvino.py HELD_OUT_FOLDS): what the
+    # test gates; even / odd above put gif_10fps.gif and mpeg4.mkv, one clip's content,
+    # on both sides.
+    "holdout_content_a": {"calibration": "content_a"},
+    "holdout_content_b": {"calibration": "content_b"},
 }
 
 
@@ -90,7 +96,7 @@ def main() -> None:
     from beam_pipeline.models.clip_model import ClipModel
     from beam_pipeline.models.openvino_model import OpenVinoCall, compile_ir
     from beam_pipeline.models.registry import resolve_model
-    from tests.test_openvino import CRICKET, GATE_CLIPS_PER_VIDEO, GATE_FILES
+    from tests.test_openvino import CRICKET, GATE_CLIPS_PER_VIDEO, GATE_FILES, HELD_OUT_FOLDS
     from transforms.reading import read_clips
     from transforms.scores import softmax
     from transforms.video_io import DecodeLimits
@@ -114,6 +120,8 @@ def main() -> None:
         "even": GATE_FILES[0::2],
         "odd": GATE_FILES[1::2],
     }
+    files["content_a"], files["content_b"] = HELD_OUT_FOLDS
+
     calibrations = {}
 
     if args.reference and os.path.exists(args.reference):
@@ -180,7 +188,7 @@ def main() -> None:
             "prepare_s": round(time.perf_counter() - started, 1),
             "build_s": ir.key.get("build_s"),
         }
-        seen = files[which] if which in ("even", "odd") else ()
+        seen = files[which] if which not in ("three", "gates") else ()
         if seen:
             extra["gated_on"] = "the clips of the other 6 files (unseen videos)"
         for hint in args.hints.split(","):

@@ -119,8 +119,8 @@ def resolve_precision(
     ``auto`` (README, OpenVINO precisions; ``bench/bench_backends.py``): ``bf16`` where
     the CPU has it (AVX512-BF16 / AMX report ``BF16``): 3.8x TF fp32 model-only on I3D,
     no calibration, the gates met. Else, for a clip model on a CPU with ``INT8`` and
-    ``VNNI`` (``cpu_capabilities``), ``int8`` (3.5x TF fp32 with its float layers in
-    f32, where f32 alone is 1.1x): the launcher then keeps it only if the job's
+    ``VNNI`` (``cpu_capabilities``), ``int8`` (3.4-3.7x TF fp32 with its float layers
+    in f32, where f32 alone is 1.1x): the launcher then keeps it only if the job's
     calibration clips come from at least ``MIN_INT8_CALIBRATION_VIDEOS`` videos
     (``auto_int8_holds``), else f32. Else ``f32``. Raises BackendError for an unknown precision, for ``bf16`` on a CPU without
     it (it would run emulated, slower than f32) and for int8 on a non-clip model.
