@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -51,6 +52,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (UsageError, CommandError) as error:
         print(f"{PROG} {command}: error: {error}", file=sys.stderr)
         return 2
+    except JobFailed as error:
+        print(f"{PROG} {command}: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
@@ -89,7 +93,8 @@ def _index(argv: list[str]) -> int:
     if not verbose:
         # Beam and TF talk a lot at WARNING about things a user cannot act on.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        logging.getLogger("apache_beam").setLevel(logging.ERROR)
+        # ERROR too: a failed job is summarised in one line (run_index); --verbose shows all.
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
         # FFmpeg's complaints about a corrupt packet: the row's decode_errors counts them.
         logging.getLogger("libav").setLevel(logging.CRITICAL)
         for handler in logging.getLogger().handlers:
@@ -202,9 +207,7 @@ def run_index(config, options, local: bool = True) -> int:
             import dataclasses
 
             print(f"{PROG}: --backend auto: tensorflow, not openvino: {error}", file=sys.stderr)
-            config = dataclasses.replace(
-                config, backend="tensorflow", precision="f32", auto_precision=False
-            )
+            config = dataclasses.replace(config, backend="tensorflow", precision="f32")
     progress = progress_path = None
     stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix="video-index-") as tmp:
@@ -219,6 +222,10 @@ def run_index(config, options, local: bool = True) -> int:
             build_pipeline(p, config, progress_path)
             result = p.run()
             result.wait_until_finish()
+        except Exception as error:  # noqa: BLE001 - one line; the trace with --verbose
+            if logging.getLogger().isEnabledFor(logging.INFO):
+                raise
+            raise JobFailed(_failure_line(error, spec)) from None
         finally:
             stop.set()
             if progress is not None:
@@ -250,6 +257,28 @@ def run_index(config, options, local: bool = True) -> int:
     return 0
 
 
+class JobFailed(RuntimeError):
+    """The pipeline itself failed (not one video: those become failure rows)."""
+
+
+def _failure_line(error: BaseException, spec) -> str:
+    """One line for a failed job: the step, the error's last line and, for the model's
+    step, where the model came from."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = lines[-1] if lines else ""
+    match = re.match(r"^(.*?)\s*\[while running '([^']+)'\]$", reason)
+    step = ""
+    if match:
+        reason, step = match.group(1), match.group(2)
+    text = f"the job failed{f' in {step}' if step else ''}: {type(error).__name__}: {reason}"
+    if "RunInference" in step:
+        text += (
+            f" (loading or running model {spec.name} from {spec.source}: --model-path must be "
+            "the model's own SavedModel folder)"
+        )
+    return text + "; --verbose shows the full trace"
+
+
 def _check_model_source(spec) -> None:
     """Find the model here, once, so a wrong path or an unreachable hub handle is one line
     rather than a traceback from every worker (a hub model is downloaded to hub's cache,
@@ -257,7 +286,9 @@ def _check_model_source(spec) -> None:
     from beam_pipeline.models.backend import locate_saved_model
 
     try:
-        locate_saved_model(spec.source)
+        path = locate_saved_model(spec.source)
+        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise FileNotFoundError(f"{path} is a folder without a saved_model.pb")
     except Exception as error:  # noqa: BLE001 - any loader error: the model is not there
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         reason = lines[-1] if lines else type(error).__name__

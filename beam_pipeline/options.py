@@ -225,11 +225,21 @@ class IndexConfig:
     thumbnails: bool = False
     compact_after_files: int = 1000
     backend: str = "tensorflow"  # resolved (tensorflow | openvino)
-    auto_backend: bool = False  # --backend auto chose it (openvino falls back to tensorflow)
     precision: str = "f32"  # resolved (f32 | bf16 | int8); tensorflow: always f32
-    auto_precision: bool = False  # --precision auto chose it (int8 may fall back to f32)
+    backend_requested: str = "tensorflow"  # the flags as given (the run record says both)
+    precision_requested: str = "f32"
     calibration_clips: int = DEFAULT_CALIBRATION_CLIPS
     ir: Optional[dict] = None  # openvino: the IR's info (hashes, calibration), from the launcher
+
+    @property
+    def auto_backend(self) -> bool:
+        """``--backend auto`` chose the backend (openvino falls back to tensorflow)."""
+        return self.backend_requested == "auto"
+
+    @property
+    def auto_precision(self) -> bool:
+        """``--precision auto`` chose the OpenVINO precision (int8 may fall back to f32)."""
+        return self.backend == "openvino" and self.precision_requested == "auto"
 
     @property
     def sampling(self) -> ClipSampling:
@@ -318,9 +328,9 @@ class IndexConfig:
             thumbnails=spec.kind == CLIP and not opts.no_thumbnails,
             compact_after_files=opts.compact_after_files,
             backend=backend,
-            auto_backend=opts.backend == "auto",
             precision=precision,
-            auto_precision=backend == "openvino" and opts.precision == "auto",
+            backend_requested=opts.backend,
+            precision_requested=opts.precision,
             calibration_clips=opts.calibration_clips,
         )
 

@@ -95,8 +95,8 @@ def _backend_record(config) -> dict:
         "name": config.backend,
         "precision": config.precision,
         # what the flags asked for, where auto (or a fallback) chose otherwise
-        "backend_requested": "auto" if config.auto_backend else config.backend,
-        "precision_requested": "auto" if config.auto_precision else config.precision,
+        "backend_requested": config.backend_requested,
+        "precision_requested": config.precision_requested,
     }
     ir = config.ir
     if ir:

@@ -29,6 +29,11 @@ from tests.helpers import REPO, run_cli
         (["index", "--input", ".", "--output", "x", "--model", "nope"], "unknown model 'nope'"),
         (["frobnicate"], "unknown command"),
         (
+            ["index", "--input", ".", "--output", "x", "--model-path", "tests"],
+            "cannot find model i3d-kinetics-400 at tests: tests is a folder without a "
+            "saved_model.pb",
+        ),
+        (
             ["index", "--input", ".", "--output", "x", "--model-path", "/nonexistent/i3d"],
             "cannot find model i3d-kinetics-400 at /nonexistent/i3d: /nonexistent/i3d does not exist",
         ),

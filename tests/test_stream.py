@@ -384,6 +384,23 @@ def index_tf_examples(out: Path, export: str, *extra: str):
 
 @needs_movinet
 @needs_media
+def test_a_model_path_of_another_export_fails_the_job_in_one_line(tmp_path):
+    # The stream model's registered name on the base export: its loader finds no
+    # stream functions, in the workers; the job fails as one line, not a trace.
+    result = run_cli(
+        "index", "--input", str(MEDIA / "tf-examples"), "--output", str(tmp_path / "out"),
+        "--model", "movinet-a0-stream", "--model-path", str(MOVINET / "a0_base"),
+        "--backend", "tensorflow",
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("video-index")]
+    assert errors == [errors[0]] and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "the job failed in ClassifyVideos/RunInference" in errors[0]
+    assert "--model-path must be the model's own SavedModel folder" in errors[0]
+
+
+@needs_movinet
+@needs_media
 @pytest.mark.slow
 def test_index_tf_examples_with_the_stream_export(stream_index):
     result, tables = stream_index

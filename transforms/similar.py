@@ -102,8 +102,8 @@ def connect(output: str):
         or not con.execute("SELECT 1 FROM standing_clips LIMIT 1").fetchall()
     ):
         raise SimilarError(
-            f"{output} holds no clip embeddings (indexed with --no-embeddings, with "
-            "--backend openvino, or with a model that gives none)"
+            f"{output} holds no clip embeddings (indexed with --no-embeddings, or with a "
+            "model that gives none: stream and frame-sequence models, MoViNet)"
         )
     return con
 
