@@ -467,25 +467,34 @@ def _show(argv: list[str]) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:
         return int(exit_.code or 0)
+    for flag, value in (("--top", args.top), ("--html-videos", args.html_videos)):
+        if value < 0:
+            raise UsageError(f"{flag} must be at least 0")
+    from beam_pipeline.query_cli import check_index_path
+
+    check_index_path(args.output)
     try:
         summary = report.load_summary(args.output)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, NotADirectoryError) as error:
         raise UsageError(str(error)) from None
     print(report.format_summary(summary, args.output, None, limit=args.top))
-    if args.html and args.html.endswith(".html"):
-        report.write_html(summary, args.output, args.html, html_videos=args.html_videos)
-        print(f"report: {args.html}")
-    elif args.html:
-        from beam_pipeline.explorer import write_site
+    try:
+        if args.html and args.html.endswith(".html"):
+            report.write_html(summary, args.output, args.html, html_videos=args.html_videos)
+            print(f"report: {args.html}")
+        elif args.html:
+            from beam_pipeline.explorer import write_site
 
-        written = write_site(args.output, args.html)
-        print(
-            f"explorer: {os.path.join(args.html, 'index.html')} ({written['video_pages']} video "
-            f"pages, largest page {written['largest_page_bytes']} bytes)"
-        )
-    if args.export:
-        for path in report.export_tables(summary, args.export):
-            print(f"exported: {path}")
+            written = write_site(args.output, args.html)
+            print(
+                f"explorer: {os.path.join(args.html, 'index.html')} ({written['video_pages']} "
+                f"video pages, largest page {written['largest_page_bytes']} bytes)"
+            )
+        if args.export:
+            for path in report.export_tables(summary, args.export):
+                print(f"exported: {path}")
+    except OSError as error:  # where the page or tables were to go: not writable, a file
+        raise UsageError(f"cannot write {error.filename or ''}: {error.strerror}") from None
     return 0
 
 

@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import re
 import sys
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TextIO
@@ -64,15 +65,23 @@ def connect_kwargs(args: argparse.Namespace) -> dict:
     }
 
 
+def check_index_path(output: str) -> None:
+    """Raises CommandError where ``output`` is a local file, not an index folder."""
+    if "://" not in output and os.path.isfile(output):
+        raise CommandError(f"{output} is a file, not an index folder (a run's --output)")
+
+
 def open_index(output: str, args: argparse.Namespace, work: Callable):
     """``work(con)`` on a connection to ``output``; errors become CommandError."""
     import duckdb
 
     from transforms.query import with_retry
 
+    check_index_path(output)
+
     try:
         return with_retry(output, work, **connect_kwargs(args))
-    except FileNotFoundError as error:
+    except OSError as error:  # no such index, a file where a folder should be, ...
         raise CommandError(str(error).splitlines()[0]) from None
     except ValueError as error:
         raise CommandError(str(error).splitlines()[0]) from None
@@ -365,10 +374,11 @@ def compact_command(argv: list[str], prog: str) -> int:
     p.add_argument("output", help="the index folder or gs:// / s3:// URL")
     p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, help="DuckDB's memory limit")
     args = p.parse_args(argv)
+    check_index_path(args.output)
     try:
         result = compact(args.output, memory_limit=args.memory_limit)
-    except FileNotFoundError as error:
-        raise CommandError(str(error)) from None
+    except OSError as error:  # no such index, a file where a folder should be, ...
+        raise CommandError(str(error).splitlines()[0]) from None
     except CompactionBusy as error:
         print(f"{prog} compact: {error}; try again when it is done", file=sys.stderr)
         return 1

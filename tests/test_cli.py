@@ -28,6 +28,11 @@ from tests.helpers import REPO, run_cli
         ),
         (["index", "--input", ".", "--output", "x", "--model", "nope"], "unknown model 'nope'"),
         (["frobnicate"], "unknown command"),
+        (["show", ".", "--top", "-3"], "--top must be at least 0"),
+        (["show", ".", "--html-videos", "-1"], "--html-videos must be at least 0"),
+        (["compact", "README.md"], "README.md is a file, not an index folder"),
+        (["query", "README.md", "SELECT 1"], "README.md is a file, not an index folder"),
+        (["show", "README.md"], "README.md is a file, not an index folder"),
         (
             ["index", "--input", ".", "--output", "x", "--model-path", "tests"],
             "cannot find model i3d-kinetics-400 at tests: tests is a folder without a "
