@@ -261,11 +261,17 @@ class JobFailed(RuntimeError):
     """The pipeline itself failed (not one video: those become failure rows)."""
 
 
+def _last_line(error: BaseException) -> str:
+    """The last non-empty line of ``error``'s message (where a chained or wrapped error
+    says what went wrong), else its type's name."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__
+
+
 def _failure_line(error: BaseException, spec) -> str:
     """One line for a failed job: the step, the error's last line and, for the model's
     step, where the model came from."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    reason = lines[-1] if lines else ""
+    reason = _last_line(error)
     match = re.match(r"^(.*?)\s*\[while running '([^']+)'\]$", reason)
     step = ""
     if match:
@@ -290,10 +296,8 @@ def _check_model_source(spec) -> None:
         if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise FileNotFoundError(f"{path} is a folder without a saved_model.pb")
     except Exception as error:  # noqa: BLE001 - any loader error: the model is not there
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        reason = lines[-1] if lines else type(error).__name__
         raise UsageError(
-            f"cannot find model {spec.name} at {spec.source}: {reason} (--model-path DIR "
+            f"cannot find model {spec.name} at {spec.source}: {_last_line(error)} (--model-path DIR "
             "points a registered model at a local or bucket copy)"
         ) from None
 

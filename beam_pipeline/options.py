@@ -340,10 +340,10 @@ def _backend(opts: VideoIndexOptions, spec: ModelSpec, options: PipelineOptions)
 
     ``auto``: ``openvino`` for clip and stream models when the job's workers are this
     machine (the local runners), whose CPU the launcher sees (I3D in bf16: 3.8x
-    TensorFlow fp32 model-only, 2.8x end to end, the gates met: README, CPU inference); ``tensorflow`` otherwise:
-    frame-sequence models (not on OpenVINO), and remote workers (Dataflow, Flink),
-    whose CPU or GPU the launcher cannot see (GPU workers run TensorFlow; pass
-    ``--backend openvino`` for CPU workers).
+    TensorFlow fp32 model-only, 2.8x end to end, the gates met: README, CPU
+    inference); ``tensorflow`` otherwise: frame-sequence models (not on OpenVINO), and
+    remote workers (Dataflow, Flink), whose CPU or GPU the launcher cannot see (GPU
+    workers run TensorFlow; pass ``--backend openvino`` for CPU workers).
     """
     if opts.backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}")

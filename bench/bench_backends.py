@@ -54,24 +54,15 @@ CRICKET = "kinetics-i3d/v_CricketShot_g04_c01_rgb.gif"
 
 
 def _decode(spec, stride_s: float, limit: int):
-    import numpy as np
-
-    from transforms.reading import read_clips
-    from transforms.video_io import DecodeLimits
+    from beam_pipeline.models.agreement import decode_clips
 
     sampling = spec.clip_sampling(stride_s=stride_s)
-    clips, videos = [], []
-    for name in CORPUS:
-        with read_clips(
-            str(SHARED / "media" / name), sampling, spec.frame_spec(), DecodeLimits()
-        ) as r:
-            for clip in r:
-                clips.append(clip.frames)
-                videos.append(name)
+    paths = [(name, str(SHARED / "media" / name)) for name in CORPUS]
+    clips, videos = decode_clips(spec, paths, sampling)
     # Every video's clips, then cut at `limit` round-robin so every file keeps some.
     order = sorted(range(len(clips)), key=lambda i: (videos[:i].count(videos[i]), i))[:limit]
     order.sort()
-    return np.stack([clips[i] for i in order]), [videos[i] for i in order]
+    return clips[order], [videos[i] for i in order]
 
 
 def model_only(args, spec) -> dict:

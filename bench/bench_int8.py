@@ -92,27 +92,18 @@ def main() -> None:
     import numpy as np
 
     from beam_pipeline.models import openvino_ir
-    from beam_pipeline.models.agreement import compare
+    from beam_pipeline.models.agreement import compare, decode_clips
     from beam_pipeline.models.clip_model import ClipModel
     from beam_pipeline.models.openvino_model import OpenVinoCall, compile_ir
     from beam_pipeline.models.registry import resolve_model
     from tests.test_openvino import CRICKET, GATE_CLIPS_PER_VIDEO, GATE_FILES, HELD_OUT_FOLDS
-    from transforms.reading import read_clips
     from transforms.scores import softmax
-    from transforms.video_io import DecodeLimits
 
     spec = resolve_model("i3d-kinetics-400")
     batch = spec.max_batch_size
     sampling = spec.clip_sampling(max_clips=GATE_CLIPS_PER_VIDEO)
-    clips, videos = [], []
-    for name in GATE_FILES:
-        with read_clips(
-            str(SHARED / "media" / name), sampling, spec.frame_spec(), DecodeLimits()
-        ) as r:
-            for clip in r:
-                clips.append(clip.frames)
-                videos.append(name)
-    clips = np.stack(clips)
+    paths = [(name, str(SHARED / "media" / name)) for name in GATE_FILES]
+    clips, videos = decode_clips(spec, paths, sampling)
     cricket = np.array([v == CRICKET for v in videos])
     files = {
         "three": THREE_FILES,

@@ -379,19 +379,13 @@ HELD_OUT_FOLDS = (HELD_OUT_HALF, tuple(f for f in GATE_FILES if f not in HELD_OU
 
 @pytest.fixture(scope="module")
 def i3d_gate_clips(media_dir):
+    from beam_pipeline.models.agreement import decode_clips
     from beam_pipeline.models.registry import resolve_model
-    from transforms.reading import read_clips
-    from transforms.video_io import DecodeLimits
 
     spec = resolve_model("i3d-kinetics-400")
     sampling = spec.clip_sampling(max_clips=GATE_CLIPS_PER_VIDEO)
-    clips, videos = [], []
-    for name in GATE_FILES:
-        with read_clips(str(media_dir / name), sampling, spec.frame_spec(), DecodeLimits()) as r:
-            for clip in r:
-                clips.append(clip.frames)
-                videos.append(name)
-    return spec, np.stack(clips), videos
+    clips, videos = decode_clips(spec, [(n, str(media_dir / n)) for n in GATE_FILES], sampling)
+    return spec, clips, videos
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import numpy as np
 
 from transforms.scores import softmax
 
-__all__ = ["Agreement", "compare", "embedding_cosines", "predict_in_batches"]
+__all__ = ["Agreement", "compare", "decode_clips", "embedding_cosines", "predict_in_batches"]
 
 CONFIDENT = 0.5
 MIN_CLIP_AGREEMENT = 0.95
@@ -85,6 +85,22 @@ def compare(reference: np.ndarray, candidate: np.ndarray, videos: Sequence[str])
         max_abs_prob_diff=float(np.abs(ref_p - cand_p).max()) if len(same) else 0.0,
         disagreeing_videos=disagreeing,
     )
+
+
+def decode_clips(spec, paths: Sequence[tuple[str, str]], sampling) -> tuple[np.ndarray, list]:
+    """The clips the gates compare on, decoded as the job decodes them: for each
+    ``(name, uri)`` of ``paths``, its clips under ``sampling`` (``ClipSampling``) at the
+    spec's frame size. Returns ``uint8 [N, T, S, S, 3]`` and the N clips' names."""
+    from transforms.reading import read_clips
+    from transforms.video_io import DecodeLimits
+
+    clips, names = [], []
+    for name, uri in paths:
+        with read_clips(uri, sampling, spec.frame_spec(), DecodeLimits()) as reader:
+            for clip in reader:
+                clips.append(clip.frames)
+                names.append(name)
+    return np.stack(clips), names
 
 
 def embedding_cosines(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:

@@ -38,6 +38,7 @@ __all__ = [
     "backend_for",
     "clip_convention",
     "configure_tensorflow",
+    "embedding_convention",
     "find_signature",
     "is_builtin",
     "load_saved_model",
@@ -224,7 +225,7 @@ class TensorFlowBackend:
         """As ``clip_call``, giving ``(logits [B, C], embeddings [B, D])`` from one call
         of the signature that holds the spec's ``embedding_key`` output."""
         loaded = self.load(spec)
-        call = _embedding_convention(spec, loaded)
+        call = embedding_convention(spec, loaded)
         to_input = InputRange(spec.value_range)
 
         def clip_call(clips: np.ndarray) -> Any:
@@ -283,7 +284,7 @@ def clip_convention(spec: ModelSpec, loaded: Any) -> Callable[[Any], Any]:
     return lambda x: sole_output(spec, loaded(x))
 
 
-def _embedding_convention(spec: ModelSpec, loaded: Any) -> Callable[[Any], tuple[Any, Any]]:
+def embedding_convention(spec: ModelSpec, loaded: Any) -> Callable[[Any], tuple[Any, Any]]:
     """One function from a float tensor to (logits, embeddings), from one signature call.
 
     The signature is ``embedding_signature`` (else the spec's ``signature``, else

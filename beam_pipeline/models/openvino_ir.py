@@ -47,6 +47,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from beam_pipeline.models.backend import locate_saved_model
 from beam_pipeline.models.i3d import default_cache_dir, exclusive_lock
 from beam_pipeline.models.spec import CLIP, ModelSpec
 
@@ -75,8 +76,9 @@ IR_SUBDIR = "openvino"  # where a SavedModel folder may carry its prebuilt IRs
 # gates held with 16 on ../shared/media and did not with 8 (bench/bench_backends.py).
 DEFAULT_CALIBRATION_CLIPS = 32
 # ``--precision auto`` keeps int8 only when the calibration clips come from at least this
-# many videos: calibrated on 6 of the 12 gate files, int8 met the gates on the other 6
-# (both ways round, bench/bench_int8.py holdout_even / holdout_odd); on 3, it did not.
+# many videos: calibrated on either half of the 12 gate files (halves with no content in
+# common, tests/test_openvino.py HELD_OUT_FOLDS), int8 met the gates on the other half's
+# clips, pooled over both folds; calibrated on 3 files, it did not.
 MIN_INT8_CALIBRATION_VIDEOS = 6
 
 
@@ -122,8 +124,9 @@ def resolve_precision(
     ``VNNI`` (``cpu_capabilities``), ``int8`` (3.4-3.7x TF fp32 with its float layers
     in f32, where f32 alone is 1.1x): the launcher then keeps it only if the job's
     calibration clips come from at least ``MIN_INT8_CALIBRATION_VIDEOS`` videos
-    (``auto_int8_holds``), else f32. Else ``f32``. Raises BackendError for an unknown precision, for ``bf16`` on a CPU without
-    it (it would run emulated, slower than f32) and for int8 on a non-clip model.
+    (``auto_int8_holds``), else f32. Else ``f32``. Raises BackendError for an unknown
+    precision, for ``bf16`` on a CPU without it (it would run emulated, slower than
+    f32) and for int8 on a non-clip model.
     """
     if precision not in PRECISIONS:
         raise BackendError(f"--precision must be one of {', '.join(PRECISIONS)}")
@@ -182,13 +185,6 @@ def savedmodel_sha256(path: str) -> str:
         raise FileNotFoundError(graph)
     variables = sorted(p for p in fs.find(f"{root}/variables") if not fs.isdir(p))
     return _sha256_files(fs, [graph] + variables)
-
-
-def _local_savedmodel(source: str) -> str:
-    """A local folder holding the spec's SavedModel (hub handles resolved to hub's cache)."""
-    from beam_pipeline.models.backend import locate_saved_model
-
-    return locate_saved_model(source)
 
 
 # -- calibration ---------------------------------------------------------------------
@@ -386,7 +382,7 @@ def ensure_ir(
     Raises BackendError when the model cannot be converted or int8 has no calibration.
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    source = _local_savedmodel(spec.source)
+    source = locate_saved_model(spec.source)
     model_sha = savedmodel_sha256(source)
     if spec.kind != CLIP:
         raise BackendError(f"OpenVINO serves clip models; {spec.name} is a {spec.kind} model")
@@ -562,15 +558,15 @@ def _convert(spec: ModelSpec, source: str, batch: int) -> Any:
     import tensorflow as tf
 
     from beam_pipeline.models.backend import (
-        _embedding_convention,
         clip_convention,
         configure_tensorflow,
+        embedding_convention,
     )
 
     configure_tensorflow()
     loaded = tf.saved_model.load(source)
     names = ir_outputs(spec)
-    call = (_embedding_convention if spec.embedding_key else clip_convention)(spec, loaded)
+    call = (embedding_convention if spec.embedding_key else clip_convention)(spec, loaded)
     shape = [batch, spec.frames_per_clip, spec.size, spec.size, 3]
     function = tf.function(lambda x: call(x)).get_concrete_function(
         tf.TensorSpec(shape, tf.float32)

@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from beam_pipeline.models import openvino_ir
+from beam_pipeline.models.backend import locate_saved_model
 from beam_pipeline.models.i3d import default_cache_dir, exclusive_lock
 from beam_pipeline.models.openvino_ir import BackendError, IrInfo
 from beam_pipeline.models.openvino_model import CompiledIr
@@ -66,7 +67,7 @@ def ensure_stream_ir(
     if spec.kind != STREAM:
         raise BackendError(f"{spec.name} is a {spec.kind} model, not a stream model")
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    source = openvino_ir._local_savedmodel(spec.source)
+    source = locate_saved_model(spec.source)
     model_sha = openvino_ir.savedmodel_sha256(source)
     key = _key(spec, model_sha, batch)
     base = cache_dir / openvino_ir.IR_SUBDIR / f"{openvino_ir._safe(spec.name)}-{model_sha[:16]}"
