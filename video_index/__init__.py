@@ -5,5 +5,6 @@ sink writes these tables) and ``beam_pipeline`` (the commands) import it; it imp
 neither. ``schemas`` (one pyarrow schema per table), ``storage`` (fsspec access with
 retries), ``index`` (which files hold a table, the rows that stand), ``query`` (DuckDB
 views over the standing rows), ``segments`` (events merged from clips), ``compact``
-(compaction) and ``nearest`` (nearest clips by embedding).
+(compaction), ``nearest`` (nearest clips by embedding) and ``table`` (the tables as
+Lance datasets: idempotent commits, snapshots, ``upgrade`` from the Parquet layout).
 """

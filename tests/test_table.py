@@ -1,0 +1,127 @@
+"""The Lance tables (video_index.table): idempotent commits, writers at once, damage, upgrade."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.helpers import clip_row, failure_row, video_row
+from transforms.sink import write_rows
+from video_index import table as tables
+from video_index.index import current_rows
+
+
+def _clips(video: str, run: str, count: int) -> pa.Table:
+    return pa.Table.from_pylist([clip_row(video, run, i) for i in range(count)])
+
+
+def _keys(rows: pa.Table, *columns: str) -> list[tuple]:
+    return sorted(zip(*(rows.column(c).to_pylist() for c in columns)))
+
+
+def test_a_bundle_committed_twice_is_in_the_table_once(tmp_path):
+    out = str(tmp_path / "out")
+    bundle = _clips("a", "r1", 3)
+    tables.commit_rows(out, "clips", bundle)
+    tables.commit_rows(out, "clips", bundle)  # the runner retried the bundle
+    tables.commit_rows(out, "clips", _clips("a", "r2", 2))  # a later run's rows are new
+    dataset = tables.open_table(out, "clips")
+    assert dataset.count_rows() == 5
+    assert dataset.version == 3  # the retry was a commit that inserted nothing
+    # Engines with no code of ours read the table as it stands.
+    assert duckdb.sql("SELECT count(*) FROM dataset").fetchall() == [(5,)]
+    polars = pytest.importorskip("polars")
+    assert polars.scan_pyarrow_dataset(dataset).select(polars.len()).collect().item() == 5
+
+
+def _commit_many(out: str, writer: int, commits: int) -> None:
+    for n in range(commits):
+        tables.commit_rows(out, "clips", _clips(f"w{writer}-{n}", "r1", 4))
+
+
+def test_writers_committing_at_once_lose_nothing_and_double_nothing(tmp_path):
+    out = str(tmp_path / "out")
+    tables.commit_rows(out, "clips", _clips("seed", "r0", 1))
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_commit_many, args=(out, w, 3)) for w in range(3)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(120)
+        assert process.exitcode == 0
+    rows = tables.open_table(out, "clips").to_table(columns=["video_id", "clip_index"])
+    keys = _keys(rows, "video_id", "clip_index")
+    assert len(keys) == 1 + 3 * 3 * 4 == len(set(keys))
+
+
+def test_lost_versions_are_an_error_never_an_empty_index(tmp_path):
+    out = str(tmp_path / "out")
+    tables.commit_rows(out, "videos", pa.Table.from_pylist([video_row("a", "r1")]))
+    assert tables.open_table(out, "failures") is None  # never written: no table
+    versions = Path(tables.table_uri(out, "videos")) / "_versions"
+    shutil.rmtree(versions)  # a copy that skipped "_"-prefixed paths
+    with pytest.raises(tables.TableDamaged, match="videos table at .*videos.lance"):
+        tables.open_table(out, "videos")
+
+
+def test_a_stray_file_in_a_table_is_not_read(tmp_path):
+    out = str(tmp_path / "out")
+    tables.commit_rows(out, "clips", _clips("a", "r1", 2))
+    data = Path(tables.table_uri(out, "clips")) / "data"
+    pq.write_table(pa.table({"x": [1, 2, 3]}), data / "stray.parquet")
+    (data / "notes.txt").write_text("not a table file")
+    assert tables.open_table(out, "clips").count_rows() == 2
+
+
+def _old_layout(out: str) -> None:
+    """Today's layout after a re-run of a changed video, a killed run and a retried bundle."""
+    write_rows(out, "clips", [clip_row("a", "r1", i) for i in range(3)], "r1-w-0")
+    write_rows(out, "videos", [video_row("a", "r1"), video_row("b", "r1")], "r1-w-1")
+    write_rows(out, "clips", [clip_row("b", "r1", 0)], "r1-w-2")
+    write_rows(out, "clips", [clip_row("b", "r1", 0)], "r1-w-3")  # a retried bundle
+    write_rows(out, "failures", [failure_row("c", "r1")], "r1-w-4")
+    # r2 re-indexes the changed "a" (2 clips now) and "c", which decodes this time.
+    write_rows(out, "clips", [clip_row("a", "r2", i) for i in range(2)], "r2-w-0")
+    write_rows(out, "videos", [video_row("a", "r2", "b"), video_row("c", "r2")], "r2-w-1")
+    # r3 is killed after committing clips of "b" and no video row: orphans.
+    write_rows(out, "clips", [clip_row("b", "r3", i) for i in range(4)], "r3-w-0")
+
+
+COLUMNS = {
+    "videos": ("video_id", "uri", "run_id", "labels"),
+    "clips": ("video_id", "uri", "clip_index", "run_id"),
+    "failures": ("video_id", "uri", "run_id", "stage"),
+}
+
+
+def test_upgrade_keeps_exactly_the_standing_rows(tmp_path):
+    out = str(tmp_path / "out")
+    _old_layout(out)
+    standing = current_rows(out)  # the Python reference of the old rule
+    assert standing["clips"].num_rows == 3 and standing["failures"].num_rows == 0
+
+    written = tables.upgrade(out)
+
+    assert written == {t: standing[t].num_rows for t in tables.SPECS}
+    con = duckdb.connect()
+    for name, columns in COLUMNS.items():
+        dataset = tables.open_table(out, name)
+        upgraded = dataset.to_table()
+        assert upgraded.schema.names[: len(tables.SPECS[name].schema)] == (
+            tables.SPECS[name].schema.names
+        )
+        assert _keys(upgraded, *columns) == _keys(standing[name], *columns), name
+        # A plain DuckDB reader counts the standing rows: no rule of ours to apply.
+        assert con.sql("SELECT count(*) FROM dataset").fetchall() == [(written[name],)]
+    with pytest.raises(FileExistsError, match="already upgraded"):
+        tables.upgrade(out)
+
+
+def test_format_version_names_the_format():
+    assert tables.format_version().startswith("lance ")

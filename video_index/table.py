@@ -1,0 +1,170 @@
+"""The index's tables as Lance datasets: idempotent commits, snapshots, and the upgrade.
+
+Beam-free. Each table of ``SPECS`` is one Lance dataset, ``OUTPUT/<table>.lance``
+(the format was chosen by measurement: ``docs/table-format.md``). Lance commits by
+writing the next version's manifest only if it is absent, on a local disk and on
+``gs://``/``s3://`` alike, so any number of processes commit to one table with no lock
+of ours, and a reader opens one version (a snapshot) and keeps reading it while others
+commit; old versions stay readable until ``cleanup_old_versions`` removes them.
+
+``commit_rows`` merges rows on their table's key and ``run_id``, inserting only rows
+not there yet: a runner that retries a bundle commits the same rows again and nothing
+changes. A new table is one ``TableSpec`` in ``SPECS``.
+
+``upgrade(output)`` converts today's layout (``TABLE/*.parquet`` run files, the
+``_compacted.json`` pointer) into these tables with exactly the rows that stand
+(``video_index.query``'s views): the standing rule is then held by the table's rows,
+not by a reader's rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import lance
+import pyarrow as pa
+
+from video_index.schemas import CLIPS, FAILURES, VIDEOS
+from video_index.storage import filesystem, retrying
+
+__all__ = [
+    "FORMAT",
+    "SPECS",
+    "TableDamaged",
+    "TableSpec",
+    "commit_rows",
+    "format_version",
+    "has_tables",
+    "open_table",
+    "table_uri",
+    "upgrade",
+]
+
+FORMAT = "lance"
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSpec:
+    """A table of the index: its schema and the columns that name one row in a run.
+
+    ``key`` plus ``run_id`` is unique in the table: ``commit_rows`` never inserts a row
+    whose key and run are already there.
+    """
+
+    name: str
+    schema: pa.Schema
+    key: tuple[str, ...]
+
+
+SPECS = {
+    spec.name: spec
+    for spec in (
+        TableSpec("videos", VIDEOS, ("video_id", "uri")),
+        TableSpec("clips", CLIPS, ("video_id", "uri", "clip_index")),
+        TableSpec("failures", FAILURES, ("video_id", "uri")),
+    )
+}
+
+
+class TableDamaged(RuntimeError):
+    """A table's folder exists but Lance cannot open it (its versions lost or broken)."""
+
+
+def format_version() -> str:
+    """``"lance <pylance version>"``: what a run record names as the index's format."""
+    return f"{FORMAT} {lance.__version__}"
+
+
+def table_uri(output: str, table: str) -> str:
+    """``OUTPUT/<table>.lance`` (any fsspec URL or local path)."""
+    return f"{output.rstrip('/')}/{table}.lance"
+
+
+def open_table(output: str, table: str, version: Optional[int] = None):
+    """The table's ``lance.LanceDataset`` at ``version`` (default: the newest), or None.
+
+    None only where the table's folder does not exist. A folder that exists but cannot
+    be opened (a copy that skipped ``_versions/``, a damaged manifest) raises
+    TableDamaged naming it: a lost metadata file never reads as an empty index.
+    """
+    uri = table_uri(output, table)
+    fs, path = filesystem(uri)
+    if not retrying(fs.exists, path):
+        return None
+    try:
+        return lance.dataset(uri, version=version)
+    except (ValueError, OSError) as error:
+        raise TableDamaged(f"cannot open the {table} table at {uri}: {error}") from error
+
+
+def _conform(rows: pa.Table, spec: TableSpec) -> pa.Table:
+    """``rows`` with the spec's columns in order and type, then any optional columns."""
+    extra = [f for f in rows.schema if spec.schema.get_field_index(f.name) < 0]
+    schema = pa.schema(list(spec.schema) + extra)
+    for field in spec.schema:
+        if field.name not in rows.column_names:
+            rows = rows.append_column(field.name, pa.nulls(rows.num_rows, field.type))
+    return rows.select(schema.names).cast(schema)
+
+
+def commit_rows(output: str, table: str, rows: pa.Table) -> None:
+    """Commit ``rows`` to ``table``: rows whose key and ``run_id`` are there already are
+    skipped, so committing the same rows twice is one commit's worth.
+
+    ``rows`` holds the spec's columns (missing ones become nulls) and may add optional
+    ones (``schemas.clips_schema``). Lance retries a commit that races another
+    writer's; a table's first commit that loses the race to create it merges instead.
+    """
+    spec = SPECS[table]
+    rows = _conform(rows, spec)
+    if rows.num_rows == 0 and open_table(output, table) is not None:
+        return
+    dataset = open_table(output, table)
+    if dataset is None:
+        try:
+            lance.write_dataset(rows, table_uri(output, table), mode="create")
+            return
+        except (OSError, ValueError):
+            dataset = open_table(output, table)  # another writer created it first
+            if dataset is None:
+                raise
+    on = [*spec.key, "run_id"]
+    dataset.merge_insert(on).when_not_matched_insert_all().execute(rows)
+
+
+def upgrade(output: str, *, memory_limit: str = "2GB") -> dict[str, int]:
+    """Convert the Parquet layout at ``output`` into Lance tables; returns rows per table.
+
+    Writes the rows that stand now (``video_index.query``'s ``videos``, ``clips`` and
+    ``failures`` views: per ``(video_id, uri)`` the newest run, that run's clips, once)
+    into ``OUTPUT/<table>.lance``, streamed in batches, one table at a time. The Parquet
+    files are left where they are. Raises FileExistsError if a table is already there.
+    """
+    from video_index.query import connect
+
+    for table in SPECS:
+        if open_table(output, table) is not None:
+            raise FileExistsError(f"{table_uri(output, table)} exists: already upgraded")
+    con = connect(output, memory_limit=memory_limit)
+    written = {}
+    for table, spec in SPECS.items():
+        reader = con.sql(f"SELECT * FROM {table}").to_arrow_reader(100_000)
+        schema = _conform(reader.schema.empty_table(), spec).schema
+        batches = (b for b in (_conform(pa.Table.from_batches([b]), spec) for b in reader))
+        source = pa.RecordBatchReader.from_batches(
+            schema, (batch for table_ in batches for batch in table_.to_batches())
+        )
+        dataset = lance.write_dataset(source, table_uri(output, table), schema=schema)
+        written[table] = dataset.count_rows()
+    con.close()
+    return written
+
+
+def has_tables(output: str) -> bool:
+    """Whether ``output`` holds the index as Lance tables (any of them)."""
+    for table in SPECS:
+        fs, path = filesystem(table_uri(output, table))
+        if retrying(fs.exists, path):
+            return True
+    return False
