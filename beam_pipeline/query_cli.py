@@ -52,9 +52,20 @@ def add_index_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--memory-limit",
+        type=memory_size,
         default=DEFAULT_MEMORY_LIMIT,
         help=f"DuckDB's memory limit; bigger work spills to disk (default {DEFAULT_MEMORY_LIMIT})",
     )
+
+
+def memory_size(text: str) -> str:
+    """argparse type of ``--memory-limit``: a size (``transforms.query.check_memory_limit``)."""
+    from transforms.query import check_memory_limit
+
+    try:
+        return check_memory_limit(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def connect_kwargs(args: argparse.Namespace) -> dict:
@@ -372,7 +383,9 @@ def compact_command(argv: list[str], prog: str) -> int:
         "replace; readers see the old files or the new, runs may go on meanwhile.",
     )
     p.add_argument("output", help="the index folder or gs:// / s3:// URL")
-    p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, help="DuckDB's memory limit")
+    p.add_argument(
+        "--memory-limit", type=memory_size, default=DEFAULT_MEMORY_LIMIT, help="DuckDB's memory limit"
+    )
     args = p.parse_args(argv)
     check_index_path(args.output)
     try:

@@ -266,12 +266,14 @@ def _timeline(clips: list[dict], duration: float) -> str:
 def _clips_of(summary: Summary, video_ids: list[str]) -> dict[str, list[dict]]:
     if not video_ids:
         return {}
-    ids = ", ".join("'" + v.replace("'", "''") + "'" for v in video_ids)
+    # The ids are bound as a parameter: a file's name never becomes SQL text.
     sql = f"""
         SELECT video_id, start_s, end_s, labels[1] AS label, scores[1] AS score
-        FROM ({standing_sql('clips', f'video_id IN ({ids})')}) ORDER BY video_id, clip_index"""
+        FROM ({standing_sql('clips', 'list_contains($ids, video_id)')})
+        ORDER BY video_id, clip_index"""
     by_video: dict[str, list[dict]] = {}
-    for video_id, start_s, end_s, label, score in _fetch(summary.con.execute(sql)):
+    result = summary.con.execute(sql, {"ids": list(video_ids)})
+    for video_id, start_s, end_s, label, score in _fetch(result):
         row = {"start_s": start_s, "end_s": end_s, "label": label, "score": score}
         by_video.setdefault(video_id, []).append(row)
     return by_video
