@@ -6,6 +6,10 @@ sequence, or grows without bound; every test here was seen failing before its fi
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+
 import pytest
 
 from tests.helpers import clip_row, run_cli, video_row
@@ -68,3 +72,86 @@ def test_report_of_ids_with_quotes_binds_them(tmp_path):
     done = run_cli("show", str(out), "--html", str(page))
     assert done.returncode == 0, done.stderr
     assert page.read_text().count("class=seg ") == 2
+
+
+# --- terminal escapes --------------------------------------------------------------------
+
+# A file name that retitles the terminal, recolours it, and fakes a table row.
+HOSTILE_ID = "\x1b]0;owned\x07clip\x1b[31m-red\r\nfake  0:00:00-0:00:01  row\x9b2J.mp4"
+HOSTILE_LABEL = "label\x1b[2J"
+CONTROL = set(map(chr, [*range(0, 9), *range(11, 32), 127, *range(0x80, 0xA0)]))
+
+
+def _hostile_index(tmp_path):
+    import numpy as np
+
+    from transforms.records import ClipScores, VideoInfo, VideoOutcome, VideoRef
+    from transforms.rows import outcome_rows
+    from transforms.context import RunContext
+    from transforms.schemas import clips_schema
+
+    out = tmp_path / "out"
+    tables: dict = {"videos": [], "clips": []}
+    for n, video_id in enumerate([HOSTILE_ID, "plain"]):
+        embedding = np.full(4, n + 1, np.float16)
+        clips = tuple(
+            ClipScores(i, float(i), i + 1.0, (HOSTILE_LABEL,), (0.9,), embedding) for i in range(2)
+        )
+        info = VideoInfo(video_id, f"/{video_id}", 2.0, 25.0, 4, 4, 2, 50, codec="ffv1")
+        ref = VideoRef(video_id, f"/{video_id}", size=1, version="v")
+        outcome = VideoOutcome(ref, info, clips, (HOSTILE_LABEL,), (0.9,))
+        for table, row in outcome_rows(outcome, RunContext("r1", "m")):
+            tables[table].append(row)
+    write_rows(str(out), "clips", tables["clips"], "r1-a", clips_schema(4))
+    write_rows(str(out), "videos", tables["videos"], "r1-b")
+    return str(out)
+
+
+def _assert_escaped(done) -> None:
+    assert done.returncode == 0, done.stderr
+    for stream in (done.stdout, done.stderr):
+        assert not CONTROL & set(stream), repr(stream)
+    assert "\\r\\nfake" in done.stdout and "row\\x9b2J.mp4" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["show", "{out}"],
+        ["query", "{out}", "SELECT video_id, uri, labels FROM videos"],
+        ["search", "{out}", "label"],
+        ["search", "{out}", "label", "--clips"],
+        ["similar", "{out}", "--video", "plain", "--exact"],
+    ],
+)
+def test_human_output_shows_control_characters_escaped(tmp_path, command):
+    out = _hostile_index(tmp_path)
+    args = [a.format(out=out) for a in command]
+    table = run_cli(*args)
+    _assert_escaped(table)
+    assert "\nfake" not in table.stdout  # no row made up by a CR/LF in a name
+    if command[0] == "show":
+        return
+    as_json = run_cli(*args, "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    ids = {row.get("video_id", row.get("video")) for row in json.loads(as_json.stdout)}
+    assert HOSTILE_ID in ids  # exact
+    as_csv = run_cli(*args, "--format", "csv", text=False)  # bytes: CR LF as written
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout.decode(), newline="")))
+    assert HOSTILE_ID in {row["video_id"] for row in rows}
+
+
+def test_index_summary_escapes_file_names(tmp_path, colour_spec_file):
+    from tests.media import COLOURS, write_colour_video
+
+    archive = tmp_path / "in"
+    archive.mkdir()
+    write_colour_video(archive / "\x1b]0;owned\x07\x1b[31mred\r\nfake.mkv", COLOURS["red"], 1.0)
+    done = run_cli(
+        "index", "--input", str(archive), "--output", str(tmp_path / "out"),
+        "--model", str(colour_spec_file),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    for stream in (done.stdout, done.stderr):
+        assert not CONTROL & set(stream), repr(stream[-2000:])
+    assert "\\x1b]0;owned\\x07\\x1b[31mred\\r\\nfake.mkv" in done.stdout
