@@ -155,3 +155,28 @@ def test_index_summary_escapes_file_names(tmp_path, colour_spec_file):
     for stream in (done.stdout, done.stderr):
         assert not CONTROL & set(stream), repr(stream[-2000:])
     assert "\\x1b]0;owned\\x07\\x1b[31mred\\r\\nfake.mkv" in done.stdout
+
+
+# --- manifests saved by spreadsheets -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("m.csv", "uri,video_id\r\nclip.mp4,first\r\n"),
+        ("m.csv", "video_id,uri\r\nfirst,clip.mp4\r\n"),
+        ("m.jsonl", '{"uri": "clip.mp4", "video_id": "first"}\n'),
+        ("m.txt", "clip.mp4\n"),
+    ],
+)
+def test_a_manifest_that_starts_with_a_bom(tmp_path, name, text):
+    from transforms.manifest import list_input
+    from transforms.records import VideoRef
+
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    manifest = tmp_path / name
+    manifest.write_bytes(b"\xef\xbb\xbf" + text.encode())  # Excel's "CSV UTF-8"
+    (ref,) = list_input(str(manifest))
+    assert isinstance(ref, VideoRef), ref
+    assert ref.uri == str(tmp_path / "clip.mp4")
+    assert ref.video_id == ("clip.mp4" if name.endswith(".txt") else "first")

@@ -175,8 +175,10 @@ def _read_manifest(
     lower = path.lower()
     with fs.open(path, "rb") as raw:
         # Undecodable bytes are kept (as surrogates) so the row that holds them can be
-        # named in its failure, not silently turned into U+FFFD.
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+        # named in its failure, not silently turned into U+FFFD. utf-8-sig drops the
+        # byte order mark spreadsheets write first ("CSV UTF-8"), which would
+        # otherwise be part of the first header name, id or URI.
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
         if lower.endswith(".csv"):
             rows = _csv_rows(text)
         elif lower.endswith(".jsonl"):
