@@ -180,3 +180,29 @@ def test_a_manifest_that_starts_with_a_bom(tmp_path, name, text):
     assert isinstance(ref, VideoRef), ref
     assert ref.uri == str(tmp_path / "clip.mp4")
     assert ref.video_id == ("clip.mp4" if name.endswith(".txt") else "first")
+
+
+# --- one file, one URI -------------------------------------------------------------------
+
+
+def test_a_local_file_has_one_absolute_uri_however_it_is_named(tmp_path, monkeypatch):
+    from transforms.manifest import list_input
+
+    (tmp_path / "videos").mkdir()
+    clip = tmp_path / "videos" / "clip.mp4"
+    clip.write_bytes(b"x")
+    (tmp_path / "videos" / "m.txt").write_text("clip.mp4\n./clip.mp4\n")
+    (tmp_path / "m.csv").write_text(f"uri\n{tmp_path}/videos//clip.mp4\nfile://{clip}\n")
+    (tmp_path / "elsewhere").mkdir()
+    uris = set()
+    for cwd, inputs in [
+        (tmp_path / "videos", ["clip.mp4", "./clip.mp4", str(clip), "m.txt", "."]),
+        (tmp_path, ["videos/clip.mp4", "videos/m.txt", "m.csv", "videos", "videos/*.mp4"]),
+        (tmp_path / "elsewhere", ["../videos/clip.mp4", "../videos/m.txt", "../videos/"]),
+    ]:
+        monkeypatch.chdir(cwd)
+        for given in inputs:
+            refs = [r for r in list_input(given) if r.uri.endswith(".mp4")]
+            assert refs, given
+            uris.update(r.uri for r in refs)
+    assert uris == {str(clip)}
