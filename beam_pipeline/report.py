@@ -212,6 +212,18 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
                 + "; --extensions '*' takes every file"
             )
         lines.append(f"run record: {output}/runs/{record['run_id']}.json ({record['elapsed_s']} s)")
+    tables = format_tables(summary, output, limit)
+    if record and not tables and record["counts"].get("skipped_unchanged", 0):
+        # Nothing new: show what the index holds, which is what the user came to see.
+        tables = format_tables(Summary(summary.con, None), output, limit)
+    return "\n".join(lines + ([tables] if tables else []))
+
+
+def format_tables(summary: Summary, output: str, limit: int = 20) -> str:
+    """The top labels of the summary's first ``limit`` videos and its failures, as two
+    small tables for the terminal (each after a blank line); '' when both are empty."""
+    counts = {table: summary.count(table) for table in ("videos", "failures")}
+    lines = []
     if counts["videos"]:
         lines.append("")
         lines.append(f"{'video':<44} {'dur_s':>6} {'clips':>5}  top labels")
