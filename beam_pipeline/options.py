@@ -226,7 +226,7 @@ class IndexConfig:
     reindex: bool = False
     commit_every_s: float = 20.0
     # clips/ columns beyond the labels: the model's embedding (where its spec names
-    # one) and a thumbnail (clip models); see transforms.schemas.clips_schema.
+    # one) and a thumbnail (clip models); see video_index.schemas.clips_schema.
     embeddings: bool = False
     thumbnails: bool = False
     shots: bool = False  # the shots/ table (clip models; transforms.shots)

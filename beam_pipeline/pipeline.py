@@ -16,10 +16,10 @@ from transforms.inference import ClassifyClips
 from transforms.manifest import ReadManifest
 from transforms.postprocess import Summarise
 from transforms.rows import failure_row
-from transforms.schemas import clips_schema
 from transforms.sink import WriteIndex
 from transforms.thumbnails import add_thumbnail
 from transforms.video_inference import ClassifyVideos
+from video_index.schemas import clips_schema
 
 
 def build_pipeline(

@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from transforms.storage import escape_name
+from video_index.storage import escape_name
 
 
 class VideoRef(NamedTuple):
@@ -140,7 +140,7 @@ class ClipScores(NamedTuple):
     end_s: float
     labels: tuple[str, ...]
     scores: tuple[float, ...]
-    # Optional clips/ columns (transforms.schemas.clips_schema): the model's embedding
+    # Optional clips/ columns (video_index.schemas.clips_schema): the model's embedding
     # (float16 [D]) and the clip's thumbnail (JPEG bytes), where the run makes them.
     embedding: Optional[np.ndarray] = None
     thumbnail: Optional[bytes] = None
