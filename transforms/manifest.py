@@ -62,6 +62,12 @@ VIDEO_EXTENSIONS = (
 ).split()
 ALL_FILES = "*"  # as --extensions: every file in the folder
 MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".txt")
+# Longest URI and video_id taken: Linux's PATH_MAX is 4096 bytes, and GCS and S3 object
+# names are at most 1024 bytes; a longer manifest row is a failure row (whose fields
+# are shortened to SHOWN_CHARS), never a multi-megabyte id on every page that shows it.
+MAX_URI_CHARS = 4096
+MAX_VIDEO_ID_CHARS = 1024
+SHOWN_CHARS = 200
 _URI_COLUMNS = ("uri", "path", "url")
 _ID_COLUMNS = ("video_id", "id")
 
@@ -193,8 +199,10 @@ def _read_manifest(
             where = f"{manifest_uri}:{line_no}"
             if not problem and not all(is_utf8(v) for v in (uri, video_id or "")):
                 problem = "row is not UTF-8 text"
+            problem = problem or _too_long(uri, video_id)
             if problem:
-                yield Failure(where, escape_name(uri) or where, STAGE, "ManifestError", problem)
+                shown = _shorten(escape_name(uri))
+                yield Failure(where, shown or where, STAGE, "ManifestError", problem)
                 continue
             try:
                 resolved = _resolve(fs, base, uri)
@@ -202,6 +210,19 @@ def _read_manifest(
                 yield Failure(where, uri, STAGE, "ManifestError", str(error))
                 continue
             yield VideoRef(video_id or uri, resolved)
+
+
+def _too_long(uri: str, video_id: Optional[str]) -> Optional[str]:
+    """Why a row's URI or id is too long to take, or None."""
+    for name, text, limit in (("uri", uri, MAX_URI_CHARS), ("video_id", video_id, MAX_VIDEO_ID_CHARS)):
+        if text and len(text) > limit:
+            return f"{name} is {len(text)} characters long; at most {limit} are taken"
+    return None
+
+
+def _shorten(text: str) -> str:
+    """``text`` cut to SHOWN_CHARS, marked with an ellipsis where cut."""
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
 def _resolve(fs: fsspec.AbstractFileSystem, base: str, uri: str) -> str:
@@ -230,7 +251,17 @@ def _csv_rows(text: io.TextIOBase) -> Iterator[Row]:
     reader = csv.reader(text)
     header: Optional[list[str]] = None
     uri_col, id_col = 0, None
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # the reader goes on at the next line
+            problem = f"row is not CSV: {error}"
+            if "field limit" in str(error):
+                problem = f"a field is over {csv.field_size_limit()} characters long"
+            yield reader.line_num, "", None, problem
+            continue
         line_no = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
