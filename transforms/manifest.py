@@ -379,16 +379,19 @@ class _StatFn(beam.DoFn):
 class _SkipUnchangedFn(beam.DoFn):
     """Drops refs whose (size, version) the index at ``output`` already holds."""
 
-    def __init__(self, output: str, run: RunContext):
+    def __init__(self, output: str, run: RunContext, retry_failed: bool = False):
         self._output = output
         self._run = run
+        self._retry_failed = retry_failed
 
     def setup(self):
         from transforms.query import indexed_versions
 
         self._metrics = self._run.metrics(STAGE)
         # Once per worker: uri -> (size, version), about 100 bytes a video.
-        self._indexed = indexed_versions(self._output, self._run.model_name)
+        self._indexed = indexed_versions(
+            self._output, self._run.model_name, retry_failed=self._retry_failed
+        )
 
     def process(self, ref: VideoRef):
         if self._indexed.get(ref.uri) == (ref.size, ref.version):
@@ -404,7 +407,9 @@ class ReadManifest(beam.PTransform):
     workers, and carry size and version from storage. With ``skip_indexed_in`` (an
     index folder), a video that index already holds unchanged (same URI, size and
     version, same model: ``run.model_name``) is skipped: that is what makes re-runs
-    incremental and a killed run resumable.
+    incremental and a killed run resumable. So is an unchanged file whose failure
+    was its content's; a transient failure is tried again, and with ``retry_failed``
+    every failure is.
     """
 
     def __init__(
@@ -413,6 +418,7 @@ class ReadManifest(beam.PTransform):
         run: RunContext,
         extensions: Iterable[str] = VIDEO_EXTENSIONS,
         skip_indexed_in: Optional[str] = None,
+        retry_failed: bool = False,
     ):
         super().__init__()
         # A local name that is not UTF-8 travels as its escaped file:// URI: Beam
@@ -421,6 +427,7 @@ class ReadManifest(beam.PTransform):
         self._run = run
         self._extensions = tuple(extensions)
         self._skip_indexed_in = skip_indexed_in
+        self._retry_failed = retry_failed
 
     def expand(self, pbegin: pvalue.PBegin) -> dict[str, pvalue.PCollection]:
         listed = (
@@ -449,7 +456,7 @@ class ReadManifest(beam.PTransform):
         refs = stated.refs
         if self._skip_indexed_in:
             refs = refs | "SkipUnchanged" >> beam.ParDo(
-                _SkipUnchangedFn(self._skip_indexed_in, self._run)
+                _SkipUnchangedFn(self._skip_indexed_in, self._run, self._retry_failed)
             )
         failures = (
             listed.failures,
