@@ -37,6 +37,7 @@ def build_pipeline(
         run,
         config.extensions,
         skip_indexed_in=None if config.reindex else config.output,
+        retry_failed=config.retry_failed,
     )
     if spec.kind == CLIP:
         rows = _classify_clips(listed["refs"], config, run)

@@ -146,6 +146,7 @@ def write_run_record(
             "top_k": config.top_k,
             "batch_size": config.batch_size,
             "reindex": config.reindex,
+            "retry_failed": config.retry_failed,
             "limits": dataclasses.asdict(config.limits),
         },
         "counts": {
@@ -199,7 +200,7 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
                 + ("was" if skipped == 1 else "were")
                 + " skipped"
                 + (" (nothing new to index)" if not new else "")
-                + "; --reindex redoes them"
+                + "; --reindex redoes them, --retry-failed retries their failures"
             )
         left_out = record["counts"].get("left_out_by_extension", 0)
         if left_out:

@@ -62,6 +62,12 @@ VIDEO_EXTENSIONS = (
 ).split()
 ALL_FILES = "*"  # as --extensions: every file in the folder
 MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".txt")
+# Longest URI and video_id taken: Linux's PATH_MAX is 4096 bytes, and GCS and S3 object
+# names are at most 1024 bytes; a longer manifest row is a failure row (whose fields
+# are shortened to SHOWN_CHARS), never a multi-megabyte id on every page that shows it.
+MAX_URI_CHARS = 4096
+MAX_VIDEO_ID_CHARS = 1024
+SHOWN_CHARS = 200
 _URI_COLUMNS = ("uri", "path", "url")
 _ID_COLUMNS = ("video_id", "id")
 
@@ -193,8 +199,10 @@ def _read_manifest(
             where = f"{manifest_uri}:{line_no}"
             if not problem and not all(is_utf8(v) for v in (uri, video_id or "")):
                 problem = "row is not UTF-8 text"
+            problem = problem or _too_long(uri, video_id)
             if problem:
-                yield Failure(where, escape_name(uri) or where, STAGE, "ManifestError", problem)
+                shown = _shorten(escape_name(uri))
+                yield Failure(where, shown or where, STAGE, "ManifestError", problem)
                 continue
             try:
                 resolved = _resolve(fs, base, uri)
@@ -202,6 +210,19 @@ def _read_manifest(
                 yield Failure(where, uri, STAGE, "ManifestError", str(error))
                 continue
             yield VideoRef(video_id or uri, resolved)
+
+
+def _too_long(uri: str, video_id: Optional[str]) -> Optional[str]:
+    """Why a row's URI or id is too long to take, or None."""
+    for name, text, limit in (("uri", uri, MAX_URI_CHARS), ("video_id", video_id, MAX_VIDEO_ID_CHARS)):
+        if text and len(text) > limit:
+            return f"{name} is {len(text)} characters long; at most {limit} are taken"
+    return None
+
+
+def _shorten(text: str) -> str:
+    """``text`` cut to SHOWN_CHARS, marked with an ellipsis where cut."""
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
 
 
 def _resolve(fs: fsspec.AbstractFileSystem, base: str, uri: str) -> str:
@@ -230,7 +251,17 @@ def _csv_rows(text: io.TextIOBase) -> Iterator[Row]:
     reader = csv.reader(text)
     header: Optional[list[str]] = None
     uri_col, id_col = 0, None
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # the reader goes on at the next line
+            problem = f"row is not CSV: {error}"
+            if "field limit" in str(error):
+                problem = f"a field is over {csv.field_size_limit()} characters long"
+            yield reader.line_num, "", None, problem
+            continue
         line_no = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
@@ -348,16 +379,19 @@ class _StatFn(beam.DoFn):
 class _SkipUnchangedFn(beam.DoFn):
     """Drops refs whose (size, version) the index at ``output`` already holds."""
 
-    def __init__(self, output: str, run: RunContext):
+    def __init__(self, output: str, run: RunContext, retry_failed: bool = False):
         self._output = output
         self._run = run
+        self._retry_failed = retry_failed
 
     def setup(self):
         from video_index.query import indexed_versions
 
         self._metrics = self._run.metrics(STAGE)
         # Once per worker: uri -> (size, version), about 100 bytes a video.
-        self._indexed = indexed_versions(self._output, self._run.model_name)
+        self._indexed = indexed_versions(
+            self._output, self._run.model_name, retry_failed=self._retry_failed
+        )
 
     def process(self, ref: VideoRef):
         if self._indexed.get(ref.uri) == (ref.size, ref.version):
@@ -373,7 +407,9 @@ class ReadManifest(beam.PTransform):
     workers, and carry size and version from storage. With ``skip_indexed_in`` (an
     index folder), a video that index already holds unchanged (same URI, size and
     version, same model: ``run.model_name``) is skipped: that is what makes re-runs
-    incremental and a killed run resumable.
+    incremental and a killed run resumable. So is an unchanged file whose failure
+    was its content's; a transient failure is tried again, and with ``retry_failed``
+    every failure is.
     """
 
     def __init__(
@@ -382,6 +418,7 @@ class ReadManifest(beam.PTransform):
         run: RunContext,
         extensions: Iterable[str] = VIDEO_EXTENSIONS,
         skip_indexed_in: Optional[str] = None,
+        retry_failed: bool = False,
     ):
         super().__init__()
         # A local name that is not UTF-8 travels as its escaped file:// URI: Beam
@@ -390,6 +427,7 @@ class ReadManifest(beam.PTransform):
         self._run = run
         self._extensions = tuple(extensions)
         self._skip_indexed_in = skip_indexed_in
+        self._retry_failed = retry_failed
 
     def expand(self, pbegin: pvalue.PBegin) -> dict[str, pvalue.PCollection]:
         listed = (
@@ -418,7 +456,7 @@ class ReadManifest(beam.PTransform):
         refs = stated.refs
         if self._skip_indexed_in:
             refs = refs | "SkipUnchanged" >> beam.ParDo(
-                _SkipUnchangedFn(self._skip_indexed_in, self._run)
+                _SkipUnchangedFn(self._skip_indexed_in, self._run, self._retry_failed)
             )
         failures = (
             listed.failures,

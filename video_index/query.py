@@ -253,21 +253,31 @@ def is_schema_mismatch(error: BaseException) -> bool:
     return isinstance(error, duckdb.Error) and "schema mismatch" in str(error).lower()
 
 
-def indexed_versions(output: str, model: str) -> dict[str, tuple[Optional[int], Optional[str]]]:
+def indexed_versions(
+    output: str, model: str, retry_failed: bool = False
+) -> dict[str, tuple[Optional[int], Optional[str]]]:
     """``uri -> (size, version)`` of every video the index already holds for ``model``.
 
-    Failures count too: an unchanged file that failed would fail again. A video
-    whose size or version is unknown is never taken as unchanged. Read through the
-    SQL views: only the standing videos and failures, never the clips. An output that does not exist yet holds nothing.
+    Content failures count too: an unchanged file that failed on its content would
+    fail again. Transient failures (``failures.transient``) do not, and with
+    ``retry_failed`` no failure does: those videos are tried again. A video whose
+    size or version is unknown is never taken as unchanged. Read through the SQL
+    views: only the standing videos and failures, never the clips. An output that
+    does not exist yet holds nothing.
     """
-    sql = """
-        SELECT uri, size, version FROM videos
-        WHERE model = $model AND size IS NOT NULL AND version IS NOT NULL
+    failed = """
         UNION ALL
         SELECT uri, size, version FROM failures
         WHERE model = $model AND size IS NOT NULL AND version IS NOT NULL"""
 
     def read(con) -> dict:
+        sql = """
+            SELECT uri, size, version FROM videos
+            WHERE model = $model AND size IS NOT NULL AND version IS NOT NULL"""
+        if not retry_failed:
+            columns = {row[0] for row in con.execute("DESCRIBE failures").fetchall()}
+            # An index written before the column: its failures count as content ones.
+            sql += failed + (" AND transient IS NOT TRUE" if "transient" in columns else "")
         result = con.execute(sql, {"model": model})
         done = {}
         while batch := result.fetchmany(10_000):
