@@ -7,7 +7,7 @@ import json
 import pytest
 
 from beam_pipeline.query_cli import hms, match_classes
-from tests.helpers import clip_row, run_cli, video_row
+from tests.helpers import DEMO_MEDIA, clip_row, run_cli, video_row
 from transforms.sink import write_rows
 
 CLASSES = ["playing cricket", "golf putting", "cricket (insect)", "cleaning pool", "Crickets"]
@@ -87,17 +87,15 @@ def test_search_without_a_match_or_words(index):
 
 
 @pytest.mark.slow
-def test_acceptance_on_shared_media(media_dir, tmp_path):
+def test_acceptance_on_the_demo_clips(tmp_path):
     """The issue's acceptance run with the real I3D: search, segments, a changed file."""
     import os
     import shutil
 
     archive = tmp_path / "archive"
     archive.mkdir()
-    names = ["kinetics-i3d/v_CricketShot_g04_c01_rgb.gif", "mmaction2/test.mp4",
-             "moviepy/chaplin.mp4"]  # fmt: skip
-    for name in names:
-        shutil.copy(media_dir / name, archive / name.rsplit("/", 1)[1])
+    for name in ["v_CricketShot_g04_c01_rgb.gif", "test.mp4", "chaplin.mp4"]:
+        shutil.copy(DEMO_MEDIA / name, archive / name)
     out = str(tmp_path / "out")
     first = run_cli("index", "--input", str(archive), "--output", out)
     assert first.returncode == 0, first.stderr[-3000:]
