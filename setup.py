@@ -29,6 +29,7 @@ setup(
         "PyYAML>=6",
         # Clip thumbnails: area resize and JPEG encode.
         "opencv-python-headless>=4.8",
+        "scenedetect-headless>=0.7.2,<0.8",
         # CPU inference (--backend openvino) and int8 quantization (NNCF).
         "openvino>=2026.4,<2027",
         "nncf>=3.4,<4",

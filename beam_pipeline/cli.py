@@ -18,6 +18,8 @@ import threading
 import time
 from typing import Optional, Sequence
 
+from beam_pipeline.terminal import escape
+
 PROG = "video-index"
 
 
@@ -50,10 +52,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return commands[command](rest)
     except (UsageError, CommandError) as error:
-        print(f"{PROG} {command}: error: {error}", file=sys.stderr)
+        print(escape(f"{PROG} {command}: error: {error}"), file=sys.stderr)
         return 2
     except JobFailed as error:
-        print(f"{PROG} {command}: error: {error}", file=sys.stderr)
+        print(escape(f"{PROG} {command}: error: {error}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)

@@ -177,6 +177,12 @@ class VideoIndexOptions(PipelineOptions):
         )
         _flag(
             parser,
+            "no-shots",
+            action="store_true",
+            help="do not detect shots (detected by default for clip models: the shots table)",
+        )
+        _flag(
+            parser,
             "commit-every-s",
             type=float,
             default=20.0,
@@ -223,6 +229,7 @@ class IndexConfig:
     # one) and a thumbnail (clip models); see transforms.schemas.clips_schema.
     embeddings: bool = False
     thumbnails: bool = False
+    shots: bool = False  # the shots/ table (clip models; transforms.shots)
     compact_after_files: int = 1000
     backend: str = "tensorflow"  # resolved (tensorflow | openvino)
     precision: str = "f32"  # resolved (f32 | bf16 | int8); tensorflow: always f32
@@ -326,6 +333,7 @@ class IndexConfig:
             commit_every_s=opts.commit_every_s,
             embeddings=spec.embedding_key is not None and not opts.no_embeddings,
             thumbnails=spec.kind == CLIP and not opts.no_thumbnails,
+            shots=spec.kind == CLIP and not opts.no_shots,
             compact_after_files=opts.compact_after_files,
             backend=backend,
             precision=precision,

@@ -62,7 +62,7 @@ def _classify_clips(refs: beam.PCollection, config: IndexConfig, run: RunContext
     """decode → classify → summarise, for a clip classifier: named (table, row) collections."""
     spec = config.spec
     decoded = refs | "DecodeClips" >> DecodeClips(
-        config.sampling, spec.frame_spec(), run, config.limits
+        config.sampling, spec.frame_spec(), run, config.limits, shots=config.shots
     )
     clips = decoded["clips"]
     if config.thumbnails:

@@ -15,6 +15,7 @@ import re
 import sys
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TextIO
 
+from beam_pipeline.terminal import escape
 from transforms.query import DEFAULT_MEMORY_LIMIT
 from transforms.segments import DEFAULT_MAX_GAP_CLIPS, DEFAULT_MIN_SCORE, segments_sql
 
@@ -52,9 +53,20 @@ def add_index_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--memory-limit",
+        type=memory_size,
         default=DEFAULT_MEMORY_LIMIT,
         help=f"DuckDB's memory limit; bigger work spills to disk (default {DEFAULT_MEMORY_LIMIT})",
     )
+
+
+def memory_size(text: str) -> str:
+    """argparse type of ``--memory-limit``: a size (``transforms.query.check_memory_limit``)."""
+    from transforms.query import check_memory_limit
+
+    try:
+        return check_memory_limit(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def connect_kwargs(args: argparse.Namespace) -> dict:
@@ -145,7 +157,8 @@ def write_rows(
 
     ``max_rows`` bounds the table format only (an aligned table needs its rows in
     memory to size its columns); json and csv stream every row. ``formatters``
-    (column -> text) apply to the table format; json and csv keep values as they are.
+    (column -> text) apply to the table format, whose text is escaped for a terminal
+    (``beam_pipeline.terminal``); json and csv keep values exact.
     """
     formatters = formatters or {}
     count = 0
@@ -173,9 +186,10 @@ def write_rows(
             if max_rows is not None and len(shown) >= max_rows:
                 more = True
                 break
-            shown.append([formatters.get(c, _text)(v) for c, v in zip(columns, row)])
+            shown.append([escape(formatters.get(c, _text)(v)) for c, v in zip(columns, row)])
         if more:
             break
+    columns = [escape(c) for c in columns]  # a query's own names may hold anything
     widths = [max([len(c)] + [len(r[i]) for r in shown]) for i, c in enumerate(columns)]
     out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
     for r in shown:
@@ -338,7 +352,7 @@ def search_command(argv: list[str], prog: str) -> int:
             print(f"no class matches {args.query!r} ({len(known)} classes known)", file=note)
             return 1
         kind = "clips" if args.clips else "events"
-        print(f"classes matched: {', '.join(labels)}", file=note)
+        print(escape(f"classes matched: {', '.join(labels)}"), file=note)
         print(f"{kind}, best first (top-1 score >= {args.min_score:g}):", file=note)
         result = con.execute(
             search_sql(labels, args.clips), {"min_score": args.min_score, "limit": args.limit}
@@ -372,7 +386,9 @@ def compact_command(argv: list[str], prog: str) -> int:
         "replace; readers see the old files or the new, runs may go on meanwhile.",
     )
     p.add_argument("output", help="the index folder or gs:// / s3:// URL")
-    p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, help="DuckDB's memory limit")
+    p.add_argument(
+        "--memory-limit", type=memory_size, default=DEFAULT_MEMORY_LIMIT, help="DuckDB's memory limit"
+    )
     args = p.parse_args(argv)
     check_index_path(args.output)
     try:

@@ -69,15 +69,16 @@ def assert_injected_faults(failures: dict) -> None:
     assert "decoder timed out" in hang["message"]
 
 
-def run_cli(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
-    """``video-index ARGS`` in a subprocess of this checkout; its output captured."""
+def run_cli(*args, cwd=REPO, timeout=600, text=True) -> subprocess.CompletedProcess:
+    """``video-index ARGS`` in a subprocess of this checkout; its output captured (as
+    bytes where ``text`` is false: CR LF kept as written)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run(
         [sys.executable, "-m", "beam_pipeline", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
-        text=True,
+        text=text,
         timeout=timeout,
     )
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import posixpath
 from typing import Callable, Iterable, Iterator, Optional, Union
 
@@ -77,12 +78,15 @@ def _protocol(fs: fsspec.AbstractFileSystem) -> str:
 def _full_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
     """A path as the URI people would type: plain for local files, with scheme else.
 
-    A local name that is not UTF-8 becomes a percent-encoded ``file://`` URI that
-    names the same file (``transforms.storage.escape_local_path``).
+    A local path becomes absolute and normal (``os.path.abspath``: no ``.``, ``..``
+    or ``//``), so one file has one URI however it was named and wherever the job
+    was started; symbolic links are kept as named. A local name that is not UTF-8
+    becomes a percent-encoded ``file://`` URI that names the same file
+    (``transforms.storage.escape_local_path``).
     """
     protocol = _protocol(fs)
     if protocol in ("file", "local"):
-        return escape_local_path(path)
+        return escape_local_path(os.path.abspath(path))
     if protocol in ("http", "https"):
         return path
     return f"{protocol}://{path}"
@@ -175,8 +179,10 @@ def _read_manifest(
     lower = path.lower()
     with fs.open(path, "rb") as raw:
         # Undecodable bytes are kept (as surrogates) so the row that holds them can be
-        # named in its failure, not silently turned into U+FFFD.
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+        # named in its failure, not silently turned into U+FFFD. utf-8-sig drops the
+        # byte order mark spreadsheets write first ("CSV UTF-8"), which would
+        # otherwise be part of the first header name, id or URI.
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
         if lower.endswith(".csv"):
             rows = _csv_rows(text)
         elif lower.endswith(".jsonl"):
@@ -200,14 +206,13 @@ def _read_manifest(
 
 def _resolve(fs: fsspec.AbstractFileSystem, base: str, uri: str) -> str:
     """A manifest entry as a URI: ``file://`` percent-decoded (RFC 8089), relative
-    paths taken from the manifest's folder, other URIs as they are."""
+    paths taken from the manifest's folder, local paths made absolute
+    (``_full_uri``), other URIs as they are."""
     local = local_path(uri)
     if local is None:
         return uri  # scheme://...
-    if local != uri:
-        return escape_local_path(local)  # a file:// URI, decoded
-    if uri.startswith("/"):
-        return uri
+    if local != uri or uri.startswith("/"):  # a file:// URI (decoded) or an absolute path
+        return escape_local_path(os.path.abspath(local))
     return _full_uri(fs, posixpath.normpath(posixpath.join(base, uri)))
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 from typing import Callable, Optional, TypeVar
@@ -45,6 +46,7 @@ from transforms.segments import (
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
+    "check_memory_limit",
     "connect",
     "connect_files",
     "indexed_versions",
@@ -65,6 +67,22 @@ _KEYS = {
 }
 
 T = TypeVar("T")
+
+# A size as DuckDB's memory_limit reads it: a number and a decimal or binary unit.
+_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|[KMGT]|B|bytes)?\s*", re.IGNORECASE)
+
+
+def check_memory_limit(memory_limit: str) -> str:
+    """``memory_limit`` if it is a size (``1GB``, ``512MiB``, ``1.5 GB``); else ValueError.
+
+    The value reaches DuckDB as a bound parameter, never as SQL text; this check
+    makes a wrong value a clear error before any connection is made.
+    """
+    if not isinstance(memory_limit, str) or not _SIZE.fullmatch(memory_limit):
+        raise ValueError(
+            f"memory limit must be a size such as 1GB or 512MiB, not {memory_limit!r}"
+        )
+    return memory_limit.strip()
 
 
 def _spill_directory() -> str:
@@ -133,14 +151,15 @@ def connect_files(
     """The views over explicit files: ``table -> [path on fs]`` (``index_files``'s form).
 
     ``min_score`` (0-1) and ``max_gap_clips`` (>= 0) set the segments thresholds;
-    ``memory_limit`` is DuckDB's (e.g. ``"1GB"``); spills go to ``temp_directory``
+    ``memory_limit`` is DuckDB's (e.g. ``"1GB"``; ValueError if not a size); spills go to ``temp_directory``
     (default: a folder of this process under the system temp); ``threads`` defaults
     to DuckDB's (the number of cores). ``union_by_name`` forces DuckDB's matching of
     columns by name across files (default: only where the first and last file of a
     table differ, see ``_same_schema``).
     """
+    memory_limit = check_memory_limit(memory_limit)
     con = duckdb.connect(":memory:")
-    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute("SET memory_limit = ?", [memory_limit])
     con.execute("SET temp_directory = ?", [temp_directory or _spill_directory()])
     # Results that need an order say so (ORDER BY); this lets big scans stream.
     con.execute("SET preserve_insertion_order = false")

@@ -51,6 +51,23 @@ class VideoInfo(NamedTuple):
     stream_index: int = 0
     codec: str = ""
     sample_aspect_ratio: str = "1:1"
+    # The video's shots in time order, covering it without gaps (``Shot``); empty
+    # where the run does not detect shots (``--no-shots``, whole-video models).
+    shots: tuple["Shot", ...] = ()
+
+
+class Shot(NamedTuple):
+    """One shot of a video (``transforms.shots``): ``[start_s, end_s)`` seconds on the
+    video's timeline; ``kind`` of the boundary that starts it (``start`` for the first,
+    ``cut``, ``fade``, ``dissolve``); ``confidence`` in [0, 1]; ``thumbnail``: its
+    middle frame as a small JPEG (``transforms.thumbnails``), or None."""
+
+    index: int
+    start_s: float
+    end_s: float
+    kind: str
+    confidence: float
+    thumbnail: Optional[bytes] = None
 
 
 class DecodeResult(NamedTuple):
