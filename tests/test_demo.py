@@ -88,3 +88,15 @@ def test_run_local_indexes_the_demo_from_the_repo_alone(tmp_path):
         assert "UnreadableVideo" in table["not-a-video"], run.stdout
     assert "3 videos indexed, 1 failed" in runs[0].stdout
     assert not (clone / "examples" / "not-a-video.mp4").exists()
+
+
+def test_the_summary_counts_the_tests_that_want_shared(tmp_path):
+    """Without ../shared the run says how many tests skipped for want of it."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "VIDEO_INDEX_SHARED": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "tests/test_video_io.py", "-k", "rotation or gif_frame_times"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert f"3 of 3 skipped tests need {tmp_path}, which is not here" in done.stdout
