@@ -38,9 +38,14 @@ setup(
         "PyYAML>=6",
         # Clip thumbnails: area resize and JPEG encode.
         "opencv-python-headless>=4.8",
+        "scenedetect-headless>=0.7.2,<0.8",
         # CPU inference (--backend openvino) and int8 quantization (NNCF).
         "openvino>=2026.4,<2027",
         "nncf>=3.4,<4",
+        # Free-text search: word stems, and the encoder's weights file reader (the
+        # encoder's own package installs with --no-deps: requirements-nodeps.txt).
+        "snowballstemmer>=2.2",
+        "safetensors>=0.4",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6"],

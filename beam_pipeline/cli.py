@@ -18,6 +18,8 @@ import threading
 import time
 from typing import Optional, Sequence
 
+from beam_pipeline.terminal import escape
+
 PROG = "video-index"
 
 
@@ -37,6 +39,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "show": _show,
         "query": _query,
         "search": _search,
+        "labels": _labels,
         "similar": _similar,
         "compact": _compact,
     }
@@ -50,10 +53,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return commands[command](rest)
     except (UsageError, CommandError) as error:
-        print(f"{PROG} {command}: error: {error}", file=sys.stderr)
+        print(escape(f"{PROG} {command}: error: {error}"), file=sys.stderr)
         return 2
     except JobFailed as error:
-        print(f"{PROG} {command}: error: {error}", file=sys.stderr)
+        print(escape(f"{PROG} {command}: error: {error}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -73,7 +76,8 @@ commands:
   show    DIR [--html FILE] [--export DIR]        summarise an index; draw it; export it
   query   DIR "SQL" [--format table|json|csv]    SQL over the views videos, clips,
                                                   failures, segments
-  search  DIR WORDS [--label L] [--clips]         ranked moments of a class
+  search  DIR WORDS [--label L] [--clips]         ranked moments of what the words mean
+  labels  "WORDS" [--limit N] [--format json]     the classes nearest in meaning to WORDS
   similar DIR --video ID [--at S] [--limit N]     the clips most like a moment (embeddings)
   compact DIR                                     rewrite small files into large ones
 
@@ -512,6 +516,12 @@ def _search(argv: list[str]) -> int:
     from beam_pipeline.query_cli import search_command
 
     return search_command(argv, PROG)
+
+
+def _labels(argv: list[str]) -> int:
+    from beam_pipeline.labels_cli import labels_command
+
+    return labels_command(argv, PROG)
 
 
 def _similar(argv: list[str]) -> int:

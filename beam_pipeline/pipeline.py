@@ -37,6 +37,7 @@ def build_pipeline(
         run,
         config.extensions,
         skip_indexed_in=None if config.reindex else config.output,
+        retry_failed=config.retry_failed,
     )
     if spec.kind == CLIP:
         rows = _classify_clips(listed["refs"], config, run)
@@ -62,7 +63,7 @@ def _classify_clips(refs: beam.PCollection, config: IndexConfig, run: RunContext
     """decode → classify → summarise, for a clip classifier: named (table, row) collections."""
     spec = config.spec
     decoded = refs | "DecodeClips" >> DecodeClips(
-        config.sampling, spec.frame_spec(), run, config.limits
+        config.sampling, spec.frame_spec(), run, config.limits, shots=config.shots
     )
     clips = decoded["clips"]
     if config.thumbnails:

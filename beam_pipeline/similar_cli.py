@@ -14,6 +14,7 @@ import sys
 from typing import Optional, Sequence
 
 from beam_pipeline.query_cli import write_rows
+from beam_pipeline.terminal import escape
 from video_index.nearest import (
     SimilarError,
     ann_neighbours,
@@ -76,7 +77,7 @@ def run(argv: Sequence[str], prog: str = "video-index similar") -> int:
     # What the query is: in the table's first line; on stderr beside json and csv, whose
     # stdout stays rows only, as query and search write them.
     header = f"clips most like {described}:"
-    print(header, file=sys.stdout if args.format == "table" else sys.stderr)
+    print(escape(header), file=sys.stdout if args.format == "table" else sys.stderr)
     rows = [tuple(getattr(n, name) for name in _COLUMNS) for n in found]
     write_rows(_COLUMNS, iter([rows]), args.format, sys.stdout, formatters=_FORMATTERS)
     return 0

@@ -77,6 +77,13 @@ class DecodeLimitExceeded(VideoDecodeError):
     """A video over one of the DecodeLimits."""
 
 
+class DecodeTimeLimitExceeded(DecodeLimitExceeded):
+    """Decoding took longer than ``max_decode_s``: a fact of this machine's load as much as
+    of the video, so the failure is transient (retried by the next run)."""
+
+    transient = True
+
+
 @dataclasses.dataclass(frozen=True)
 class DecodeLimits:
     """Bounds against hostile or absurd files; each exceeded one fails the video."""
@@ -355,7 +362,9 @@ class VideoReader:
         while True:
             # Per packet, not per frame: a run of undecodable packets yields no frame.
             if time.monotonic() - self._started > max_decode_s:
-                raise DecodeLimitExceeded(f"decoding took over max_decode_s={max_decode_s:g}")
+                raise DecodeTimeLimitExceeded(
+                    f"decoding took over max_decode_s={max_decode_s:g}"
+                )
             try:
                 packet = next(packets)
             except StopIteration:
@@ -486,7 +495,7 @@ def measure_length(uri: str, limits: DecodeLimits = DecodeLimits()) -> Optional[
             packets = container.demux(stream)
             while True:
                 if time.monotonic() - started > limits.max_decode_s:
-                    raise DecodeLimitExceeded(
+                    raise DecodeTimeLimitExceeded(
                         f"reading took over max_decode_s={limits.max_decode_s:g}"
                     )
                 try:
