@@ -125,3 +125,74 @@ def test_upgrade_keeps_exactly_the_standing_rows(tmp_path):
 
 def test_format_version_names_the_format():
     assert tables.format_version().startswith("lance ")
+
+
+def _run(out: str, run: str, video: str, clips: int, kind: str = "video") -> None:
+    """What a run's writer commits for one video: clips, then the row, then supersede."""
+    if clips:
+        tables.commit_rows(out, "clips", _clips(video, run, clips))
+    if kind == "killed":
+        return
+    row = video_row(video, run) if kind == "video" else failure_row(video, run)
+    tables.commit_rows(
+        out, "videos" if kind == "video" else "failures", pa.Table.from_pylist([row])
+    )
+    tables.supersede(out, run, [(row["video_id"], row["uri"])])
+
+
+def _counts_by_engines(out: str) -> dict[str, tuple[int, int, int]]:
+    polars = pytest.importorskip("polars")
+    datasets = [tables.open_table(out, t) for t in ("videos", "clips", "failures")]
+    con = duckdb.connect()
+    by_duckdb, by_polars = [], []
+    for dataset in datasets:
+        if dataset is None:
+            by_duckdb.append(0)
+            by_polars.append(0)
+            continue
+        by_duckdb.append(con.sql("SELECT count(*) FROM dataset").fetchall()[0][0])
+        by_polars.append(polars.scan_pyarrow_dataset(dataset).select(polars.len()).collect().item())
+    return {"duckdb": tuple(by_duckdb), "polars": tuple(by_polars)}
+
+
+def test_plain_readers_count_the_standing_rows_after_a_rerun_and_a_killed_run(tmp_path):
+    out = str(tmp_path / "out")
+    _run(out, "r1", "a", 3)
+    _run(out, "r1", "b", 2)
+    _run(out, "r1", "c", 0, kind="failure")
+    after_r1 = tables.open_table(out, "videos").version
+    _run(out, "r2", "a", 2)  # "a" changed: 2 clips now, its 3 old clips and row go
+    _run(out, "r2", "c", 4)  # "c" decodes this time: its failure row goes
+    _run(out, "r3", "b", 5, kind="killed")  # killed after 5 clips of "b", no row
+    assert tables.remove_orphans(out, running=frozenset({"r3"})) == 0  # still running
+    assert tables.remove_orphans(out) == 5
+
+    standing = {"videos": 3, "clips": 2 + 2 + 4, "failures": 0}
+    expected = (standing["videos"], standing["clips"], standing["failures"])
+    assert _counts_by_engines(out) == {"duckdb": expected, "polars": expected}
+    videos = tables.open_table(out, "videos").to_table()
+    assert _keys(videos, "video_id", "run_id") == [("a", "r2"), ("b", "r1"), ("c", "r2")]
+    clips = tables.open_table(out, "clips").to_table()
+    assert {(v, r) for v, r in _keys(clips, "video_id", "run_id")} == {
+        ("a", "r2"),
+        ("b", "r1"),
+        ("c", "r2"),
+    }
+    # The index as it stood before the re-run is one version back, by time travel.
+    first = tables.open_table(out, "videos", version=after_r1)
+    assert _keys(first.to_table(), "video_id", "run_id") == [("a", "r1"), ("b", "r1")]
+
+
+@pytest.mark.parametrize("order", ["older first", "newer first"])
+def test_two_runs_on_one_video_end_with_the_later_runs_rows(tmp_path, order):
+    out = str(tmp_path / "out")
+    runs = [("r1", 3), ("r2", 2)]
+    if order == "newer first":
+        runs.reverse()
+    for run, clips in runs:  # each run's commits, in either order
+        _run(out, run, "a", clips)
+    tables.remove_orphans(out)
+    videos = tables.open_table(out, "videos").to_table()
+    clips = tables.open_table(out, "clips").to_table()
+    assert _keys(videos, "video_id", "run_id") == [("a", "r2")]
+    assert _keys(clips, "clip_index", "run_id") == [(0, "r2"), (1, "r2")]

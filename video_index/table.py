@@ -11,6 +11,20 @@ commit; old versions stay readable until ``cleanup_old_versions`` removes them.
 not there yet: a runner that retries a bundle commits the same rows again and nothing
 changes. A new table is one ``TableSpec`` in ``SPECS``.
 
+The standing rule is kept in the tables by two deletes (each a commit, reachable by
+time travel until old versions are cleaned up):
+
+- ``supersede(output, run_id, videos)``, once a run's video or failure rows for
+  ``videos`` are committed (its clips were committed before them): every table's rows of
+  those videos from runs older than their newest go. Newest run wins by ``run_id``, so
+  two runs at once end with the later run's rows whatever order their commits land in.
+- ``remove_orphans(output, running)``: clips of a run that never committed their
+  video's row (a killed run), except for runs still ``running``.
+
+Between a run's commits a plain reader may see one video's new clips beside its old
+row; after ``supersede`` and ``remove_orphans`` every table holds exactly the rows that
+stand, and DuckDB, Polars or pyarrow read them with no rule of ours.
+
 ``upgrade(output)`` converts today's layout (``TABLE/*.parquet`` run files, the
 ``_compacted.json`` pointer) into these tables with exactly the rows that stand
 (``video_index.query``'s views): the standing rule is then held by the table's rows,
@@ -37,6 +51,8 @@ __all__ = [
     "format_version",
     "has_tables",
     "open_table",
+    "remove_orphans",
+    "supersede",
     "table_uri",
     "upgrade",
 ]
@@ -131,6 +147,84 @@ def commit_rows(output: str, table: str, rows: pa.Table) -> None:
                 raise
     on = [*spec.key, "run_id"]
     dataset.merge_insert(on).when_not_matched_insert_all().execute(rows)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _video_filters(videos: list[tuple[str, str]], chunk: int = 500):
+    """SQL filters, each matching up to ``chunk`` of the ``(video_id, uri)`` pairs exactly."""
+    for start in range(0, len(videos), chunk):
+        pairs = ", ".join(
+            f"{_quote(video_id)} || chr(0) || {_quote(uri)}"
+            for video_id, uri in videos[start : start + chunk]
+        )
+        yield f"concat(video_id, chr(0), uri) IN ({pairs})"
+
+
+def supersede(output: str, run_id: str, videos: list[tuple[str, str]]) -> None:
+    """Keep only the newest run's rows of ``videos`` (``(video_id, uri)`` pairs), in every
+    table: call once ``run_id``'s rows for them are committed.
+
+    The newest run of a video is the greatest ``run_id`` among its videos and failures
+    rows at the time of the call (``run_id`` at least), so a run that commits after a
+    newer one removes its own rows again, and two runs end the same in either order.
+    """
+    newest: dict[tuple[str, str], str] = {pair: run_id for pair in set(videos)}
+    for table in ("videos", "failures"):
+        dataset = open_table(output, table)
+        if dataset is None:
+            continue
+        for where in _video_filters(sorted(newest)):
+            found = dataset.to_table(columns=["video_id", "uri", "run_id"], filter=where)
+            for video_id, uri, run in zip(*(c.to_pylist() for c in found.columns)):
+                newest[(video_id, uri)] = max(newest[(video_id, uri)], run)
+    by_run: dict[str, list[tuple[str, str]]] = {}
+    for pair, run in sorted(newest.items()):
+        by_run.setdefault(run, []).append(pair)
+    for table in SPECS:
+        dataset = open_table(output, table)
+        if dataset is None:
+            continue
+        for run, pairs in by_run.items():
+            for where in _video_filters(pairs):
+                dataset.delete(f"run_id < {_quote(run)} AND {where}")
+
+
+def remove_orphans(output: str, running: frozenset[str] = frozenset()) -> int:
+    """Delete clips whose run has no videos or failures row for their video (a killed
+    run's clips), except those of ``running`` runs; returns how many went.
+    """
+    import duckdb
+
+    clips = open_table(output, "clips")
+    if clips is None:
+        return 0
+    keys = ["video_id", "uri", "run_id"]
+    con = duckdb.connect()
+    con.register("clips", clips.scanner(columns=keys))
+    ended = []
+    for table in ("videos", "failures"):
+        dataset = open_table(output, table)
+        if dataset is not None:
+            con.register(table, dataset.scanner(columns=keys))
+            ended.append(f"SELECT video_id, uri, run_id FROM {table}")
+    rows = " UNION ALL ".join(ended) or "SELECT NULL AS video_id, NULL AS uri, NULL AS run_id"
+    orphans = con.sql(
+        f"SELECT DISTINCT c.video_id, c.uri, c.run_id FROM clips AS c "
+        f"ANTI JOIN ({rows}) AS v USING (video_id, uri, run_id) ORDER BY ALL"
+    ).fetchall()
+    con.close()
+    by_run: dict[str, list[tuple[str, str]]] = {}
+    for video_id, uri, run in orphans:
+        if run not in running:
+            by_run.setdefault(run, []).append((video_id, uri))
+    before = clips.count_rows()
+    for run, pairs in by_run.items():
+        for where in _video_filters(pairs):
+            clips.delete(f"run_id = {_quote(run)} AND {where}")
+    return before - open_table(output, "clips").count_rows() if by_run else 0
 
 
 def upgrade(output: str, *, memory_limit: str = "2GB") -> dict[str, int]:
