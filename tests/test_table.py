@@ -196,3 +196,66 @@ def test_two_runs_on_one_video_end_with_the_later_runs_rows(tmp_path, order):
     clips = tables.open_table(out, "clips").to_table()
     assert _keys(videos, "video_id", "run_id") == [("a", "r2")]
     assert _keys(clips, "clip_index", "run_id") == [(0, "r2"), (1, "r2")]
+
+
+def _many_commits(out: str, count: int) -> None:
+    for n in range(count):
+        tables.commit_rows(out, "clips", _clips(f"v{n}", "r1", 5))
+
+
+def test_a_reader_keeps_its_snapshot_while_a_compaction_commits(tmp_path):
+    out = str(tmp_path / "out")
+    _many_commits(out, 8)
+    con = tables.connect(tables.snapshot(out))
+    assert con.sql("SELECT count(*) FROM clips").fetchall() == [(40,)]
+    assert len(tables.open_table(out, "clips").get_fragments()) == 8
+    tables.commit_rows(out, "clips", _clips("late", "r2", 2))  # a run commits meanwhile
+    assert tables.compact(out) == {"clips": 1}
+    # The reader still reads its version (inside the retention window): same rows.
+    assert con.sql("SELECT count(*), count(DISTINCT video_id) FROM clips").fetchall() == [(40, 8)]
+    assert con.sql("SELECT count(*) FROM videos").fetchall() == [(0,)]  # no table: empty
+    assert tables.open_table(out, "clips").count_rows() == 42
+    # Past the window the old versions' files go, and with them time travel.
+    tables.compact(out, retention_s=0)
+    assert [v["version"] for v in tables.open_table(out, "clips").versions()][-1] > 1
+    with pytest.raises(Exception):  # noqa: B017 - Lance's own error for a removed version
+        tables.open_table(out, "clips", version=1).count_rows()
+
+
+_COMPACT = """
+import sys
+from video_index import table
+table.compact(sys.argv[1], retention_s=0)
+"""
+
+
+def test_a_compaction_killed_at_any_moment_loses_and_doubles_nothing(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    out = str(tmp_path / "out")
+    for moment in range(10):
+        _many_commits(out, 4)  # new small files each round (the keys repeat: no new rows)
+        tables.commit_rows(out, "clips", _clips(f"round{moment}", "r1", 3))
+        child = subprocess.Popen([sys.executable, "-c", _COMPACT, out])
+        time.sleep(0.05 * moment)  # from before it starts to after it ends
+        child.kill()
+        child.wait()
+        rows = tables.open_table(out, "clips").to_table(columns=["video_id", "clip_index"])
+        keys = _keys(rows, "video_id", "clip_index")
+        assert len(keys) == len(set(keys)) == 4 * 5 + 3 * (moment + 1), moment
+
+
+def test_duckdb_reads_a_table_holding_float16_embeddings(tmp_path):
+    import numpy as np
+
+    out = str(tmp_path / "out")
+    rows = _clips("a", "r1", 3)
+    vectors = np.arange(12, dtype=np.float16)
+    rows = rows.append_column("embedding", pa.FixedSizeListArray.from_arrays(pa.array(vectors), 4))
+    tables.commit_rows(out, "clips", rows)
+    with pytest.raises(duckdb.Error, match="Unsupported"):  # DuckDB's own limit
+        duckdb.connect().register("whole", tables.open_table(out, "clips"))
+    con = tables.connect(tables.snapshot(out))
+    assert con.sql("SELECT count(*) FROM clips").fetchall() == [(3,)]

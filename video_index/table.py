@@ -34,6 +34,7 @@ not by a reader's rule.
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from typing import Optional
 
 import lance
@@ -50,7 +51,10 @@ __all__ = [
     "commit_rows",
     "format_version",
     "has_tables",
+    "compact",
+    "connect",
     "open_table",
+    "snapshot",
     "remove_orphans",
     "supersede",
     "table_uri",
@@ -225,6 +229,56 @@ def remove_orphans(output: str, running: frozenset[str] = frozenset()) -> int:
         for where in _video_filters(pairs):
             clips.delete(f"run_id = {_quote(run)} AND {where}")
     return before - open_table(output, "clips").count_rows() if by_run else 0
+
+
+def snapshot(output: str) -> dict:
+    """``table -> LanceDataset`` (None where the table does not exist), each opened once
+    at its newest version: what one reader reads, however others commit meanwhile."""
+    return {table: open_table(output, table) for table in SPECS}
+
+
+def _readable_columns(schema: pa.Schema) -> list[str]:
+    # DuckDB cannot bind an Arrow float16 column, even one a query never reads.
+    def half(t: pa.DataType) -> bool:
+        return t == pa.float16() or (hasattr(t, "value_type") and half(t.value_type))
+
+    return [f.name for f in schema if not half(f.type)]
+
+
+def connect(tables_at: dict):
+    """A DuckDB connection with a view per table of ``tables_at`` (from ``snapshot``):
+    its rows at that version, float16 columns left out; an absent table is empty."""
+    import duckdb
+
+    con = duckdb.connect()
+    for table, dataset in tables_at.items():
+        if dataset is None:
+            source = SPECS[table].schema.empty_table()
+        else:
+            source = dataset.scanner(columns=_readable_columns(dataset.schema))
+        con.register(table, source)
+    return con
+
+
+def compact(output: str, retention_s: float = 7 * 24 * 3600) -> dict[str, int]:
+    """Compact each table's small files, fold new rows into its indexes, and remove the
+    files of versions older than ``retention_s`` (readers of those versions keep working
+    until then); returns the data files per table after it.
+
+    Each step is a Lance commit or a removal of files no version in the window uses, so
+    a compaction killed at any moment leaves every table readable with the same rows.
+    """
+    files = {}
+    for table in SPECS:
+        dataset = open_table(output, table)
+        if dataset is None:
+            continue
+        dataset.optimize.compact_files()
+        if dataset.describe_indices():
+            dataset.optimize.optimize_indices()
+        dataset.cleanup_old_versions(older_than=timedelta(seconds=retention_s))
+        files[table] = len(open_table(output, table).get_fragments())
+    return files
 
 
 def upgrade(output: str, *, memory_limit: str = "2GB") -> dict[str, int]:
