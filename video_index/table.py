@@ -39,6 +39,7 @@ from typing import Optional
 
 import lance
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from video_index.schemas import CLIPS, FAILURES, VIDEOS
 from video_index.storage import filesystem, retrying
@@ -118,9 +119,15 @@ def open_table(output: str, table: str, version: Optional[int] = None):
         raise TableDamaged(f"cannot open the {table} table at {uri}: {error}") from error
 
 
-def _conform(rows: pa.Table, spec: TableSpec) -> pa.Table:
-    """``rows`` with the spec's columns in order and type, then any optional columns."""
-    extra = [f for f in rows.schema if spec.schema.get_field_index(f.name) < 0]
+def _conform(rows: pa.Table, spec: TableSpec, optional: Optional[dict] = None) -> pa.Table:
+    """``rows`` with the spec's columns in order and type, then any optional columns
+    (in the types ``optional`` names, where it names them)."""
+    optional = optional or {}
+    extra = [
+        pa.field(f.name, optional.get(f.name, f.type))
+        for f in rows.schema
+        if spec.schema.get_field_index(f.name) < 0
+    ]
     schema = pa.schema(list(spec.schema) + extra)
     for field in spec.schema:
         if field.name not in rows.column_names:
@@ -289,17 +296,26 @@ def upgrade(output: str, *, memory_limit: str = "2GB") -> dict[str, int]:
     into ``OUTPUT/<table>.lance``, streamed in batches, one table at a time. The Parquet
     files are left where they are. Raises FileExistsError if a table is already there.
     """
+    from video_index.index import index_files
     from video_index.query import connect
 
     for table in SPECS:
         if open_table(output, table) is not None:
             raise FileExistsError(f"{table_uri(output, table)} exists: already upgraded")
     con = connect(output, memory_limit=memory_limit)
+    fs, _ = filesystem(output)
     written = {}
     for table, spec in SPECS.items():
+        # DuckDB reads a fixed-size float16 embedding back as a float list: the optional
+        # columns keep the type the run files wrote (read from their footers).
+        optional = {}
+        for path in index_files(output)[table]:
+            for field in pq.read_schema(path, filesystem=fs):
+                if spec.schema.get_field_index(field.name) < 0:
+                    optional.setdefault(field.name, field.type)
         reader = con.sql(f"SELECT * FROM {table}").to_arrow_reader(100_000)
-        schema = _conform(reader.schema.empty_table(), spec).schema
-        batches = (b for b in (_conform(pa.Table.from_batches([b]), spec) for b in reader))
+        schema = _conform(reader.schema.empty_table(), spec, optional).schema
+        batches = (_conform(pa.Table.from_batches([b]), spec, optional) for b in reader)
         source = pa.RecordBatchReader.from_batches(
             schema, (batch for table_ in batches for batch in table_.to_batches())
         )
