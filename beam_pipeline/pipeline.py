@@ -54,7 +54,7 @@ def build_pipeline(
         config.output,
         run.run_id,
         flush_s=config.commit_every_s,
-        clips_schema=clips_schema(embedding_dim, config.thumbnails),
+        clips_schema=clips_schema(embedding_dim, config.thumbnails, config.shots),
     )
 
 

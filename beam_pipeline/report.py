@@ -62,11 +62,12 @@ def load_summary(output: str, run_id: Optional[str] = None, **options) -> Summar
 
 
 def export_tables(summary: Summary, dest: str) -> list[str]:
-    """The standing rows as ``DEST/{videos,clips,failures}.parquet``; returns their URIs.
+    """The standing rows as ``DEST/{videos,clips,shots,failures}.parquet``; returns their
+    URIs.
 
     The index folders keep every committed row (a changed video's old row, clips of
     a killed run's unfinished video, a retried bundle's repeat) and readers take the
-    standing ones; an export is that view as three plain files, for tools that read
+    standing ones; an export is that view as plain files, for tools that read
     Parquet without knowing the rule. DuckDB writes them, streamed.
     """
     fs, root = fsspec.core.url_to_fs(dest.rstrip("/"))
@@ -76,7 +77,7 @@ def export_tables(summary: Summary, dest: str) -> list[str]:
     if not local and not summary.con.filesystem_is_registered(protocol):
         summary.con.register_filesystem(fs)
     written = []
-    for table in ("videos", "clips", "failures"):
+    for table in ("videos", "clips", "shots", "failures"):
         path = f"{root}/{table}.parquet"
         uri = path if local else fs.unstrip_protocol(path)
         summary.con.sql(f"SELECT * FROM {table}").write_parquet(uri, compression="zstd")

@@ -96,3 +96,93 @@ def test_without_shots_nothing_is_detected(tmp_path):
     assert _shots(path, shots=False).shots == ()
     # Frames that change every frame by a flat colour step: one shot, no cut.
     assert [s.kind for s in _shots(path).shots] == ["start"]
+
+
+# --- the shots table, clips in shots, events inside shots ---------------------------------
+
+
+def _edited_colours(path, fps=10):
+    """2 s red, a cut, 2 s green, a cut, 2 s blue: flat colours (FFV1)."""
+    import numpy as np
+
+    from tests.media import COLOURS, write_video
+
+    frames = []
+    for name in ("red", "green", "blue"):
+        frame = np.zeros((32, 48, 3), np.uint8)
+        frame[...] = COLOURS[name]
+        frames += [frame] * (2 * fps)
+    return write_video(path, frames, fps, "ffv1", "yuv444p")
+
+
+def test_shot_of_is_the_shot_holding_the_middle():
+    from transforms.records import Shot
+    from transforms.rows import shot_of
+
+    shots = [Shot(0, 0.0, 2.0, "start", 1.0), Shot(1, 2.0, 4.0, "cut", 0.9)]
+    assert shot_of(shots, 1.6, 2.4) == 1  # middle 2.0: the shot that starts there
+    assert shot_of(shots, 1.2, 2.0) == 0
+    assert shot_of(shots, 3.9, 4.7) == 1  # past the end: the last
+    assert shot_of((), 0.0, 1.0) is None
+
+
+def test_merge_events_never_cross_a_shot():
+    from transforms.segments import ClipTop, Event, merge_events
+
+    clips = [ClipTop(i, i * 1.0, i + 1.0, "x", 0.9, 0 if i < 2 else 1) for i in range(4)]
+    shots = {0: (0.0, 1.8), 1: (1.8, 4.0)}
+    assert merge_events(clips, shots=shots) == [
+        Event("x", 0.0, 1.8, 2, 0.9, pytest.approx(0.9)),
+        Event("x", 2.0, 4.0, 2, 0.9, pytest.approx(0.9)),  # cut to its shot, never grown
+    ]
+    unshot = [c._replace(shot_index=None) for c in clips]
+    assert merge_events(unshot) == [Event("x", 0.0, 4.0, 4, 0.9, pytest.approx(0.9))]
+
+
+def _index_edited_colours(colour_spec, tmp_path, **overrides):
+    """A run over ``_edited_colours`` with the colour model; a connection to its index."""
+    from apache_beam.testing.test_pipeline import TestPipeline
+
+    from beam_pipeline.pipeline import build_pipeline
+    from tests.helpers import make_config
+    from transforms.query import connect
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    _edited_colours(archive / "rgb.mkv")
+    out = tmp_path / "out"
+    with TestPipeline() as p:
+        build_pipeline(p, make_config(colour_spec, str(archive), str(out), **overrides))
+    return connect(str(out))
+
+
+def test_a_run_writes_shots_and_events_stay_inside_them(colour_spec, tmp_path):
+    con = _index_edited_colours(colour_spec, tmp_path, shots=True)
+    shots = con.execute(
+        "SELECT shot_index, start_s, end_s, kind, thumbnail FROM shots ORDER BY shot_index"
+    ).fetchall()
+    assert [(i, round(a, 2), round(b, 2), k) for i, a, b, k, _ in shots] == [
+        (0, 0.0, 2.0, "start"),
+        (1, 2.0, 4.0, "cut"),
+        (2, 4.0, 6.0, "cut"),
+    ]
+    assert all(thumbnail[:2] == b"\xff\xd8" for *_, thumbnail in shots)
+    for start_s, end_s, shot_index in con.execute(
+        "SELECT start_s, end_s, shot_index FROM clips"
+    ).fetchall():
+        assert shots[shot_index][1] <= (start_s + end_s) / 2 < shots[shot_index][2] + 1e-9
+    events = con.execute("SELECT label, start_s, end_s FROM segments").fetchall()
+    assert events
+    bounds = [s[1] for s in shots[1:]]
+    for _, start_s, end_s in events:
+        assert not any(start_s < b < end_s for b in bounds), (events, bounds)
+    assert {"red", "green", "blue"} <= {label for label, *_ in events}
+
+
+def test_a_run_without_shots_keeps_the_old_clips_columns(colour_spec, tmp_path):
+    con = _index_edited_colours(colour_spec, tmp_path)
+    assert con.execute("SELECT count(*) FROM shots").fetchone() == (0,)
+    columns = {row[0] for row in con.execute("DESCRIBE clips").fetchall()}
+    assert "shot_index" not in columns
+    # Without shots, one event per colour still (the old rule).
+    assert con.execute("SELECT count(*) FROM segments").fetchone()[0] >= 3

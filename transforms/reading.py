@@ -163,7 +163,7 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
         for decoded in frames:
             frame = decoded.frame
             width, height = detect_size(frame.width, frame.height)
-            small = scaler.reformat(frame, width, height, "bgr24", interpolation="AREA")
+            small = scaler.reformat(frame, width, height, "bgr24", interpolation="FAST_BILINEAR")
 
             def picture(frame=frame):
                 return reader.to_rgb(frame, *thumbnail_size(*reader.display_size_of(frame)))

@@ -123,7 +123,8 @@ class ShotDetector:
         self._flash_frames = max(1, round(settings.flash_s * self._fps))
         self._half = max(2, round(settings.half_s * self._fps))
         keep = 2 * self._half + self._flash_frames + 2
-        self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=keep)  # (index, float gray)
+        # (index, float gray, its mean): the last `keep` frames, indices contiguous
+        self._recent: deque[tuple[int, np.ndarray, float]] = deque(maxlen=keep)
         self._times = array("d")  # seconds of frame i
         self._first_content: Optional[int] = None  # the first frame that is not dark
         self._pending_cuts: list[int] = []
@@ -141,9 +142,10 @@ class ShotDetector:
         timecode = FrameTimecode(index, fps=self._fps)
         gray = cv2.GaussianBlur(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (3, 3), 0)
         gray = gray.astype(np.float32)
-        if self._first_content is None and float(frame.mean()) >= self._settings.black_level:
+        brightness = float(gray.mean())
+        if self._first_content is None and brightness >= self._settings.black_level:
             self._first_content = index
-        self._recent.append((index, gray))
+        self._recent.append((index, gray, brightness))
         for cut in self._cuts.process_frame(timecode, frame):
             self._pending_cuts.append(cut.frame_num)
         for fade in self._fades.process_frame(timecode, frame):
@@ -186,9 +188,9 @@ class ShotDetector:
     # --- cuts -------------------------------------------------------------------------
 
     def _frame(self, index: int) -> Optional[np.ndarray]:
-        for held, gray in self._recent:
-            if held == index:
-                return gray
+        position = index - self._recent[0][0] if self._recent else -1
+        if 0 <= position < len(self._recent):
+            return self._recent[position][1]
         return None
 
     def _check_cuts(self, newest: int) -> None:
@@ -237,11 +239,9 @@ class ShotDetector:
         if first is None or middle is None:
             return
         change = _distance(first, last)
-        dark = any(
-            float(gray.mean()) < settings.black_level
-            for index, gray in self._recent
-            if index >= centre - self._half
-        )
+        first_held = self._recent[0][0]
+        window = range(centre - self._half - first_held, len(self._recent))
+        dark = min(self._recent[i][2] for i in window) < settings.black_level
         residual = _distance(middle, (first + last) / 2) / max(change, 1e-6)
         if (
             dark
