@@ -127,7 +127,7 @@ def test_shot_of_is_the_shot_holding_the_middle():
 
 
 def test_merge_events_never_cross_a_shot():
-    from transforms.segments import ClipTop, Event, merge_events
+    from video_index.segments import ClipTop, Event, merge_events
 
     clips = [ClipTop(i, i * 1.0, i + 1.0, "x", 0.9, 0 if i < 2 else 1) for i in range(4)]
     shots = {0: (0.0, 1.8), 1: (1.8, 4.0)}
@@ -145,7 +145,7 @@ def _index_edited_colours(colour_spec, tmp_path, **overrides):
 
     from beam_pipeline.pipeline import build_pipeline
     from tests.helpers import make_config
-    from transforms.query import connect
+    from video_index.query import connect
 
     archive = tmp_path / "archive"
     archive.mkdir()

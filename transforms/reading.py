@@ -160,9 +160,10 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
     def _through_detector(self, frames: Iterator) -> Iterator:
         """``frames`` unchanged, each also shown, shrunk, to the shot detector."""
         scaler, reader = VideoReformatter(), self._reader
+        size = None  # the first frame's: every detection frame has one size
         for decoded in frames:
             frame = decoded.frame
-            width, height = detect_size(frame.width, frame.height)
+            width, height = size = size or detect_size(frame.width, frame.height)
             small = scaler.reformat(frame, width, height, "bgr24", interpolation="FAST_BILINEAR")
 
             def picture(frame=frame):
