@@ -41,6 +41,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "search": _search,
         "labels": _labels,
         "similar": _similar,
+        "shots": _shots,
         "compact": _compact,
     }
     if command not in commands:
@@ -79,6 +80,7 @@ commands:
   search  DIR WORDS [--label L] [--clips]         ranked moments of what the words mean
   labels  "WORDS" [--limit N] [--format json]     the classes nearest in meaning to WORDS
   similar DIR --video ID [--at S] [--limit N]     the clips most like a moment (embeddings)
+  shots   DIR --video ID [--format csv|edl|json]  a video's shot list (CMX 3600 EDL for editors)
   compact DIR                                     rewrite small files into large ones
 
 '{PROG} index --help' lists the index flags; Beam flags (--runner, ...) pass through."""
@@ -531,6 +533,12 @@ def _similar(argv: list[str]) -> int:
         return similar_cli.run(argv, prog=f"{PROG} similar")
     except similar_cli.SimilarError as error:
         raise UsageError(str(error)) from None
+
+
+def _shots(argv: list[str]) -> int:
+    from beam_pipeline.shots_cli import shots_command
+
+    return shots_command(argv, PROG)
 
 
 def _compact(argv: list[str]) -> int:

@@ -156,6 +156,15 @@ def _index_edited_colours(colour_spec, tmp_path, **overrides):
     return connect(str(out))
 
 
+def test_timecodes_count_whole_frames():
+    from beam_pipeline.shots_cli import timecode
+
+    assert timecode(0.0, 25.0) == "00:00:00:00"
+    assert timecode(3723.48, 25.0) == "01:02:03:12"
+    assert timecode(1.0, 29.97) == "00:00:01:00"  # counted at 30, non-drop-frame
+    assert timecode(-0.1, 25.0) == "00:00:00:00"
+
+
 def test_a_run_writes_shots_and_events_stay_inside_them(colour_spec, tmp_path):
     con = _index_edited_colours(colour_spec, tmp_path, shots=True)
     shots = con.execute(
@@ -186,3 +195,43 @@ def test_a_run_without_shots_keeps_the_old_clips_columns(colour_spec, tmp_path):
     assert "shot_index" not in columns
     # Without shots, one event per colour still (the old rule).
     assert con.execute("SELECT count(*) FROM segments").fetchone()[0] >= 3
+
+
+def test_shot_lists_for_editors(colour_spec, tmp_path, capsys):
+    import csv
+    import io
+    import json
+
+    from beam_pipeline.cli import main
+
+    _index_edited_colours(colour_spec, tmp_path, shots=True)
+    out = str(tmp_path / "out")
+    capsys.readouterr()  # what the run printed
+    assert main(["shots", out, "--video", "rgb.mkv", "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(s["kind"], s["start_tc"], s["end_tc"]) for s in listed] == [
+        ("start", "00:00:00:00", "00:00:02:00"),
+        ("cut", "00:00:02:00", "00:00:04:00"),
+        ("cut", "00:00:04:00", "00:00:06:00"),
+    ]
+    assert main(["shots", out, "--video", "rgb.mkv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["shot_index"], r["kind"]) for r in rows] == [
+        ("0", "start"),
+        ("1", "cut"),
+        ("2", "cut"),
+    ]
+    assert main(["shots", out, "--video", "rgb.mkv", "--format", "edl"]) == 0
+    edl = capsys.readouterr().out.splitlines()
+    assert edl[:2] == ["TITLE: rgb.mkv", "FCM: NON-DROP FRAME"]
+    events = [line for line in edl if line[:3].isdigit()]
+    assert events == [
+        "001  AX       V     C        00:00:00:00 00:00:02:00 00:00:00:00 00:00:02:00",
+        "002  AX       V     C        00:00:02:00 00:00:04:00 00:00:02:00 00:00:04:00",
+        "003  AX       V     C        00:00:04:00 00:00:06:00 00:00:04:00 00:00:06:00",
+    ]
+    assert "* FROM CLIP NAME: rgb.mkv" in edl and "* SHOT: 1 cut confidence 1.000" in edl
+    assert main(["shots", out, "--video", "nope"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("video-index shots: error: no indexed video 'nope'")
+    assert "\n" not in error
