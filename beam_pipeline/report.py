@@ -63,7 +63,7 @@ def load_summary(output: str, run_id: Optional[str] = None, **options) -> Summar
 
 
 def export_tables(summary: Summary, dest: str) -> list[str]:
-    """The standing rows as ``DEST/{videos,clips,shots,failures}.parquet``; returns their
+    """The standing rows as ``DEST/{videos,clips,shots,cues,failures}.parquet``; returns their
     URIs.
 
     The index folders keep every committed row (a changed video's old row, clips of
@@ -78,7 +78,7 @@ def export_tables(summary: Summary, dest: str) -> list[str]:
     if not local and not summary.con.filesystem_is_registered(protocol):
         summary.con.register_filesystem(fs)
     written = []
-    for table in ("videos", "clips", "shots", "failures"):
+    for table in ("videos", "clips", "shots", "cues", "failures"):
         path = f"{root}/{table}.parquet"
         uri = path if local else fs.unstrip_protocol(path)
         summary.con.sql(f"SELECT * FROM {table}").write_parquet(uri, compression="zstd")

@@ -102,16 +102,23 @@ def test_without_shots_nothing_is_detected(tmp_path):
 
 
 def _edited_colours(path, fps=10):
-    """2 s red, a cut, 2 s green, a cut, 2 s blue: flat colours (FFV1)."""
+    """2 s red, a cut, 2 s green, a cut, 2 s blue, each with a white square moving
+    across it, then a cut to 3 s of still red (a frozen picture): FFV1."""
     import numpy as np
 
     from tests.media import COLOURS, write_video
 
     frames = []
     for name in ("red", "green", "blue"):
-        frame = np.zeros((32, 48, 3), np.uint8)
-        frame[...] = COLOURS[name]
-        frames += [frame] * (2 * fps)
+        for i in range(2 * fps):
+            frame = np.zeros((32, 48, 3), np.uint8)
+            frame[...] = COLOURS[name]
+            x = (i * 4) % 40
+            frame[12:20, x : x + 8] = 255
+            frames.append(frame)
+    still = np.zeros((32, 48, 3), np.uint8)
+    still[...] = COLOURS["red"]
+    frames += [still] * (3 * fps)
     return write_video(path, frames, fps, "ffv1", "yuv444p")
 
 
@@ -135,6 +142,9 @@ def test_merge_events_never_cross_a_shot():
         Event("x", 0.0, 1.8, 2, 0.9, pytest.approx(0.9)),
         Event("x", 2.0, 4.0, 2, 0.9, pytest.approx(0.9)),  # cut to its shot, never grown
     ]
+    # A clip in a technical cue is no member.
+    cued = clips[:3] + [clips[3]._replace(cue="bars")]
+    assert [e.num_clips for e in merge_events(cued, shots=shots)] == [2, 1]
     unshot = [c._replace(shot_index=None) for c in clips]
     assert merge_events(unshot) == [Event("x", 0.0, 4.0, 4, 0.9, pytest.approx(0.9))]
 
@@ -174,17 +184,23 @@ def test_a_run_writes_shots_and_events_stay_inside_them(colour_spec, tmp_path):
         (0, 0.0, 2.0, "start"),
         (1, 2.0, 4.0, "cut"),
         (2, 4.0, 6.0, "cut"),
+        (3, 6.0, 9.0, "cut"),
     ]
     assert all(thumbnail[:2] == b"\xff\xd8" for *_, thumbnail in shots)
-    for start_s, end_s, shot_index in con.execute(
-        "SELECT start_s, end_s, shot_index FROM clips"
-    ).fetchall():
+    cues = con.execute("SELECT kind, start_s, end_s FROM cues").fetchall()
+    assert [(k, round(a, 1), round(b, 1)) for k, a, b in cues] == [("still", 6.0, 9.0)]
+    clips = con.execute("SELECT start_s, end_s, shot_index, cue FROM clips").fetchall()
+    for start_s, end_s, shot_index, cue in clips:
         assert shots[shot_index][1] <= (start_s + end_s) / 2 < shots[shot_index][2] + 1e-9
+        # A clip at least half inside the still picture is marked; no other is.
+        inside = min(end_s, 9.0) - max(start_s, 6.0) >= (end_s - start_s) / 2
+        assert cue == ("still" if inside else None), (start_s, end_s, cue)
+    assert any(cue for *_, cue in clips)
     events = con.execute("SELECT label, start_s, end_s FROM segments").fetchall()
-    assert events
     bounds = [s[1] for s in shots[1:]]
     for _, start_s, end_s in events:
         assert not any(start_s < b < end_s for b in bounds), (events, bounds)
+        assert end_s <= 6.0 + 0.8, events  # none made of the still picture's clips
     assert {"red", "green", "blue"} <= {label for label, *_ in events}
 
 
@@ -213,6 +229,7 @@ def test_shot_lists_for_editors(colour_spec, tmp_path, capsys):
         ("start", "00:00:00:00", "00:00:02:00"),
         ("cut", "00:00:02:00", "00:00:04:00"),
         ("cut", "00:00:04:00", "00:00:06:00"),
+        ("cut", "00:00:06:00", "00:00:09:00"),
     ]
     assert main(["shots", out, "--video", "rgb.mkv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
@@ -220,18 +237,48 @@ def test_shot_lists_for_editors(colour_spec, tmp_path, capsys):
         ("0", "start"),
         ("1", "cut"),
         ("2", "cut"),
+        ("3", "cut"),
     ]
     assert main(["shots", out, "--video", "rgb.mkv", "--format", "edl"]) == 0
     edl = capsys.readouterr().out.splitlines()
     assert edl[:2] == ["TITLE: rgb.mkv", "FCM: NON-DROP FRAME"]
     events = [line for line in edl if line[:3].isdigit()]
-    assert events == [
+    assert events[:3] == [
         "001  AX       V     C        00:00:00:00 00:00:02:00 00:00:00:00 00:00:02:00",
         "002  AX       V     C        00:00:02:00 00:00:04:00 00:00:02:00 00:00:04:00",
         "003  AX       V     C        00:00:04:00 00:00:06:00 00:00:04:00 00:00:06:00",
     ]
+    assert len(events) == 4
     assert "* FROM CLIP NAME: rgb.mkv" in edl and "* SHOT: 1 cut confidence 1.000" in edl
     assert main(["shots", out, "--video", "nope"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("video-index shots: error: no indexed video 'nope'")
     assert "\n" not in error
+
+
+@needs_media
+def test_technical_cues_on_lavfi_sources_joined_to_real_clips(tmp_path):
+    """SMPTE bars, black (lavfi ``color=black``) and a still image between real clips."""
+    import av
+
+    from tests.media import EDIT_SIZE, clip_frames, write_edited_video
+
+    def lavfi(source: str, seconds: float):
+        width, height = EDIT_SIZE
+        joiner = ":" if "=" in source else "="
+        graph = f"{source}{joiner}size={width}x{height}:rate={EDIT_FPS}"
+        with av.open(graph, format="lavfi") as container:
+            frames = container.decode(video=0)
+            return [next(frames).to_ndarray(format="rgb24") for _ in range(int(seconds * EDIT_FPS))]
+
+    pool = clip_frames(MEDIA / "mmaction2" / "test.mp4", 3)
+    street = clip_frames(MEDIA / "mmaction2" / "test_video_structuralize.mp4", 3)
+    still = [clip_frames(MEDIA / "moviepy" / "chaplin.mp4", 0.04, 3)[0]] * (3 * EDIT_FPS)
+    video = write_edited_video(
+        tmp_path / "tape.mp4",
+        [lavfi("smptebars", 2), pool, lavfi("color=c=black", 1.2), street, still, pool],
+        ["cut"] * 5,
+    )
+    info = _shots(video.path)
+    cues = [(cue.kind, round(cue.start_s, 1), round(cue.end_s, 1)) for cue in info.cues]
+    assert cues == [("bars", 0.0, 2.0), ("black", 5.0, 6.2), ("still", 9.2, 12.2)], cues

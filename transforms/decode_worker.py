@@ -397,7 +397,7 @@ class DecoderPool:
             decoder.close()
 
 
-_FACTS = ("num_frames", "duration_s", "decode_errors", "discontinuities", "shots")
+_FACTS = ("num_frames", "duration_s", "decode_errors", "discontinuities", "shots", "cues")
 
 
 def _picklable(error: BaseException) -> BaseException:

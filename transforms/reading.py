@@ -80,6 +80,11 @@ class _OpenVideo:
         return ()
 
     @property
+    def cues(self) -> tuple:
+        """The video's ``Cue`` records, once read to its end; () when not detected."""
+        return ()
+
+    @property
     def decode_errors(self) -> int:
         return self._reader.decode_errors
 
@@ -182,6 +187,14 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
         return tuple(self._detector.shots(float(self.duration_s or 0)))
 
     @property
+    def cues(self) -> tuple:
+        """The video's technical cues (``transforms.records.Cue``), found with its
+        shots; () without ``shots=True``."""
+        if self._detector is None:
+            return ()
+        return tuple(self._detector.cues(float(self.duration_s or 0)))
+
+    @property
     def num_frames(self) -> int:
         """Frames in the stream: decoded, or its packets where decoding stopped early."""
         decoded = self._reader.frames_decoded
@@ -254,5 +267,6 @@ def video_info(ref: VideoRef, video: Any, num_clips: int, decoded_to_end: bool =
         decode_errors=int(video.decode_errors),
         discontinuities=int(video.discontinuities),
         shots=tuple(video.shots),
+        cues=tuple(video.cues),
         **stream_facts(source),
     )

@@ -1,5 +1,5 @@
-"""Records → table rows: the one place a row of ``videos/``, ``clips/``, ``shots/`` or
-``failures/`` is built (the schemas are in ``video_index.schemas``; a new column goes in
+"""Records → table rows: the one place a row of ``videos/``, ``clips/``, ``shots/``,
+``cues/`` or ``failures/`` is built (the schemas are in ``video_index.schemas``; a new column goes in
 both).
 
 Takes a video's ``VideoOutcome`` (from the clip path's Summarise or a whole-video
@@ -13,7 +13,7 @@ from bisect import bisect_right
 from typing import Iterator, Optional, Sequence
 
 from transforms.context import RunContext
-from transforms.records import Failure, Shot, VideoOutcome, VideoRef
+from transforms.records import Cue, Failure, Shot, VideoOutcome, VideoRef
 
 Row = tuple[str, dict]  # (table, row)
 
@@ -38,6 +38,15 @@ def shot_of(shots: Sequence[Shot], start_s: float, end_s: float) -> Optional[int
     middle = (start_s + end_s) / 2
     position = bisect_right([shot.start_s for shot in shots], middle) - 1
     return shots[max(0, position)].index
+
+
+def cue_of(cues: Sequence[Cue], start_s: float, end_s: float) -> Optional[str]:
+    """The kind of the cue that covers at least half of ``[start_s, end_s]``, or None."""
+    length = max(end_s - start_s, 1e-9)
+    for cue in cues:
+        if min(end_s, cue.end_s) - max(start_s, cue.start_s) >= length / 2:
+            return cue.kind
+    return None
 
 
 def outcome_rows(outcome: VideoOutcome, run: RunContext) -> Iterator[Row]:
@@ -73,6 +82,7 @@ def outcome_rows(outcome: VideoOutcome, run: RunContext) -> Iterator[Row]:
             row["thumbnail"] = clip.thumbnail
         if info.shots:
             row["shot_index"] = shot_of(info.shots, clip.start_s, clip.end_s)
+            row["cue"] = cue_of(info.cues, clip.start_s, clip.end_s)
         yield "clips", row
     for shot in info.shots:
         yield "shots", {
@@ -84,6 +94,17 @@ def outcome_rows(outcome: VideoOutcome, run: RunContext) -> Iterator[Row]:
             "kind": shot.kind,
             "confidence": shot.confidence,
             "thumbnail": shot.thumbnail,
+            "model": run.model_name,
+            "run_id": run.run_id,
+        }
+    for index, cue in enumerate(info.cues):
+        yield "cues", {
+            "video_id": ref.video_id,
+            "uri": ref.uri,
+            "cue_index": index,
+            "kind": cue.kind,
+            "start_s": cue.start_s,
+            "end_s": cue.end_s,
             "model": run.model_name,
             "run_id": run.run_id,
         }

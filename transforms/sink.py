@@ -78,7 +78,7 @@ def ensure_tables(output: str) -> None:
 
 # Commit order within a flush: a video's clips and shots before its row, so that a
 # committed video row always has them committed (a resumed run skips that video).
-_COMMIT_ORDER = ("clips", "shots", "failures", "videos")
+_COMMIT_ORDER = ("clips", "shots", "cues", "failures", "videos")
 
 
 class _WriteIndexFn(beam.DoFn):

@@ -70,6 +70,7 @@ ROWS_PER_FILE = {
     "failures": 2_000_000,
     "clips": 5_000_000,
     "shots": 2_000_000,  # a thumbnail each, as clips
+    "cues": 2_000_000,
 }
 ROW_GROUP_ROWS = 100_000
 # The job compacts at its end when the index has more run files than this.
@@ -77,7 +78,7 @@ COMPACT_AFTER_FILES = 1000
 LOCK = "_compaction.lock"
 LEASE_S = 300.0  # a lock not renewed for this long is taken to be a dead holder's
 
-# Rows that can still stand: see the module docstring. Clips and shots (written before
+# Rows that can still stand: see the module docstring. Clips, shots, cues (written before
 # their video's row) are kept per run.
 _KEEP_PER_RUN = """
 SELECT r.* FROM raw_{table} AS r
@@ -89,6 +90,7 @@ _KEEP = {
     "failures": "SELECT * FROM failures",
     "clips": _KEEP_PER_RUN.format(table="clips", key="clip_index"),
     "shots": _KEEP_PER_RUN.format(table="shots", key="shot_index"),
+    "cues": _KEEP_PER_RUN.format(table="cues", key="cue_index"),
 }
 
 

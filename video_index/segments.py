@@ -9,7 +9,8 @@ consecutive and overlapping clips are neighbours; a stream model's per-second ro
 are numbered the same way and merge the same way. Events of different labels may
 overlap (a bridged clip of another label is an event of its own if it passes).
 
-Shots bound events: where clips carry ``shot_index`` (the shot holding the clip's
+Technical cues (black frames, colour bars, still pictures: ``cues/``) make no event: a
+clip with a ``cue`` is no member. Shots bound events: where clips carry ``shot_index`` (the shot holding the clip's
 middle, ``transforms.shots``), only clips of one shot merge, and an event's span is cut
 to its shot's ``[start_s, end_s)``, so no event crosses a shot boundary.
 
@@ -54,6 +55,7 @@ class ClipTop(NamedTuple):
     label: Optional[str]
     score: Optional[float]
     shot_index: Optional[int] = None
+    cue: Optional[str] = None  # a technical cue's kind: such a clip makes no event
 
 
 class Event(NamedTuple):
@@ -87,6 +89,8 @@ def merge_events(
     check_thresholds(min_score, max_gap_clips)
     by_label: dict[tuple[str, Optional[int]], list[ClipTop]] = {}
     for clip in clips:
+        if clip.cue is not None:
+            continue
         if clip.label is not None and clip.score is not None and clip.score >= min_score:
             by_label.setdefault((clip.label, clip.shot_index), []).append(clip)
     events = []
@@ -122,14 +126,16 @@ def _event(label: str, run: list[ClipTop], shot: Optional[tuple[float, float]]) 
 def segments_sql(clips: str, shots: Optional[str] = None) -> str:
     """The same rule in DuckDB SQL over the relation ``clips`` (a view name or subquery).
 
-    ``clips`` needs the columns of the ``clips`` table; with ``shots`` (the relation of
-    the ``shots`` table) also ``shot_index``, and events stay inside their shot. Thresholds are read at query
-    time from the DuckDB variables ``segment_min_score`` and ``segment_max_gap``
-    (``SET VARIABLE``), so a view built on this follows them without being rebuilt.
-    Output columns: video_id, uri, label, start_s, end_s, num_clips, max_score,
-    mean_score, model, run_id.
+        ``clips`` needs the columns of the ``clips`` table; with ``shots`` (the relation of
+        the ``shots`` table) also ``shot_index`` and ``cue``: events stay inside their shot,
+    and clips in a technical cue make none. Thresholds are read at query
+        time from the DuckDB variables ``segment_min_score`` and ``segment_max_gap``
+        (``SET VARIABLE``), so a view built on this follows them without being rebuilt.
+        Output columns: video_id, uri, label, start_s, end_s, num_clips, max_score,
+        mean_score, model, run_id.
     """
     shot = "shot_index" if shots else "NULL::INTEGER AS shot_index"
+    no_cue = "AND cue IS NULL" if shots else ""
     if shots:
         bounds = f"""
 LEFT JOIN {shots} AS s
@@ -144,7 +150,7 @@ WITH members AS (
     SELECT video_id, uri, clip_index, start_s, end_s, labels[1] AS label,
            scores[1] AS score, model, run_id, {shot}
     FROM {clips}
-    WHERE labels[1] IS NOT NULL AND scores[1] >= getvariable('segment_min_score')
+    WHERE labels[1] IS NOT NULL AND scores[1] >= getvariable('segment_min_score') {no_cue}
 ), marked AS (
     SELECT *,
         CASE WHEN clip_index - lag(clip_index) OVER by_label
