@@ -76,7 +76,7 @@ commands:
   models                                          list the registered models
   show    DIR [--html FILE] [--export DIR]        summarise an index; draw it; export it
   query   DIR "SQL" [--format table|json|csv]    SQL over the views videos, clips,
-                                                  failures, segments
+                                                  shots, cues, failures, segments
   search  DIR WORDS [--label L] [--clips]         ranked moments of what the words mean
   labels  "WORDS" [--limit N] [--format json]     the classes nearest in meaning to WORDS
   similar DIR --video ID [--at S] [--limit N]     the clips most like a moment (embeddings)
