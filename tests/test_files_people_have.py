@@ -1,7 +1,8 @@
 """Kinds of file from public reports (``../shared/open-cases``): each kind, not the file.
 
 Recordings with a pause in their timestamps (screen recorders, motion-triggered CCTV,
-dash-cams), at several pause lengths and frame rates. Every test here was seen
+dash-cams), at several pause lengths and frame rates; HDR video (PQ and HLG, HEVC and
+H.264 10-bit) as phones record it. Every test here was seen
 failing before its fix.
 """
 
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
 import pytest
 
 from tests.helpers import SHARED
-from tests.media import frame_index, write_vfr_test_video
+from tests.media import write_hdr_video, write_vfr_test_video
 from transforms.sampling import ClipSampling, sample_clips
 
 OPEN_CASES = SHARED / "open-cases"
@@ -94,3 +96,54 @@ def test_the_open_case_paused_recording(tmp_path):
         (float(c.start_s), float(c.end_s)) for c in clips
     ]
     assert len(clips) <= 4
+
+
+# --- HDR ---------------------------------------------------------------------------------
+
+
+def _sdr_scene(height=96, width=128, frames=3) -> np.ndarray:
+    """A picture with dark, mid and bright areas and saturated patches (uint8 RGB)."""
+    y, x = np.mgrid[0:height, 0:width]
+    scene = np.stack([x * 255 // (width - 1), y * 255 // (height - 1), 255 - x * 200 // width], -1)
+    scene[8:40, 8:40] = (200, 40, 30)
+    scene[56:88, 80:120] = (30, 160, 60)
+    scene[8:40, 88:120] = (250, 250, 250)
+    return np.repeat(scene[None].astype(np.uint8), frames, axis=0)
+
+
+@pytest.mark.parametrize(
+    "transfer, codec",
+    [("pq", "libx265"), ("hlg", "libx265"), ("pq", "libx264"), ("hlg", "libx264")],
+)
+def test_hdr_is_tone_mapped_to_the_sdr_picture(tmp_path, transfer, codec):
+    from transforms.video_io import VideoReader
+
+    scene = _sdr_scene()
+    path = write_hdr_video(tmp_path / f"{transfer}.mp4", scene, transfer, codec)
+    with VideoReader(str(path)) as reader:
+        info = reader.info
+        frame = next(reader.frames()).frame
+        shown = reader.to_rgb(frame).astype(int)
+    assert info.color_transfer == {"pq": "smpte2084", "hlg": "arib-std-b67"}[transfer]
+    truth = scene[0].astype(int)
+    # Mid tones as the SDR source has them; highlights compressed, never washed out.
+    assert np.abs(shown.mean((0, 1)) - truth.mean((0, 1))).max() < 20, shown.mean((0, 1))
+    assert shown.std() > 0.8 * truth.std()
+    assert np.corrcoef(shown.ravel(), truth.ravel())[0, 1] > 0.97
+
+
+def test_the_open_case_hdr10_file():
+    from transforms.video_io import VideoReader
+
+    path = OPEN_CASES / "hdr10_pq_bt2020_hevc10.mp4"
+    source = SHARED / "media" / "mmaction2" / "test.mp4"
+    if not path.exists() or not source.exists():
+        pytest.skip("../shared/open-cases or ../shared/media is not here")
+    with VideoReader(str(source)) as reader:
+        truth = reader.to_rgb(next(reader.frames()).frame).astype(int)
+    with VideoReader(str(path)) as reader:
+        assert reader.info.color_transfer == "smpte2084"
+        shown = reader.to_rgb(next(reader.frames()).frame).astype(int)
+    # Washed out untreated: mean RGB 85.7, 92.1, 96.9 against the source's 90.8, 126.3, 132.3.
+    assert np.abs(shown.mean((0, 1)) - truth.mean((0, 1))).max() < 15, shown.mean((0, 1))
+    assert shown.std() > 0.85 * truth.std()

@@ -54,6 +54,7 @@ import av.logging
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from transforms.hdr import is_hdr, tone_map_to_sdr, transfer_name
 from transforms.storage import open_input
 
 # Bytes fsspec reads ahead per request from a bucket: large enough that a decoder's
@@ -111,7 +112,9 @@ class SourceInfo:
     stored pixel over its height as shown (FFmpeg's guess from the container, else the
     codec; 1 when neither says), so ``width`` is the stored width times it, rounded
     (before rotation). ``ts_discont``: the format declares timestamp discontinuities
-    (MPEG-TS/PS), which the reader then re-bases as FFmpeg does.
+    (MPEG-TS/PS), which the reader then re-bases as FFmpeg does. ``color_transfer``:
+    FFmpeg's name of the first frame's transfer (``smpte2084``, ``arib-std-b67``:
+    HDR, tone-mapped by ``to_rgb``; ``bt709``, ...), None where the file says none.
     """
 
     width: int
@@ -124,6 +127,7 @@ class SourceInfo:
     stream_index: int = 0
     sample_aspect_ratio: Fraction = Fraction(1)
     ts_discont: bool = False
+    color_transfer: Optional[str] = None
 
 
 def stream_facts(info: SourceInfo) -> dict:
@@ -133,6 +137,7 @@ def stream_facts(info: SourceInfo) -> dict:
         "stream_index": int(getattr(info, "stream_index", 0) or 0),
         "codec": str(getattr(info, "codec", "") or ""),
         "sample_aspect_ratio": f"{sar.numerator}:{sar.denominator}",
+        "color_transfer": getattr(info, "color_transfer", None),
     }
 
 
@@ -279,6 +284,7 @@ class VideoReader:
             stream_index=stream.index,
             sample_aspect_ratio=self._sar,
             ts_discont=self._timeline.discont,
+            color_transfer=transfer_name(first.color_trc),
         )
 
     def frames(self) -> Iterator[DecodedFrame]:
@@ -439,6 +445,8 @@ class VideoReader:
         are not square are resampled to square ones, as a player shows them. For a
         frame rotated by 90 or 270 degrees the decoder's own size is the transpose.
         Any pixel format (gray, 10-bit, palette, alpha) gives RGB; alpha is dropped.
+        HDR (PQ or HLG transfer) is converted to 16-bit R'G'B' and tone-mapped to SDR
+        (``transforms.hdr``), so the model sees what an SDR picture of it shows.
         """
         rotation = _rotation_of(frame)
         quarter = (round(rotation / 90) % 4) if rotation else 0
@@ -447,9 +455,12 @@ class VideoReader:
         if width is not None and height is not None and quarter % 2:
             width, height = height, width
         # One scaler per reader: swscale's setup costs about as much as a 1080p resize.
+        hdr = is_hdr(frame.color_trc)
         rgb = self._reformatter.reformat(
-            frame, width, height, "rgb24", interpolation="BILINEAR"
+            frame, width, height, "rgb48le" if hdr else "rgb24", interpolation="BILINEAR"
         ).to_ndarray()
+        if hdr:
+            rgb = tone_map_to_sdr(rgb, frame.color_trc)
         if quarter:
             # The display matrix says rotate counterclockwise by `rotation` degrees.
             rgb = np.ascontiguousarray(np.rot90(rgb, k=quarter))
