@@ -1,7 +1,7 @@
 """The explorer: a static site of an index that opens from disk (no server, no network).
 
 ``write_site(OUT, DIR)`` reads the standing rows and events through the query layer
-(``transforms.query``: views ``videos``, ``clips``, ``failures``, ``segments``) and writes:
+(``video_index.query``: views ``videos``, ``clips``, ``failures``, ``segments``) and writes:
 
 - ``DIR/index.html``: counts, the archive's label histogram (clips by top-1 label)
   with a search box that filters it, links to the label pages, the first video page
@@ -36,8 +36,8 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from transforms import query
-from transforms.schemas import EMBEDDING, THUMBNAIL
+from video_index import query
+from video_index.schemas import EMBEDDING, THUMBNAIL
 
 __all__ = ["write_site", "playable_url"]
 

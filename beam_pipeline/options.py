@@ -184,6 +184,12 @@ class VideoIndexOptions(PipelineOptions):
         )
         _flag(
             parser,
+            "no-shots",
+            action="store_true",
+            help="do not detect shots (detected by default for clip models: the shots table)",
+        )
+        _flag(
+            parser,
             "commit-every-s",
             type=float,
             default=20.0,
@@ -228,9 +234,10 @@ class IndexConfig:
     retry_failed: bool = False
     commit_every_s: float = 20.0
     # clips/ columns beyond the labels: the model's embedding (where its spec names
-    # one) and a thumbnail (clip models); see transforms.schemas.clips_schema.
+    # one) and a thumbnail (clip models); see video_index.schemas.clips_schema.
     embeddings: bool = False
     thumbnails: bool = False
+    shots: bool = False  # the shots/ table (clip models; transforms.shots)
     compact_after_files: int = 1000
     backend: str = "tensorflow"  # resolved (tensorflow | openvino)
     precision: str = "f32"  # resolved (f32 | bf16 | int8); tensorflow: always f32
@@ -335,6 +342,7 @@ class IndexConfig:
             commit_every_s=opts.commit_every_s,
             embeddings=spec.embedding_key is not None and not opts.no_embeddings,
             thumbnails=spec.kind == CLIP and not opts.no_thumbnails,
+            shots=spec.kind == CLIP and not opts.no_shots,
             compact_after_files=opts.compact_after_files,
             backend=backend,
             precision=precision,

@@ -2,7 +2,7 @@
 
 An index folder holds ``videos/``, ``clips/``, ``failures/`` (Parquet) and
 ``runs/`` (one JSON record per run). Everything here reads through the SQL views of
-``transforms.query`` and fetches only what it prints (counts, the first rows in
+``video_index.query`` and fetches only what it prints (counts, the first rows in
 video order), so memory does not grow with the index; the HTML report is bounded
 too: label counts, the first ``html_videos`` videos with their timelines, and the
 commands that reach the rest.
@@ -22,13 +22,13 @@ import fsspec
 import pyarrow as pa
 
 from beam_pipeline.terminal import escape
-from transforms.index import current_rows, read_table  # noqa: F401 - re-exported
-from transforms.query import connect, standing_sql
+from video_index.index import current_rows, read_table  # noqa: F401 - re-exported
+from video_index.query import connect, standing_sql
 
 
 @dataclasses.dataclass
 class Summary:
-    """A connection to an index (``transforms.query``), scoped to one run or to all."""
+    """A connection to an index (``video_index.query``), scoped to one run or to all."""
 
     con: object  # duckdb.DuckDBPyConnection
     run_id: Optional[str]
@@ -213,6 +213,18 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
                 + "; --extensions '*' takes every file"
             )
         lines.append(f"run record: {output}/runs/{record['run_id']}.json ({record['elapsed_s']} s)")
+    tables = format_tables(summary, output, limit)
+    if record and not tables and record["counts"].get("skipped_unchanged", 0):
+        # Nothing new: show what the index holds, which is what the user came to see.
+        tables = format_tables(Summary(summary.con, None), output, limit)
+    return "\n".join(lines + ([tables] if tables else []))
+
+
+def format_tables(summary: Summary, output: str, limit: int = 20) -> str:
+    """The top labels of the summary's first ``limit`` videos and its failures, as two
+    small tables for the terminal (each after a blank line); '' when both are empty."""
+    counts = {table: summary.count(table) for table in ("videos", "failures")}
+    lines = []
     if counts["videos"]:
         lines.append("")
         lines.append(f"{'video':<44} {'dur_s':>6} {'clips':>5}  top labels")

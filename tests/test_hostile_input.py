@@ -52,7 +52,7 @@ def test_memory_limit_is_a_size_never_sql(small_index, tmp_path, command):
 
 
 def test_connect_refuses_a_memory_limit_that_is_not_a_size(small_index, tmp_path):
-    from transforms.query import connect
+    from video_index.query import connect
 
     target = tmp_path / "owned.csv"
     with pytest.raises(ValueError, match="memory limit"):
@@ -88,7 +88,7 @@ def _hostile_index(tmp_path):
     from transforms.records import ClipScores, VideoInfo, VideoOutcome, VideoRef
     from transforms.rows import outcome_rows
     from transforms.context import RunContext
-    from transforms.schemas import clips_schema
+    from video_index.schemas import clips_schema
 
     out = tmp_path / "out"
     tables: dict = {"videos": [], "clips": []}

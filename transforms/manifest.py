@@ -33,7 +33,7 @@ from apache_beam import pvalue
 
 from transforms.context import RunContext
 from transforms.records import Failure, VideoRef
-from transforms.storage import (
+from video_index.storage import (
     escape_local_path,
     escape_name,
     filesystem,
@@ -88,7 +88,7 @@ def _full_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
     or ``//``), so one file has one URI however it was named and wherever the job
     was started; symbolic links are kept as named. A local name that is not UTF-8
     becomes a percent-encoded ``file://`` URI that names the same file
-    (``transforms.storage.escape_local_path``).
+    (``video_index.storage.escape_local_path``).
     """
     protocol = _protocol(fs)
     if protocol in ("file", "local"):
@@ -140,7 +140,7 @@ def list_input(
     ``extensions`` filters a directory's files (``ALL_FILES`` among them: no filter);
     each file it leaves out is passed to ``on_skip`` (its path relative to the
     directory, escaped as a ``video_id`` is). Names that are not UTF-8 are escaped
-    (``transforms.storage``): the ``uri`` still opens the same file.
+    (``video_index.storage``): the ``uri`` still opens the same file.
     """
     kind = input_kind(input_uri)
     fs, path = filesystem(input_uri)
@@ -385,7 +385,7 @@ class _SkipUnchangedFn(beam.DoFn):
         self._retry_failed = retry_failed
 
     def setup(self):
-        from transforms.query import indexed_versions
+        from video_index.query import indexed_versions
 
         self._metrics = self._run.metrics(STAGE)
         # Once per worker: uri -> (size, version), about 100 bytes a video.

@@ -13,7 +13,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from transforms.storage import escape_name, is_transient
+from video_index.storage import escape_name, is_transient
 
 
 class VideoRef(NamedTuple):
@@ -53,6 +53,23 @@ class VideoInfo(NamedTuple):
     codec: str = ""
     sample_aspect_ratio: str = "1:1"
     color_transfer: Optional[str] = None  # FFmpeg's name; smpte2084 / arib-std-b67: HDR
+    # The video's shots in time order, covering it without gaps (``Shot``); empty
+    # where the run does not detect shots (``--no-shots``, whole-video models).
+    shots: tuple["Shot", ...] = ()
+
+
+class Shot(NamedTuple):
+    """One shot of a video (``transforms.shots``): ``[start_s, end_s)`` seconds on the
+    video's timeline; ``kind`` of the boundary that starts it (``start`` for the first,
+    ``cut``, ``fade``, ``dissolve``); ``confidence`` in [0, 1]; ``thumbnail``: its
+    middle frame as a small JPEG (``transforms.thumbnails``), or None."""
+
+    index: int
+    start_s: float
+    end_s: float
+    kind: str
+    confidence: float
+    thumbnail: Optional[bytes] = None
 
 
 class DecodeResult(NamedTuple):
@@ -130,7 +147,7 @@ _TRANSIENT_ERRNOS = frozenset(
 
 def is_transient_error(error: BaseException) -> bool:
     """Whether a video failed for a reason other than its content: a storage or network
-    error that outlived the retries (``transforms.storage.is_transient``), a time limit
+    error that outlived the retries (``video_index.storage.is_transient``), a time limit
     or a killed decoder (exceptions whose class or instance says ``transient = True``),
     or an OSError with one of the errno values above."""
     if getattr(error, "transient", False) is True:
@@ -152,7 +169,7 @@ class ClipScores(NamedTuple):
     end_s: float
     labels: tuple[str, ...]
     scores: tuple[float, ...]
-    # Optional clips/ columns (transforms.schemas.clips_schema): the model's embedding
+    # Optional clips/ columns (video_index.schemas.clips_schema): the model's embedding
     # (float16 [D]) and the clip's thumbnail (JPEG bytes), where the run makes them.
     embedding: Optional[np.ndarray] = None
     thumbnail: Optional[bytes] = None

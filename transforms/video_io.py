@@ -55,7 +55,7 @@ import numpy as np
 from av.video.reformatter import VideoReformatter
 
 from transforms.hdr import is_hdr, tone_map_to_sdr, transfer_name
-from transforms.storage import open_input
+from video_index.storage import open_input
 
 # Bytes fsspec reads ahead per request from a bucket: large enough that a decoder's
 # small reads do not each become a request, small enough to keep memory flat.
