@@ -147,3 +147,57 @@ def test_the_open_case_hdr10_file():
     # Washed out untreated: mean RGB 85.7, 92.1, 96.9 against the source's 90.8, 126.3, 132.3.
     assert np.abs(shown.mean((0, 1)) - truth.mean((0, 1))).max() < 15, shown.mean((0, 1))
     assert shown.std() > 0.85 * truth.std()
+
+
+# --- limits that measure what decodes ----------------------------------------------------
+
+
+def _lying_mkv(path, claimed_s: float):
+    """A 3 s FFV1 Matroska whose Segment Info says it lasts ``claimed_s``."""
+    import struct
+
+    from tests.media import write_test_video
+
+    write_test_video(path, 75, 25, codec="ffv1")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89\x88")  # Duration, an 8-byte float in TimecodeScale (1 ms) units
+    assert at > 0
+    data[at + 3 : at + 11] = struct.pack(">d", claimed_s * 1000)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_container_that_lies_about_its_length_is_judged_by_what_decodes(tmp_path):
+    import av
+
+    from transforms.video_io import DecodeLimits, VideoReader
+
+    path = _lying_mkv(tmp_path / "lying.mkv", 400_000.0)
+    with av.open(str(path)) as container:
+        assert container.duration / av.time_base > 399_000  # the lie is there
+    with VideoReader(str(path), limits=DecodeLimits()) as reader:
+        frames = sum(1 for _ in reader.frames())
+        assert frames == 75 and float(reader.duration_s) == pytest.approx(3.0, abs=0.05)
+
+
+def test_decoding_time_is_bounded_by_the_videos_own_length(tmp_path, monkeypatch):
+    import itertools
+    import types
+
+    import transforms.video_io as video_io
+    from tests.media import write_test_video
+    from transforms.video_io import DecodeLimits, DecodeTimeLimitExceeded, VideoReader
+
+    path = write_test_video(tmp_path / "v.mkv", 75, 25, codec="ffv1")  # 3 s
+    # A slow machine, simulated: every clock reading is one second later.
+    clock = itertools.count()
+    monkeypatch.setattr(video_io, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    # The default bound: max(min_decode_s, max_decode_ratio x the length decoded so far).
+    limits = DecodeLimits(min_decode_s=10.0)
+    assert limits.max_decode_ratio == 10.0 and limits.max_decode_s == 1800.0
+    with pytest.raises(DecodeTimeLimitExceeded, match="s of video, over max_decode_ratio=10"):
+        with VideoReader(str(path), limits=limits) as reader:
+            sum(1 for _ in reader.frames())
+    roomy = DecodeLimits(min_decode_s=10.0, max_decode_ratio=1000.0)
+    with VideoReader(str(path), limits=roomy) as reader:
+        assert sum(1 for _ in reader.frames()) == 75

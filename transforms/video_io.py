@@ -95,6 +95,11 @@ class DecodeLimits:
     # consumer holds each frame left out); held in native calls too where the decoder
     # runs in a child process (transforms.decode_worker).
     max_decode_s: float = 1800.0
+    # ... and at most max_decode_ratio seconds per second of video decoded so far, once
+    # past min_decode_s: a worker's time is bounded by the video's own length (a tiny
+    # GIF with a huge canvas and thousands of frames fails in minutes, not half an hour).
+    max_decode_ratio: float = 10.0
+    min_decode_s: float = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -256,10 +261,8 @@ class VideoReader:
             duration = float(stream.duration * stream.time_base)
         elif container.duration:
             duration = container.duration / av.time_base
-        if duration is not None and duration > self.limits.max_duration_s:
-            raise DecodeLimitExceeded(
-                f"duration {duration:.0f} s is over max_duration_s={self.limits.max_duration_s:g}"
-            )
+        # max_duration_s is judged by the decoded timestamps (frames()), not by this
+        # header value: a Matroska Segment Duration or an MP4 mvhd can say anything.
         self._rotation: Optional[int] = None
         self._time_base = stream.time_base or Fraction(1, 90000)
         self._timeline = _Timeline(container, self._time_base, self._frame_step)
@@ -367,10 +370,19 @@ class VideoReader:
         max_decode_s = self.limits.max_decode_s
         while True:
             # Per packet, not per frame: a run of undecodable packets yields no frame.
-            if time.monotonic() - self._started > max_decode_s:
+            elapsed = time.monotonic() - self._started
+            if elapsed > max_decode_s:
                 raise DecodeTimeLimitExceeded(
                     f"decoding took over max_decode_s={max_decode_s:g}"
                 )
+            if elapsed > self.limits.min_decode_s:
+                decoded_s = float(self.last_t - self.first_t) if self.frames_decoded else 0.0
+                if elapsed > max(self.limits.min_decode_s, self.limits.max_decode_ratio * decoded_s):
+                    raise DecodeTimeLimitExceeded(
+                        f"decoding took {elapsed:.0f} s for {decoded_s:.1f} s of video, over "
+                        f"max_decode_ratio={self.limits.max_decode_ratio:g} "
+                        f"(after min_decode_s={self.limits.min_decode_s:g})"
+                    )
             try:
                 packet = next(packets)
             except StopIteration:
