@@ -1,0 +1,24 @@
+"""Noise and last lines: a run without a fault prints no error lines, and a failed
+command's last line is its reason. Each test was seen failing before its fix."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from tests.helpers import clip_row, run_cli, video_row
+from transforms.sink import write_rows
+
+
+def test_a_bucket_read_prints_no_asyncio_task_noise(gcs_emulator):
+    out = gcs_emulator.uri(f"quiet-{uuid.uuid4().hex[:8]}")
+    write_rows(out, "clips", [clip_row("x", "r1", i) for i in range(3)], "r1-a")
+    write_rows(out, "videos", [video_row("x", "r1")], "r1-b")
+    for args in (["query", out, "SELECT count(*) AS n FROM clips", "--format", "json"],
+                 ["show", out]):  # fmt: skip
+        done = run_cli(*args)
+        assert done.returncode == 0, done.stderr
+        assert "Task was destroyed" not in done.stderr, done.stderr[-2000:]
+        assert "ERROR" not in done.stderr, done.stderr[-2000:]
+    assert json.loads(run_cli("query", out, "SELECT count(*) AS n FROM clips",
+                              "--format", "json").stdout) == [{"n": 3}]  # fmt: skip
