@@ -22,3 +22,23 @@ def test_a_bucket_read_prints_no_asyncio_task_noise(gcs_emulator):
         assert "ERROR" not in done.stderr, done.stderr[-2000:]
     assert json.loads(run_cli("query", out, "SELECT count(*) AS n FROM clips",
                               "--format", "json").stdout) == [{"n": 3}]  # fmt: skip
+
+
+def test_a_failed_jobs_line_is_its_reason_not_a_traceback_caret():
+    from beam_pipeline.cli import _last_line
+
+    # How Beam wraps a worker's error: the worker's traceback, text, inside the message.
+    embedded = (
+        "Traceback (most recent call last):\n"
+        '  File "transforms/manifest.py", line 300, in process\n'
+        "    for item in list_input(input_uri):\n"
+        "OSError: Forbidden: gs://nobody-bucket/videos [while running 'ReadManifest/List']\n"
+        '  File "video_index/storage.py", line 220, in retrying\n'
+        "    return fn(*args, **kwargs)\n"
+        "           ^^^^^^^^^^^^^^^^^^^\n"
+        "  ~~~~~~^^^^^\n"
+    )
+    assert _last_line(RuntimeError(embedded)) == (
+        "OSError: Forbidden: gs://nobody-bucket/videos [while running 'ReadManifest/List']"
+    )
+    assert _last_line(RuntimeError("no traceback\nsecond line")) == "second line"
