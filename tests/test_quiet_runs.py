@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
+
 from tests.helpers import clip_row, run_cli, video_row
 from transforms.sink import write_rows
 
@@ -42,3 +44,32 @@ def test_a_failed_jobs_line_is_its_reason_not_a_traceback_caret():
         "OSError: Forbidden: gs://nobody-bucket/videos [while running 'ReadManifest/List']"
     )
     assert _last_line(RuntimeError("no traceback\nsecond line")) == "second line"
+
+
+@pytest.mark.parametrize(
+    "missing, kind", [("size", "clip"), ("fps", "clip"), ("frames_per_clip", "clip"),
+                      ("size", "frame_sequence"), ("fps", "stream")]  # fmt: skip
+)
+def test_a_spec_file_without_a_field_the_model_needs_is_one_clear_error(tmp_path, missing, kind):
+    from beam_pipeline.models.spec import SpecError, spec_from_file
+
+    fields = {"path": "m", "labels": ["a", "b"], "kind": kind, "size": 32, "fps": 10,
+              "frames_per_clip": 8}  # fmt: skip
+    if kind == "frame_sequence":
+        fields.update(feature_model="cnn.keras", sequence_model="seq.keras", max_frames=8)
+        del fields["frames_per_clip"]
+    if kind == "stream":
+        del fields["frames_per_clip"]
+    complete = tmp_path / "complete.json"
+    complete.write_text(json.dumps(fields))
+    assert spec_from_file(str(complete)).size == 32
+    del fields[missing]
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(fields))
+    with pytest.raises(SpecError, match=f"missing '{missing}'") as raised:
+        spec_from_file(str(spec_path))
+    assert "\n" not in str(raised.value)
+    done = run_cli("index", "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+                   "--model", str(spec_path))  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and f"missing '{missing}'" in lines[0], lines
