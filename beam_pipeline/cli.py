@@ -110,6 +110,11 @@ def _index(argv: list[str]) -> int:
 
     _reject_unknown_flags(argv)
     options = PipelineOptions(_escape_paths(argv))
+    from beam_pipeline.runner import unreachable_by_workers
+
+    problem = unreachable_by_workers(options)
+    if problem:  # before anything reaches for storage (a staging bucket, the input)
+        raise UsageError(problem)
     try:
         config = IndexConfig.from_options(options)
     except ConfigError as error:
