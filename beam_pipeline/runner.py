@@ -48,16 +48,19 @@ CLOUD_RUNNERS = ("DataflowRunner", "dataflow")
 def unreachable_by_workers(options) -> "str | None":
     """Why a cloud runner's workers could not run this job, in one line; None if they can.
 
-    Its workers cannot read a local ``--input`` nor write a local ``--output``, and
-    without ``--temp_location`` Beam looks for (or creates) a default staging bucket
-    over the network, which waits minutes where that is unreachable, dry run or not.
+    Its workers cannot read a local ``--input`` nor write a local ``--output`` (a dry
+    run, which only translates the job, may name them), and without
+    ``--temp_location`` Beam looks for (or creates) a default staging bucket over the
+    network, which waits minutes where that is unreachable, dry run or not.
     """
     if _runner_name(options) not in CLOUD_RUNNERS:
         return None
     from apache_beam.options.pipeline_options import GoogleCloudOptions
 
     given = options.get_all_options()  # the job's own flags, parsed by their subclass
-    for flag, value in (("--input", given.get("input")), ("--output", given.get("output"))):
+    paths = () if given.get("dry_run") else (("--input", given.get("input")),
+                                             ("--output", given.get("output")))  # fmt: skip
+    for flag, value in paths:
         if value and ("://" not in value or value.startswith("file://")):
             return (
                 f"{flag} {value} is on this machine; {_runner_name(options)}'s workers "
