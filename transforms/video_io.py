@@ -377,7 +377,8 @@ class VideoReader:
                 )
             if elapsed > self.limits.min_decode_s:
                 decoded_s = float(self.last_t - self.first_t) if self.frames_decoded else 0.0
-                if elapsed > max(self.limits.min_decode_s, self.limits.max_decode_ratio * decoded_s):
+                budget = max(self.limits.min_decode_s, self.limits.max_decode_ratio * decoded_s)
+                if elapsed > budget:
                     raise DecodeTimeLimitExceeded(
                         f"decoding took {elapsed:.0f} s for {decoded_s:.1f} s of video, over "
                         f"max_decode_ratio={self.limits.max_decode_ratio:g} "
