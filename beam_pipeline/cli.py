@@ -112,6 +112,11 @@ def _index(argv: list[str]) -> int:
 
     _reject_unknown_flags(argv)
     options = PipelineOptions(_escape_paths(argv))
+    from beam_pipeline.runner import unreachable_by_workers
+
+    problem = unreachable_by_workers(options)
+    if problem:  # before anything reaches for storage (a staging bucket, the input)
+        raise UsageError(problem)
     try:
         config = IndexConfig.from_options(options)
     except ConfigError as error:
@@ -269,8 +274,15 @@ class JobFailed(RuntimeError):
 
 def _last_line(error: BaseException) -> str:
     """The last non-empty line of ``error``'s message (where a chained or wrapped error
-    says what went wrong), else its type's name."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    says what went wrong), else its type's name. Where the message embeds a traceback
+    (a worker's, as Beam wraps it), the last ``Type: reason`` line: source lines and the
+    ``^^^^``/``~~~~`` markers under them (Python 3.11+) are not reasons."""
+    lines = [
+        line.strip() for line in str(error).splitlines() if line.strip().strip("^~ ")
+    ]
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        reasons = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*: \S", line)]
+        lines = reasons or lines
     return lines[-1] if lines else type(error).__name__
 
 

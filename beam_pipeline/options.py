@@ -151,6 +151,14 @@ class VideoIndexOptions(PipelineOptions):
         )
         _flag(
             parser,
+            "max-decode-ratio",
+            type=float,
+            default=limits.max_decode_ratio,
+            help="a video also fails once decoding has taken this many seconds per second of "
+            f"it decoded, after {limits.min_decode_s:g} s (default {limits.max_decode_ratio:g})",
+        )
+        _flag(
+            parser,
             "extensions",
             default=",".join(VIDEO_EXTENSIONS),
             help="comma-separated file extensions taken from a folder; '*' takes every file "
@@ -309,7 +317,7 @@ class IndexConfig:
             raise ConfigError("--top-k must be at least 1")
         if opts.batch_size is not None and opts.batch_size < 1:
             raise ConfigError("--batch-size must be at least 1")
-        for name in ("max_pixels_per_frame", "max_duration_s", "max_decode_s"):
+        for name in ("max_pixels_per_frame", "max_duration_s", "max_decode_s", "max_decode_ratio"):
             if getattr(opts, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
         if opts.commit_every_s < 0:
@@ -329,6 +337,7 @@ class IndexConfig:
                 max_pixels_per_frame=opts.max_pixels_per_frame,
                 max_duration_s=opts.max_duration_s,
                 max_decode_s=opts.max_decode_s,
+                max_decode_ratio=opts.max_decode_ratio,
             ),
             top_k=min(opts.top_k, spec.num_classes),
             batch_size=opts.batch_size or spec.max_batch_size,

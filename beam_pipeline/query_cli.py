@@ -395,7 +395,10 @@ def compact_command(argv: list[str], prog: str) -> int:
     )
     p.add_argument("output", help="the index folder or gs:// / s3:// URL")
     p.add_argument(
-        "--memory-limit", type=memory_size, default=DEFAULT_MEMORY_LIMIT, help="DuckDB's memory limit"
+        "--memory-limit",
+        type=memory_size,
+        default=DEFAULT_MEMORY_LIMIT,
+        help="DuckDB's memory limit",
     )
     args = p.parse_args(argv)
     check_index_path(args.output)

@@ -243,8 +243,9 @@ def format_tables(summary: Summary, output: str, limit: int = 20) -> str:
         lines.append(f"{'failed video':<44} {'stage':<9} reason")
         for row in summary.rows("failures", "*", limit):
             reason = escape(f"{row['error_type']}: {row['message']}".replace("\n", " "))
+            video = _clip_text(escape(row["video_id"]), 44)
             lines.append(
-                f"{_clip_text(escape(row['video_id']), 44):<44} {row['stage']:<9} {_clip_text(reason, 90)}"
+                f"{video:<44} {row['stage']:<9} {_clip_text(reason, 90)}"
             )
     return "\n".join(escape(line) for line in lines)
 

@@ -214,7 +214,8 @@ def _read_manifest(
 
 def _too_long(uri: str, video_id: Optional[str]) -> Optional[str]:
     """Why a row's URI or id is too long to take, or None."""
-    for name, text, limit in (("uri", uri, MAX_URI_CHARS), ("video_id", video_id, MAX_VIDEO_ID_CHARS)):
+    limits = (("uri", uri, MAX_URI_CHARS), ("video_id", video_id, MAX_VIDEO_ID_CHARS))
+    for name, text, limit in limits:
         if text and len(text) > limit:
             return f"{name} is {len(text)} characters long; at most {limit} are taken"
     return None

@@ -52,6 +52,7 @@ class VideoInfo(NamedTuple):
     stream_index: int = 0
     codec: str = ""
     sample_aspect_ratio: str = "1:1"
+    color_transfer: Optional[str] = None  # FFmpeg's name; smpte2084 / arib-std-b67: HDR
     # The video's shots in time order, covering it without gaps (``Shot``); empty
     # where the run does not detect shots (``--no-shots``, whole-video models).
     shots: tuple["Shot", ...] = ()

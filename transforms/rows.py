@@ -123,6 +123,7 @@ def outcome_rows(outcome: VideoOutcome, run: RunContext) -> Iterator[Row]:
         "stream_index": info.stream_index,
         "codec": info.codec,
         "sample_aspect_ratio": info.sample_aspect_ratio,
+        "color_transfer": info.color_transfer,
         "num_clips": info.num_clips,
         "labels": list(outcome.labels),
         "scores": list(outcome.scores),

@@ -28,6 +28,9 @@ VIDEOS = pa.schema(
         pa.field("stream_index", pa.int32()),
         pa.field("codec", pa.string()),
         pa.field("sample_aspect_ratio", pa.string()),
+        # FFmpeg's transfer name; smpte2084 (PQ) and arib-std-b67 (HLG) are HDR,
+        # tone-mapped to SDR before the model (transforms.hdr)
+        pa.field("color_transfer", pa.string()),
         pa.field("num_clips", pa.int32()),
         pa.field("labels", pa.list_(pa.string())),
         pa.field("scores", pa.list_(pa.float32())),
