@@ -338,7 +338,12 @@ def _prepare_openvino(config):
         return dataclasses.replace(config, ir=ir.key)
     calibration, calibration_sha256 = None, None
     if config.precision == "int8":
-        refs = [r for r in list_input(config.input, config.extensions) if isinstance(r, VideoRef)]
+        refs = [
+            r
+            for input_uri in config.inputs
+            for r in list_input(input_uri, config.extensions)
+            if isinstance(r, VideoRef)
+        ]
         calibration, summary = openvino_ir.input_calibration(
             spec, refs, config.calibration_clips, config.limits
         )

@@ -78,9 +78,20 @@ def connect_kwargs(args: argparse.Namespace) -> dict:
 
 
 def check_index_path(output: str) -> None:
-    """Raises CommandError where ``output`` is a local file, not an index folder."""
-    if "://" not in output and os.path.isfile(output):
+    """Raises CommandError where ``output`` is a local file, or a local folder that holds
+    none of an index's folders (videos/, clips/, failures/, runs/)."""
+    if "://" in output:
+        return
+    if os.path.isfile(output):
         raise CommandError(f"{output} is a file, not an index folder (a run's --output)")
+    if os.path.isdir(output) and not any(
+        os.path.isdir(os.path.join(output, name))
+        for name in ("videos", "clips", "failures", "runs")
+    ):
+        raise CommandError(
+            f"{output} is not an index: it holds no videos/, clips/, failures/ or runs/ "
+            "folder (give a run's --output)"
+        )
 
 
 def open_index(output: str, args: argparse.Namespace, work: Callable):

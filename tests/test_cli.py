@@ -33,6 +33,16 @@ from tests.helpers import REPO, run_cli
         (["compact", "README.md"], "README.md is a file, not an index folder"),
         (["query", "README.md", "SELECT 1"], "README.md is a file, not an index folder"),
         (["show", "README.md"], "README.md is a file, not an index folder"),
+        (["show", "tests"], "tests is not an index: it holds no videos/, clips/, failures/"),
+        (["index", "--input", "/no/such/*.mp4", "--output", "x"], "/no/such/*.mp4 matches no file"),
+        (
+            ["index", "--input", "scripts", "--output", "x"],
+            "--input scripts holds no video: its 1 file(s) have none of the --extensions",
+        ),
+        (
+            ["index", "--input", "examples/media", "--output", "README.md"],
+            "--output README.md is a file; give a folder for the index",
+        ),
         (
             ["index", "--input", ".", "--output", "x", "--model-path", "tests"],
             "cannot find model i3d-kinetics-400 at tests: tests is a folder without a "
@@ -145,6 +155,28 @@ def test_index_shared_media_with_i3d(media_dir, tmp_path):
     (record,) = list((out / "runs").glob("*.json"))
     counts = json.loads(record.read_text())["counts"]
     assert (counts["videos"], counts["failures"]) == (len(videos), len(failures))
+
+
+def test_several_inputs_are_all_indexed_and_an_empty_folder_is_refused(
+    tmp_path, colour_spec_file
+):
+    from tests.media import COLOURS, write_colour_video
+
+    first, second, empty = tmp_path / "a", tmp_path / "b", tmp_path / "empty"
+    for folder in (first, second, empty):
+        folder.mkdir()
+    write_colour_video(first / "red.mkv", COLOURS["red"], 1.0)
+    write_colour_video(second / "blue.mkv", COLOURS["blue"], 1.0)
+    out = tmp_path / "out"
+    model = ("--model", str(colour_spec_file))
+    done = run_cli("index", "--input", str(first), "--input", str(second), "--output", str(out),
+                   *model)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 videos indexed, 0 failed" in done.stdout
+    refused = run_cli("index", "--input", str(first), "--input", str(empty), "--output",
+                      str(tmp_path / "out2"), *model)  # fmt: skip
+    assert refused.returncode == 2 and f"--input {empty} is an empty folder" in refused.stderr
+    assert not (tmp_path / "out2").exists()
 
 
 def test_show_prints_the_index_and_writes_an_html_report(tmp_path, colour_spec_file):
