@@ -356,6 +356,12 @@ def search_command(argv: list[str], prog: str) -> int:
         raise CommandError("give words of what to find, or --label CLASS")
     if args.limit < 1:
         raise CommandError("--limit must be at least 1")
+    if any(a.split("=", 1)[0] == "--segment-min-score" for a in argv):
+        # Refused, not ignored: search builds its events from the clips that pass.
+        raise CommandError(
+            "--segment-min-score: search builds events from the clips at or above "
+            "--min-score; give --min-score"
+        )
     args.segment_min_score = args.min_score  # events are built from the clips that pass
 
     def work(con):

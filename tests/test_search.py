@@ -95,6 +95,8 @@ def test_search_without_a_match_or_words(index):
     assert none.returncode == 1 and "no class matches 'zebra'" in none.stdout
     bad = run_cli("search", index)
     assert bad.returncode == 2 and "give words of what to find" in bad.stderr
+    ignored = run_cli("search", index, "cricket", "--segment-min-score=0.9")
+    assert ignored.returncode == 2 and "give --min-score" in ignored.stderr
 
 
 @pytest.mark.slow
