@@ -8,7 +8,14 @@ setup(
     description="Index a video archive with action-recognition models on Apache Beam",
     python_requires=">=3.10",
     packages=find_packages(
-        include=["beam_pipeline", "beam_pipeline.*", "transforms", "transforms.*"]
+        include=[
+            "beam_pipeline",
+            "beam_pipeline.*",
+            "transforms",
+            "transforms.*",
+            "video_index",
+            "video_index.*",
+        ]
     ),
     package_data={"beam_pipeline.models": ["labels/*.txt"]},
     install_requires=[
@@ -18,9 +25,9 @@ setup(
         # PyAV: streamed decode from file objects with real timestamps and rotation.
         "av>=12",
         "pyarrow>=14",
-        # The read side: SQL views over the standing rows (transforms/query.py).
+        # The read side: SQL views over the standing rows (video_index/query.py).
         "duckdb>=1.1",
-        # Approximate nearest clips by embedding (transforms/similar.py).
+        # Approximate nearest clips by embedding (video_index/nearest.py).
         "faiss-cpu>=1.8",
         "fsspec>=2024.2",
         "gcsfs>=2024.2",

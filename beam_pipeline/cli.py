@@ -125,7 +125,7 @@ def _escape_paths(argv: list[str]) -> list[str]:
     The shell hands such bytes over as they are (Python holds them as surrogates);
     Beam encodes its options as UTF-8 and would fail on them.
     """
-    from transforms.storage import escape_local_path, is_utf8
+    from video_index.storage import escape_local_path, is_utf8
 
     def escape(arg: str) -> str:
         if is_utf8(arg):
@@ -530,11 +530,11 @@ def _labels(argv: list[str]) -> int:
 
 
 def _similar(argv: list[str]) -> int:
-    from beam_pipeline import similar
+    from beam_pipeline import similar_cli
 
     try:
-        return similar.run(argv, prog=f"{PROG} similar")
-    except similar.SimilarError as error:
+        return similar_cli.run(argv, prog=f"{PROG} similar")
+    except similar_cli.SimilarError as error:
         raise UsageError(str(error)) from None
 
 

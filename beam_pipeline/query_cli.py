@@ -1,6 +1,6 @@
 """The read-side commands: ``query`` (SQL over the views) and ``search`` (ranked moments).
 
-Both read through ``transforms.query`` (DuckDB over the standing rows), stream their
+Both read through ``video_index.query`` (DuckDB over the standing rows), stream their
 results and print them as a table, JSON (a list of row objects) or CSV.
 """
 
@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
 
 from beam_pipeline.terminal import escape
 from transforms.class_match import describe
-from transforms.query import DEFAULT_MEMORY_LIMIT
-from transforms.segments import DEFAULT_MAX_GAP_CLIPS, DEFAULT_MIN_SCORE, segments_sql
+from video_index.query import DEFAULT_MEMORY_LIMIT
+from video_index.segments import DEFAULT_MAX_GAP_CLIPS, DEFAULT_MIN_SCORE, segments_sql
 
 FORMATS = ("table", "json", "csv")
 _BATCH_ROWS = 2048
@@ -60,8 +60,8 @@ def add_index_flags(p: argparse.ArgumentParser) -> None:
 
 
 def memory_size(text: str) -> str:
-    """argparse type of ``--memory-limit``: a size (``transforms.query.check_memory_limit``)."""
-    from transforms.query import check_memory_limit
+    """argparse type of ``--memory-limit``: a size (``video_index.query.check_memory_limit``)."""
+    from video_index.query import check_memory_limit
 
     try:
         return check_memory_limit(text)
@@ -98,7 +98,7 @@ def open_index(output: str, args: argparse.Namespace, work: Callable):
     """``work(con)`` on a connection to ``output``; errors become CommandError."""
     import duckdb
 
-    from transforms.query import with_retry
+    from video_index.query import with_retry
 
     check_index_path(output)
 
@@ -299,7 +299,7 @@ def search_sql(labels: Sequence[str], clips: bool) -> str:
     clips first (``standing_sql``); an event's members all carry its label, so the
     events of these labels are exactly the segments view's rows for them.
     """
-    from transforms.query import standing_sql
+    from video_index.query import standing_sql
 
     clip_rows = standing_sql("clips", f"labels[1] IN {_sql_list(labels)}")
     if clips:
@@ -403,7 +403,7 @@ def search_command(argv: list[str], prog: str) -> int:
 
 
 def compact_command(argv: list[str], prog: str) -> int:
-    from transforms.compact import CompactionBusy, compact
+    from video_index.compact import CompactionBusy, compact
 
     p = parser(
         f"{prog} compact",
@@ -438,7 +438,7 @@ def compact_command(argv: list[str], prog: str) -> int:
 
 def compact_if_many_files(output: str, threshold: int, prog: str) -> None:
     """The job's end: compact when the index has more than ``threshold`` run files."""
-    from transforms.compact import CompactionBusy, compact, run_file_count
+    from video_index.compact import CompactionBusy, compact, run_file_count
 
     count = run_file_count(output)
     if count <= threshold:
@@ -457,7 +457,7 @@ def compact_if_many_files(output: str, threshold: int, prog: str) -> None:
 def refresh_similar_index(output: str, prog: str) -> None:
     """Keep `similar`'s approximate index in step after a run or a compaction (both
     change the file list). A failure only warns: `similar` then scans exactly."""
-    from transforms.similar import refresh_ann_index
+    from video_index.nearest import refresh_ann_index
 
     try:
         count = refresh_ann_index(output)

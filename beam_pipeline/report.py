@@ -2,7 +2,7 @@
 
 An index folder holds ``videos/``, ``clips/``, ``failures/`` (Parquet) and
 ``runs/`` (one JSON record per run). Everything here reads through the SQL views of
-``transforms.query`` and fetches only what it prints (counts, the first rows in
+``video_index.query`` and fetches only what it prints (counts, the first rows in
 video order), so memory does not grow with the index; the HTML report is bounded
 too: label counts, the first ``html_videos`` videos with their timelines, and the
 commands that reach the rest.
@@ -22,13 +22,13 @@ import fsspec
 import pyarrow as pa
 
 from beam_pipeline.terminal import escape
-from transforms.index import current_rows, read_table  # noqa: F401 - re-exported
-from transforms.query import connect, standing_sql
+from video_index.index import current_rows, read_table  # noqa: F401 - re-exported
+from video_index.query import connect, standing_sql
 
 
 @dataclasses.dataclass
 class Summary:
-    """A connection to an index (``transforms.query``), scoped to one run or to all."""
+    """A connection to an index (``video_index.query``), scoped to one run or to all."""
 
     con: object  # duckdb.DuckDBPyConnection
     run_id: Optional[str]
@@ -146,6 +146,7 @@ def write_run_record(
             "top_k": config.top_k,
             "batch_size": config.batch_size,
             "reindex": config.reindex,
+            "retry_failed": config.retry_failed,
             "limits": dataclasses.asdict(config.limits),
         },
         "counts": {
@@ -199,7 +200,7 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
                 + ("was" if skipped == 1 else "were")
                 + " skipped"
                 + (" (nothing new to index)" if not new else "")
-                + "; --reindex redoes them"
+                + "; --reindex redoes them, --retry-failed retries their failures"
             )
         left_out = record["counts"].get("left_out_by_extension", 0)
         if left_out:

@@ -52,7 +52,7 @@ def test_memory_limit_is_a_size_never_sql(small_index, tmp_path, command):
 
 
 def test_connect_refuses_a_memory_limit_that_is_not_a_size(small_index, tmp_path):
-    from transforms.query import connect
+    from video_index.query import connect
 
     target = tmp_path / "owned.csv"
     with pytest.raises(ValueError, match="memory limit"):
@@ -88,7 +88,7 @@ def _hostile_index(tmp_path):
     from transforms.records import ClipScores, VideoInfo, VideoOutcome, VideoRef
     from transforms.rows import outcome_rows
     from transforms.context import RunContext
-    from transforms.schemas import clips_schema
+    from video_index.schemas import clips_schema
 
     out = tmp_path / "out"
     tables: dict = {"videos": [], "clips": []}
@@ -206,3 +206,50 @@ def test_a_local_file_has_one_absolute_uri_however_it_is_named(tmp_path, monkeyp
             assert refs, given
             uris.update(r.uri for r in refs)
     assert uris == {str(clip)}
+
+
+# --- unbounded strings -------------------------------------------------------------------
+
+HUGE = 5_000_000
+
+
+@pytest.mark.parametrize(
+    "name, row",
+    [
+        ("m.txt", "{long}.mp4\n"),
+        ("m.csv", "uri,video_id\n{long}.mp4,x\n"),
+        ("m.csv", "uri,video_id\nclip.mp4,{long}\n"),
+        ("m.jsonl", '{{"uri": "{long}.mp4"}}\n'),
+        ("m.jsonl", '{{"uri": "clip.mp4", "video_id": "{long}"}}\n'),
+    ],
+)
+def test_a_huge_manifest_row_is_one_bounded_failure(tmp_path, name, row):
+    from transforms.manifest import list_input
+    from transforms.records import Failure, VideoRef
+
+    (tmp_path / "clip.mp4").write_bytes(b"x")
+    manifest = tmp_path / name
+    header, _, line = row.rpartition("\n")[0].rpartition("\n")
+    good = {"m.txt": "clip.mp4\n", "m.csv": "clip.mp4,good\n", "m.jsonl": '{"uri": "clip.mp4"}\n'}
+    manifest.write_text((header + "\n" if header else "") + line.format(long="a" * HUGE) + "\n"
+                        + good[name])  # fmt: skip
+    items = list(list_input(str(manifest)))
+    failures = [i for i in items if isinstance(i, Failure)]
+    refs = [i for i in items if isinstance(i, VideoRef)]
+    assert len(failures) == 1 and len(refs) == 1, [str(i)[:200] for i in items]
+    (failure,) = failures
+    assert failure.stage == "manifest" and "characters" in failure.message, failure.message[:300]
+    assert max(len(failure.video_id), len(failure.uri), len(failure.message)) < 1000
+
+
+def test_pages_of_an_index_holding_a_huge_id_stay_bounded(tmp_path):
+    from beam_pipeline.explorer import write_site
+
+    out = tmp_path / "out"
+    huge = "v" * HUGE
+    write_rows(str(out), "clips", [clip_row(huge, "r1", i) for i in range(2)], "r1-a")
+    write_rows(str(out), "videos", [video_row(huge, "r1"), video_row("small", "r1")], "r1-b")
+    written = write_site(str(out), str(tmp_path / "site"))
+    assert written["largest_page_bytes"] < 200_000
+    shown = run_cli("show", str(out))
+    assert shown.returncode == 0 and len(shown.stdout) < 10_000

@@ -51,7 +51,8 @@ import numpy as np
 from transforms.preprocess import FrameSpec
 from transforms.reading import SampledClip, read_clips, read_frames
 from transforms.sampling import ClipSampling
-from transforms.video_io import DecodeLimitExceeded, DecodeLimits, VideoDecodeError
+from video_index.storage import is_transient
+from transforms.video_io import DecodeLimits, DecodeTimeLimitExceeded, VideoDecodeError
 
 __all__ = ["IsolatedDecoder", "DecoderPool", "DecoderCrashed", "DecoderTimedOut"]
 
@@ -68,10 +69,13 @@ CLIPS, FRAMES = "clips", "frames"  # what a request reads: read_clips or read_fr
 
 
 class DecoderCrashed(VideoDecodeError):
-    """The decoder process died (a signal, an abort, out of memory)."""
+    """The decoder process died (a signal, an abort, out of memory); transient: the next
+    run retries the video (a killed worker, memory taken by others, may be the cause)."""
+
+    transient = True
 
 
-class DecoderTimedOut(DecodeLimitExceeded):
+class DecoderTimedOut(DecodeTimeLimitExceeded):
     """The decoder process gave no answer within the wall-clock limit; it was killed."""
 
 
@@ -397,11 +401,16 @@ _FACTS = ("num_frames", "duration_s", "decode_errors", "discontinuities", "shots
 
 
 def _picklable(error: BaseException) -> BaseException:
+    # Whether it is transient is decided here, where the error still has its
+    # __cause__ (s3fs's OSError from a botocore 503), which pickling drops.
+    transient = is_transient(error)
     try:
         pickle.loads(pickle.dumps(error))
-        return error
     except Exception:  # noqa: BLE001 - any error that does not survive the pipe
-        return VideoDecodeError(f"{type(error).__name__}: {error}")
+        error = VideoDecodeError(f"{type(error).__name__}: {error}")
+    if transient:
+        error.transient = True  # kept by pickle (an exception's __dict__)
+    return error
 
 
 def _test_fault(uri: str) -> None:

@@ -3,7 +3,7 @@
 Prints the nearest standing clips across the archive by cosine similarity of their
 embeddings to the clip of ``ID`` at ``SECONDS`` (or to the video's mean embedding),
 the query's own video left out unless ``--include-same-video``. Uses the approximate
-index (``transforms.similar``) where one is in step with the tables, else an exact
+index (``video_index.nearest``) where one is in step with the tables, else an exact
 DuckDB scan; ``--exact`` forces the scan, ``--build-index`` (re)builds the index.
 """
 
@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 from beam_pipeline.query_cli import write_rows
 from beam_pipeline.terminal import escape
-from transforms.similar import (
+from video_index.nearest import (
     SimilarError,
     ann_neighbours,
     ann_state,
