@@ -15,7 +15,7 @@ import sys
 from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
 
 from beam_pipeline.terminal import escape
-from transforms.class_match import describe
+from video_index.class_match import describe
 from video_index.query import DEFAULT_MEMORY_LIMIT
 from video_index.segments import DEFAULT_MAX_GAP_CLIPS, DEFAULT_MIN_SCORE, segments_sql
 
@@ -316,8 +316,8 @@ def search_sql(labels: Sequence[str], clips: bool) -> str:
 
 
 def _choose(query: str, known: set[str]):
-    from transforms.class_match import UnknownClass, choose_classes
-    from transforms.text_encoder import EncoderMissing
+    from video_index.class_match import UnknownClass, choose_classes
+    from video_index.text_encoder import EncoderMissing
 
     try:
         return choose_classes(query, known)

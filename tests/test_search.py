@@ -8,7 +8,7 @@ import pytest
 
 from beam_pipeline.query_cli import hms
 from tests.helpers import DEMO_MEDIA, clip_row, run_cli, video_row
-from transforms.class_match import match_classes
+from video_index.class_match import match_classes
 from transforms.sink import write_rows
 
 CLASSES = ["playing cricket", "golf putting", "cricket (insect)", "cleaning pool", "Crickets"]
