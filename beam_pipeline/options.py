@@ -363,7 +363,7 @@ def _backend(opts: VideoIndexOptions, spec: ModelSpec, options: PipelineOptions)
 
     ``auto``: ``openvino`` for clip and stream models when the job's workers are this
     machine (the local runners), whose CPU the launcher sees (I3D in bf16: 3.8x
-    TensorFlow fp32 model-only, 2.8x end to end, the gates met: README, CPU
+    TensorFlow fp32 model-only, 2.8x end to end, the gates met: docs/openvino.md, CPU
     inference); ``tensorflow`` otherwise: frame-sequence models (not on OpenVINO), and
     remote workers (Dataflow, Flink), whose CPU or GPU the launcher cannot see (GPU
     workers run TensorFlow; pass ``--backend openvino`` for CPU workers).
@@ -388,7 +388,7 @@ def _precision(opts: VideoIndexOptions, spec: ModelSpec, backend: str) -> str:
             )
         return "f32"
     if spec.kind not in (CLIP, STREAM):
-        # Frame-sequence models stay on TensorFlow (README: backends).
+        # Frame-sequence models stay on TensorFlow (docs/openvino.md).
         raise ConfigError(
             f"--backend openvino: for clip and stream models; {spec.name} is a "
             f"{spec.kind} model (use --backend tensorflow)"
