@@ -198,3 +198,55 @@ def test_show_prints_the_index_and_writes_an_html_report(tmp_path, colour_spec_f
     assert page.count("class=seg") == 3  # one timeline segment per clip
     assert "red 1.00" in page and "UnreadableVideo" in page
     assert run_cli("show", str(tmp_path / "nothing")).returncode == 2
+
+
+@pytest.mark.parametrize("mode", ["local", "multi_processing"])
+def test_a_run_prints_nothing_but_progress_and_the_summary(tmp_path, colour_spec_file, mode):
+    """No TensorFlow start-up lines (cuInit on a machine without a GPU), no Beam log lines,
+    in the local runner's default mode and in multi_processing."""
+    from tests.helpers import RUNNER_MODES
+    from tests.media import COLOURS, write_colour_video
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_colour_video(archive / "red.mkv", COLOURS["red"], 1.0)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "beam_pipeline", "index", "--input", str(archive), "--output",
+         str(tmp_path / "out"), "--model", str(colour_spec_file), *RUNNER_MODES[mode]],
+        cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    noise = [line for line in done.stderr.splitlines() if not line.startswith("listed ")]
+    assert noise == [], noise
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_interrupted(tmp_path):
+    """Ctrl-C (SIGINT to the job's process group) while I3D classifies the demo clips:
+    one line, 'interrupted', exit status 130; not a step's or the model's failure (the
+    interrupt lands inside RunInference, which Beam wraps in a RuntimeError)."""
+    import signal
+
+    from tests.helpers import DEMO_MEDIA
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    job = subprocess.Popen(
+        [sys.executable, "-m", "beam_pipeline", "index", "--input", str(DEMO_MEDIA),
+         "--output", str(tmp_path / "out")],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a terminal's default
+    )  # fmt: skip
+    lines = []
+    for line in job.stderr:  # progress lines: wait until clips are being classified
+        lines.append(line)
+        if line.startswith("listed ") and " clips 0/" not in line:
+            break
+    os.killpg(job.pid, signal.SIGINT)
+    rest = job.stderr.read()
+    job.wait(timeout=300)
+    errors = [line for line in rest.splitlines() if not line.startswith("listed ")]
+    assert job.returncode == 130, (lines, rest)
+    assert errors == ["video-index: interrupted"], errors
