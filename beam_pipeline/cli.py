@@ -98,7 +98,10 @@ def _index(argv: list[str]) -> int:
     )
     if not verbose:
         # Beam and TF talk a lot at WARNING about things a user cannot act on.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # 3, not 2: TF logs cuInit failing as an ERROR on every machine without a GPU.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # gRPC (Beam's multi_processing workers) logs each fork() at INFO.
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
         # ERROR too: a failed job is summarised in one line (run_index); --verbose shows all.
         logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
         # FFmpeg's complaints about a corrupt packet: the row's decode_errors counts them.
@@ -194,7 +197,7 @@ def run_index(config, options, local: bool = True) -> int:
     """Run the job for ``config``; print progress (local) and the summary."""
     import apache_beam as beam
 
-    from beam_pipeline import report
+    from beam_pipeline import interrupt, report
     from beam_pipeline.models.backend import builtin_is_built, is_builtin, resolve_source
     from beam_pipeline.pipeline import build_pipeline
     from beam_pipeline.runner import runner_for
@@ -229,11 +232,14 @@ def run_index(config, options, local: bool = True) -> int:
             )
             progress.start()
         try:
-            p = beam.Pipeline(runner=runner_for(options), options=options)
-            build_pipeline(p, config, progress_path)
-            result = p.run()
-            result.wait_until_finish()
+            with interrupt.watch():
+                p = beam.Pipeline(runner=runner_for(options), options=options)
+                build_pipeline(p, config, progress_path)
+                result = p.run()
+                result.wait_until_finish()
         except Exception as error:  # noqa: BLE001 - one line; the trace with --verbose
+            if interrupt.was_interrupted():  # Ctrl-C inside a step: Beam wrapped it
+                raise KeyboardInterrupt from None
             if logging.getLogger().isEnabledFor(logging.INFO):
                 raise
             raise JobFailed(_failure_line(error, spec)) from None
@@ -352,7 +358,12 @@ def _prepare_openvino(config):
         return dataclasses.replace(config, ir=ir.key)
     calibration, calibration_sha256 = None, None
     if config.precision == "int8":
-        refs = [r for r in list_input(config.input, config.extensions) if isinstance(r, VideoRef)]
+        refs = [
+            r
+            for input_uri in config.inputs
+            for r in list_input(input_uri, config.extensions)
+            if isinstance(r, VideoRef)
+        ]
         calibration, summary = openvino_ir.input_calibration(
             spec, refs, config.calibration_clips, config.limits
         )

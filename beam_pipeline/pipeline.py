@@ -33,7 +33,7 @@ def build_pipeline(
     spec = config.spec
     run = RunContext(config.run_id, spec.name, progress_path)
     listed = p | "ReadManifest" >> ReadManifest(
-        config.input,
+        config.inputs,
         run,
         config.extensions,
         skip_indexed_in=None if config.reindex else config.output,

@@ -128,7 +128,7 @@ def write_run_record(
     spec = config.spec
     record = {
         "run_id": config.run_id,
-        "input": config.input,
+        "input": config.inputs[0] if len(config.inputs) == 1 else list(config.inputs),
         "output": config.output,
         "model": {
             "name": spec.name,

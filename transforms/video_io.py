@@ -497,7 +497,7 @@ def measure_length(uri: str, limits: DecodeLimits = DecodeLimits()) -> Optional[
     """The true length of ``uri``'s video stream, read from packet timestamps.
 
     Headers can be short, long or missing; the packets are what plays. Demuxing reads
-    the file's bytes but decodes nothing (README "Measured here" gives the cost
+    the file's bytes but decodes nothing (docs/performance.md gives the cost
     against a decode). None when the packets carry no timestamps. Raises
     ``VideoDecodeError`` subclasses as ``VideoReader`` does.
     """
