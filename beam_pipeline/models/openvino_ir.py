@@ -118,7 +118,7 @@ def resolve_precision(
 ) -> str:
     """The precision ``auto`` means on this CPU, or ``precision`` itself if it can run.
 
-    ``auto`` (README, OpenVINO precisions; ``bench/bench_backends.py``): ``bf16`` where
+    ``auto`` (docs/openvino.md; ``bench/bench_backends.py``): ``bf16`` where
     the CPU has it (AVX512-BF16 / AMX report ``BF16``): 3.8x TF fp32 model-only on I3D,
     no calibration, the gates met. Else, for a clip model on a CPU with ``INT8`` and
     ``VNNI`` (``cpu_capabilities``), ``int8`` (3.4-3.7x TF fp32 with its float layers
@@ -146,7 +146,7 @@ def auto_int8_holds(calibration_summary: dict) -> tuple[bool, int]:
     """Whether ``auto`` keeps int8 for a job calibrated on ``calibration_summary``
     (``CalibrationSet.summary()``): ``(kept, distinct videos of its clips)``. Calibrated
     on 6 videos, int8 met the gates on 6 videos it never saw; on 3, it did not
-    (README, int8 on unseen videos)."""
+    (docs/openvino.md, int8 on unseen videos)."""
     videos = len({source["uri"] for source in calibration_summary.get("sources", ())})
     return videos >= MIN_INT8_CALIBRATION_VIDEOS, videos
 
@@ -596,10 +596,10 @@ def to_model_range(clips: np.ndarray, spec: ModelSpec) -> np.ndarray:
 
 
 # The quantization settings an int8 IR is built with (``quantize_settings``); all are
-# part of the IR's key. The defaults are the measured choice (README: int8 recipe).
+# part of the IR's key. The defaults are the measured choice (docs/openvino.md: int8 recipe).
 QUANTIZE_DEFAULTS = {
     "preset": "performance",  # or "mixed" (asymmetric activations)
-    # False: NNCF's full bias correction; the only setting that met the gates (README)
+    # False: NNCF's full bias correction; the only setting that met the gates (docs/openvino.md)
     "fast_bias_correction": False,
     "float_first_convs": 1,  # convolutions kept in float at the start, in graph order
     "float_last_convs": 1,  # and at the end (I3D: 1 = logits, 7 = + Mixed_5c, 13 = + Mixed_5b)
