@@ -79,18 +79,21 @@ def connect_kwargs(args: argparse.Namespace) -> dict:
 
 def check_index_path(output: str) -> None:
     """Raises CommandError where ``output`` is a local file, or a local folder that holds
-    none of an index's folders (videos/, clips/, failures/, runs/)."""
+    none of an index's tables (videos.lance, clips.lance, ...), runs/ or the folders of
+    an index not yet upgraded (videos/, clips/, failures/)."""
+    from video_index.table import SPECS
+
     if "://" in output:
         return
     if os.path.isfile(output):
         raise CommandError(f"{output} is a file, not an index folder (a run's --output)")
+    names = [f"{table}.lance" for table in SPECS] + ["runs", "videos", "clips", "failures"]
     if os.path.isdir(output) and not any(
-        os.path.isdir(os.path.join(output, name))
-        for name in ("videos", "clips", "failures", "runs")
+        os.path.isdir(os.path.join(output, name)) for name in names
     ):
         raise CommandError(
             f"{output} is not an index: it holds no videos/, clips/, failures/ or runs/ "
-            "folder (give a run's --output)"
+            "folder, nor their .lance tables (give a run's --output)"
         )
 
 

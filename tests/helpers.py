@@ -50,10 +50,10 @@ RUNNER_MODES = {
 
 def index_tables(out: Path) -> tuple[dict, dict]:
     """``videos/`` and ``failures/`` rows of the index at ``out``, by video_id."""
-    import pyarrow.dataset as ds
+    from video_index.index import read_table
 
     return tuple(
-        {r["video_id"]: r for r in ds.dataset(out / table).to_table().to_pylist()}
+        {r["video_id"]: r for r in read_table(str(out), table).to_pylist()}
         for table in ("videos", "failures")
     )
 
@@ -143,3 +143,17 @@ def failure_row(video_id: str, run_id: str) -> dict:
     """A ``failures/`` row: ``decode`` failed with error type 'E', message 'bad'."""
     failure = Failure(video_id, f"/{video_id}", "decode", "E", "bad")
     return _failure_row(failure, RunContext(run_id, "m"), _ref(video_id))
+
+
+def write_run_file(output: str, table: str, rows: list[dict], file_stem: str, schema=None) -> str:
+    """One run file ``OUTPUT/TABLE/STEM.parquet`` of the layout before the Lance tables
+    (what `video-index upgrade` converts); returns its path."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from video_index.schemas import TABLES
+
+    path = Path(output) / table / f"{file_stem}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema or TABLES[table]), path)
+    return str(path)

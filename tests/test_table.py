@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers import clip_row, failure_row, video_row
-from transforms.sink import write_rows
+from tests.helpers import write_run_file as write_rows
 from video_index import table as tables
 from video_index.index import current_rows
 from video_index.schemas import clips_schema
@@ -103,15 +103,27 @@ COLUMNS = {
 }
 
 
+def _views(out: str) -> dict:
+    from video_index.query import connect
+
+    con = connect(out)
+    return {
+        name: con.sql(f"SELECT {', '.join(columns)} FROM {name} ORDER BY ALL").fetchall()
+        for name, columns in COLUMNS.items()
+    }
+
+
 def test_upgrade_keeps_exactly_the_standing_rows(tmp_path):
     out = str(tmp_path / "out")
     _old_layout(out)
     standing = current_rows(out)  # the Python reference of the old rule
     assert standing["clips"].num_rows == 3 and standing["failures"].num_rows == 0
 
+    before = _views(out)
     written = tables.upgrade(out)
 
-    assert written == {t: standing[t].num_rows for t in tables.SPECS}
+    # The old layout here has no shots or cues: their tables are made, empty.
+    assert written == {t: standing[t].num_rows if t in standing else 0 for t in tables.SPECS}
     con = duckdb.connect()
     for name, columns in COLUMNS.items():
         dataset = tables.open_table(out, name)
@@ -124,6 +136,11 @@ def test_upgrade_keeps_exactly_the_standing_rows(tmp_path):
         # bind: it cannot take the float16 embedding, see the test below).
         con.register(name, dataset.scanner(columns=list(COLUMNS[name])))
         assert con.sql(f"SELECT count(*) FROM {name}").fetchall() == [(written[name],)]
+    # The query layer reads the tables (its standing views over one snapshot) and finds
+    # the rows it found in the Parquet files before, with those files gone.
+    for name in COLUMNS:
+        shutil.rmtree(Path(out) / name)
+    assert _views(out) == before
     # The optional columns keep their types: float16 embeddings stay fixed-size float16.
     embedding = tables.open_table(out, "clips").schema.field("embedding").type
     assert embedding == pa.list_(pa.float16(), 4)
@@ -267,3 +284,50 @@ def test_duckdb_reads_a_table_holding_float16_embeddings(tmp_path):
         duckdb.connect().register("whole", tables.open_table(out, "clips"))
     con = tables.connect(tables.snapshot(out))
     assert con.sql("SELECT count(*) FROM clips").fetchall() == [(3,)]
+
+
+def _shots(video: str, run: str, count: int) -> pa.Table:
+    return pa.Table.from_pylist(
+        [
+            {"video_id": video, "uri": f"/{video}", "shot_index": i, "run_id": run}
+            for i in range(count)
+        ]
+    )
+
+
+def test_settle_applies_the_standing_rule_to_every_table_at_a_runs_end(tmp_path):
+    out = str(tmp_path / "out")
+    for run, clips, shots in (("r1", 3, 2), ("r3", 2, 1)):  # r3 re-indexes "a"
+        tables.commit_rows(out, "clips", _clips("a", run, clips))
+        tables.commit_rows(out, "shots", _shots("a", run, shots))
+        tables.commit_rows(out, "videos", pa.Table.from_pylist([video_row("a", run)]))
+    for run in ("r2", "r4"):  # killed after their clips and shots of "b" (r4 may run on)
+        tables.commit_rows(out, "clips", _clips("b", run, 4))
+        tables.commit_rows(out, "shots", _shots("b", run, 1))
+
+    assert tables.settle(out, "r3", ended=frozenset({"r1", "r2"})) == 4 + 1
+
+    con = duckdb.connect()
+    counts = {}
+    for name in ("videos", "clips", "shots"):
+        dataset = tables.open_table(out, name)
+        by_run = "SELECT run_id, count(*) FROM dataset GROUP BY 1 ORDER BY 1"
+        counts[name] = con.sql(by_run).fetchall()
+    assert counts == {
+        "videos": [("r3", 1)],
+        "clips": [("r3", 2), ("r4", 4)],
+        "shots": [("r3", 1), ("r4", 1)],
+    }
+
+
+def test_a_run_with_an_optional_column_the_table_lacks_adds_it(tmp_path):
+    # A run with thumbnails after one without: the older rows read the column as null.
+    out = str(tmp_path / "out")
+    tables.commit_rows(out, "clips", _clips("a", "r1", 2))
+    with_thumbnails = pa.Table.from_pylist(
+        [{**clip_row("b", "r2", 0), "thumbnail": b"jpeg"}],
+        schema=clips_schema(thumbnails=True),
+    )
+    tables.commit_rows(out, "clips", with_thumbnails)
+    rows = tables.open_table(out, "clips").to_table()
+    assert _keys(rows, "video_id", "thumbnail") == [("a", None), ("a", None), ("b", b"jpeg")]

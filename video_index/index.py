@@ -94,7 +94,13 @@ def index_files(output: str) -> dict[str, list[str]]:
 
 
 def read_table(output: str, table: str) -> pa.Table:
-    """All rows of one table (empty, with its schema, where there are none)."""
+    """All rows of one table (empty, with its schema, where there are none): its Lance
+    table's newest version, or the Parquet run files of an index not yet upgraded."""
+    from video_index import table as tables
+
+    if tables.has_tables(output):
+        dataset = tables.open_table(output, table)
+        return TABLES[table].empty_table() if dataset is None else dataset.to_table()
     fs, _ = fsspec.core.url_to_fs(output.rstrip("/"))
     try:
         files = index_files(output)[table]

@@ -1,8 +1,9 @@
 """The index as SQL: a DuckDB connection whose views hold the rows that stand.
 
-Beam-free. ``connect(output)`` lists the index's files (``video_index.index.index_files``:
-run files plus the current compacted generation) and gives an in-memory DuckDB
-connection with these views:
+Beam-free. ``connect(output)`` opens the index's Lance tables at one version each
+(``video_index.table.snapshot``), or, for an index not yet upgraded, lists its Parquet
+files (``video_index.index.index_files``: run files plus the current compacted
+generation), and gives an in-memory DuckDB connection with these views:
 
 * ``videos``, ``clips``, ``shots``, ``cues``, ``failures``: the standing rows, with the columns
   of ``video_index.schemas``. The rule: per ``(video_id, uri)`` the newest ``run_id``
@@ -134,8 +135,33 @@ def connect(output: str, **options) -> duckdb.DuckDBPyConnection:
         options.get("min_score", DEFAULT_MIN_SCORE),
         options.get("max_gap_clips", DEFAULT_MAX_GAP_CLIPS),
     )
+    from video_index import table as tables
+
+    if tables.has_tables(output):
+        return connect_tables(tables.snapshot(output), **options)
     fs, _ = fsspec.core.url_to_fs(output)
     return connect_files(fs, index_files(output), **options)
+
+
+def connect_tables(tables_at: dict, **options) -> duckdb.DuckDBPyConnection:
+    """The views over the Lance tables of ``video_index.table.snapshot``: each table at
+    the one version the snapshot opened, so what another process commits meanwhile
+    (a run, a compaction) changes nothing this connection reads. ``options`` are
+    ``connect_files``'s (``union_by_name`` has no use here: a table has one schema).
+    Columns DuckDB cannot bind (float16 embeddings) are left out of ``raw_*``."""
+    from video_index.table import readable_columns
+
+    options.pop("union_by_name", None)
+
+    def source(con: duckdb.DuckDBPyConnection, table: str) -> str:
+        dataset = tables_at.get(table)
+        if dataset is None:
+            con.register(f"empty_{table}", TABLES[table].empty_table())
+            return f"empty_{table}"
+        con.register(f"lance_{table}", dataset.scanner(columns=readable_columns(dataset.schema)))
+        return f"lance_{table}"
+
+    return _connect(source, **options)
 
 
 def connect_files(
@@ -158,6 +184,41 @@ def connect_files(
     columns by name across files (default: only where the first and last file of a
     table differ, see ``_same_schema``).
     """
+    local = _is_local(fs)
+
+    def source(con: duckdb.DuckDBPyConnection, table: str) -> str:
+        if not local and table == next(iter(TABLES)):
+            con.register_filesystem(fs)  # once, before the first table's files
+        paths = [p if local else fs.unstrip_protocol(p) for p in files.get(table, [])]
+        if not paths:
+            con.register(f"empty_{table}", TABLES[table].empty_table())
+            return f"empty_{table}"
+        con.execute(f"SET VARIABLE files_{table} = ?", [paths])
+        union = union_by_name if union_by_name is not None else not _same_schema(fs, files[table])
+        union = str(union).lower()
+        return f"read_parquet(getvariable('files_{table}'), union_by_name = {union})"
+
+    return _connect(
+        source,
+        min_score=min_score,
+        max_gap_clips=max_gap_clips,
+        memory_limit=memory_limit,
+        temp_directory=temp_directory,
+        threads=threads,
+    )
+
+
+def _connect(
+    source: Callable[[duckdb.DuckDBPyConnection, str], str],
+    *,
+    min_score: float = DEFAULT_MIN_SCORE,
+    max_gap_clips: int = DEFAULT_MAX_GAP_CLIPS,
+    memory_limit: str = DEFAULT_MEMORY_LIMIT,
+    temp_directory: Optional[str] = None,
+    threads: Optional[int] = None,
+) -> duckdb.DuckDBPyConnection:
+    """A connection whose ``raw_TABLE`` views select from ``source(con, TABLE)``, and the
+    standing views over them."""
     memory_limit = check_memory_limit(memory_limit)
     con = duckdb.connect(":memory:")
     con.execute("SET memory_limit = ?", [memory_limit])
@@ -167,22 +228,8 @@ def connect_files(
     con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    local = _is_local(fs)
-    if not local:
-        con.register_filesystem(fs)
-    for table, schema in TABLES.items():
-        paths = [p if local else fs.unstrip_protocol(p) for p in files.get(table, [])]
-        if paths:
-            con.execute(f"SET VARIABLE files_{table} = ?", [paths])
-            union = (
-                union_by_name if union_by_name is not None else not _same_schema(fs, files[table])
-            )
-            union = str(union).lower()
-            source = f"read_parquet(getvariable('files_{table}'), union_by_name = {union})"
-        else:
-            con.register(f"empty_{table}", schema.empty_table())
-            source = f"empty_{table}"
-        con.execute(f"CREATE VIEW raw_{table} AS SELECT * FROM {source}")
+    for table in TABLES:
+        con.execute(f"CREATE VIEW raw_{table} AS SELECT * FROM {source(con, table)}")
     con.execute(f"CREATE VIEW newest_runs AS {_NEWEST_RUNS}")
     for table in TABLES:
         con.execute(f"CREATE VIEW {table} AS {standing_sql(table)}")

@@ -41,7 +41,7 @@ import lance
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from video_index.schemas import CLIPS, FAILURES, VIDEOS
+from video_index.schemas import CLIPS, CUES, FAILURES, SHOTS, VIDEOS
 from video_index.storage import filesystem, retrying
 
 __all__ = [
@@ -56,10 +56,13 @@ __all__ = [
     "connect",
     "open_table",
     "snapshot",
+    "readable_columns",
     "remove_orphans",
+    "settle",
     "supersede",
     "table_uri",
     "upgrade",
+    "upgrade_if_old",
 ]
 
 FORMAT = "lance"
@@ -83,6 +86,8 @@ SPECS = {
     for spec in (
         TableSpec("videos", VIDEOS, ("video_id", "uri")),
         TableSpec("clips", CLIPS, ("video_id", "uri", "clip_index")),
+        TableSpec("shots", SHOTS, ("video_id", "uri", "shot_index")),
+        TableSpec("cues", CUES, ("video_id", "uri", "cue_index")),
         TableSpec("failures", FAILURES, ("video_id", "uri")),
     )
 }
@@ -156,6 +161,12 @@ def commit_rows(output: str, table: str, rows: pa.Table) -> None:
             dataset = open_table(output, table)  # another writer created it first
             if dataset is None:
                 raise
+    new_columns = [f for f in rows.schema if dataset.schema.get_field_index(f.name) < 0]
+    if new_columns:
+        # A run that writes an optional column the table lacks (thumbnails after a run
+        # without): the older rows read it as null.
+        dataset.add_columns(new_columns)
+        dataset = open_table(output, table)
     on = [*spec.key, "run_id"]
     dataset.merge_insert(on).when_not_matched_insert_all().execute(rows)
 
@@ -203,39 +214,69 @@ def supersede(output: str, run_id: str, videos: list[tuple[str, str]]) -> None:
                 dataset.delete(f"run_id < {_quote(run)} AND {where}")
 
 
-def remove_orphans(output: str, running: frozenset[str] = frozenset()) -> int:
-    """Delete clips whose run has no videos or failures row for their video (a killed
-    run's clips), except those of ``running`` runs; returns how many went.
+def remove_orphans(
+    output: str, running: frozenset[str] = frozenset(), only: Optional[frozenset[str]] = None
+) -> int:
+    """Delete clips, shots and cues whose run has no videos or failures row for their
+    video (a killed run's), except those of ``running`` runs and, where ``only`` is
+    given, of runs not in it; returns how many went.
     """
-    import duckdb
+    return sum(
+        _remove_orphans(output, table, running, only) for table in ("clips", "shots", "cues")
+    )
 
-    clips = open_table(output, "clips")
-    if clips is None:
-        return 0
-    keys = ["video_id", "uri", "run_id"]
-    con = duckdb.connect()
-    con.register("clips", clips.scanner(columns=keys))
-    ended = []
+
+def settle(output: str, run_id: str, ended: frozenset[str] = frozenset()) -> int:
+    """A run's end: ``supersede`` for every video ``run_id`` committed a videos or
+    failures row of, then ``remove_orphans`` of ``run_id`` and the ``ended`` runs (a
+    run still going elsewhere keeps its clips); returns how many orphan rows went.
+
+    After it a plain reader of each table's newest version counts the standing rows.
+    """
+    videos = []
     for table in ("videos", "failures"):
         dataset = open_table(output, table)
         if dataset is not None:
-            con.register(table, dataset.scanner(columns=keys))
-            ended.append(f"SELECT video_id, uri, run_id FROM {table}")
+            where = f"run_id = {_quote(run_id)}"
+            done = dataset.to_table(columns=["video_id", "uri"], filter=where)
+            videos += list(zip(done.column("video_id").to_pylist(), done.column("uri").to_pylist()))
+    if videos:
+        supersede(output, run_id, videos)
+    return remove_orphans(output, only=frozenset(ended) | {run_id})
+
+
+def _remove_orphans(
+    output: str, table: str, running: frozenset[str], only: Optional[frozenset[str]]
+) -> int:
+    import duckdb
+
+    parts = open_table(output, table)
+    if parts is None:
+        return 0
+    keys = ["video_id", "uri", "run_id"]
+    con = duckdb.connect()
+    con.register("parts", parts.scanner(columns=keys))
+    ended = []
+    for owner in ("videos", "failures"):
+        dataset = open_table(output, owner)
+        if dataset is not None:
+            con.register(owner, dataset.scanner(columns=keys))
+            ended.append(f"SELECT video_id, uri, run_id FROM {owner}")
     rows = " UNION ALL ".join(ended) or "SELECT NULL AS video_id, NULL AS uri, NULL AS run_id"
     orphans = con.sql(
-        f"SELECT DISTINCT c.video_id, c.uri, c.run_id FROM clips AS c "
+        f"SELECT DISTINCT c.video_id, c.uri, c.run_id FROM parts AS c "
         f"ANTI JOIN ({rows}) AS v USING (video_id, uri, run_id) ORDER BY ALL"
     ).fetchall()
     con.close()
     by_run: dict[str, list[tuple[str, str]]] = {}
     for video_id, uri, run in orphans:
-        if run not in running:
+        if run not in running and (only is None or run in only):
             by_run.setdefault(run, []).append((video_id, uri))
-    before = clips.count_rows()
+    before = parts.count_rows()
     for run, pairs in by_run.items():
         for where in _video_filters(pairs):
-            clips.delete(f"run_id = {_quote(run)} AND {where}")
-    return before - open_table(output, "clips").count_rows() if by_run else 0
+            parts.delete(f"run_id = {_quote(run)} AND {where}")
+    return before - open_table(output, table).count_rows() if by_run else 0
 
 
 def snapshot(output: str) -> dict:
@@ -244,7 +285,7 @@ def snapshot(output: str) -> dict:
     return {table: open_table(output, table) for table in SPECS}
 
 
-def _readable_columns(schema: pa.Schema) -> list[str]:
+def readable_columns(schema: pa.Schema) -> list[str]:
     # DuckDB cannot bind an Arrow float16 column, even one a query never reads.
     def half(t: pa.DataType) -> bool:
         return t == pa.float16() or (hasattr(t, "value_type") and half(t.value_type))
@@ -262,7 +303,7 @@ def connect(tables_at: dict):
         if dataset is None:
             source = SPECS[table].schema.empty_table()
         else:
-            source = dataset.scanner(columns=_readable_columns(dataset.schema))
+            source = dataset.scanner(columns=readable_columns(dataset.schema))
         con.register(table, source)
     return con
 
@@ -323,6 +364,22 @@ def upgrade(output: str, *, memory_limit: str = "2GB") -> dict[str, int]:
         written[table] = dataset.count_rows()
     con.close()
     return written
+
+
+def upgrade_if_old(output: str) -> Optional[dict[str, int]]:
+    """``upgrade(output)`` where ``output`` holds the Parquet layout and no Lance table
+    yet (a run's first meeting with an old index); None where there is nothing to do."""
+    from video_index.index import index_files
+
+    if has_tables(output):
+        return None
+    try:
+        files = index_files(output)
+    except FileNotFoundError:
+        return None
+    if not any(files.values()):
+        return None
+    return upgrade(output)
 
 
 def has_tables(output: str) -> bool:
