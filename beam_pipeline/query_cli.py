@@ -422,6 +422,16 @@ def compact_command(argv: list[str], prog: str) -> int:
     )
     args = p.parse_args(argv)
     check_index_path(args.output)
+    from video_index import table as tables
+
+    if tables.has_tables(args.output):
+        # Lance's compaction, index upkeep and clean-up of versions older than a week.
+        try:
+            files = tables.compact(args.output)
+        except (OSError, tables.TableDamaged) as error:
+            raise CommandError(str(error).splitlines()[0]) from None
+        print("compacted: " + ", ".join(f"{t} {n} files" for t, n in files.items()))
+        return 0
     try:
         result = compact(args.output, memory_limit=args.memory_limit)
     except OSError as error:  # no such index, a file where a folder should be, ...

@@ -331,3 +331,17 @@ def test_a_run_with_an_optional_column_the_table_lacks_adds_it(tmp_path):
     tables.commit_rows(out, "clips", with_thumbnails)
     rows = tables.open_table(out, "clips").to_table()
     assert _keys(rows, "video_id", "thumbnail") == [("a", None), ("a", None), ("b", b"jpeg")]
+
+
+def test_the_compact_command_compacts_an_index_in_lance_tables(tmp_path):
+    from tests.helpers import run_cli
+
+    out = str(tmp_path / "out")
+    for run in ("r1", "r2", "r3"):  # three commits: three data files of clips
+        tables.commit_rows(out, "clips", _clips(run, run, 2))
+        tables.commit_rows(out, "videos", pa.Table.from_pylist([video_row(run, run)]))
+    assert len(tables.open_table(out, "clips").get_fragments()) == 3
+    done = run_cli("compact", out)
+    assert done.returncode == 0, done.stderr
+    assert "clips 1 files" in done.stdout
+    assert tables.open_table(out, "clips").count_rows() == 6
