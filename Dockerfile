@@ -76,6 +76,7 @@ RUN pip install "tensorflow[and-cuda]==2.21.0" \
 COPY setup.py pyproject.toml ./
 COPY beam_pipeline ./beam_pipeline
 COPY transforms ./transforms
+COPY video_index ./video_index
 # --no-deps: every dependency is pinned above; a resolver pass here could only move them.
 RUN pip install --no-deps . \
     && python -c "import apache_beam, tensorflow, av, beam_pipeline.pipeline; \

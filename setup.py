@@ -8,7 +8,14 @@ setup(
     description="Index a video archive with action-recognition models on Apache Beam",
     python_requires=">=3.10",
     packages=find_packages(
-        include=["beam_pipeline", "beam_pipeline.*", "transforms", "transforms.*"]
+        include=[
+            "beam_pipeline",
+            "beam_pipeline.*",
+            "transforms",
+            "transforms.*",
+            "video_index",
+            "video_index.*",
+        ]
     ),
     package_data={"beam_pipeline.models": ["labels/*.txt"]},
     install_requires=[
@@ -18,9 +25,9 @@ setup(
         # PyAV: streamed decode from file objects with real timestamps and rotation.
         "av>=12",
         "pyarrow>=14",
-        # The read side: SQL views over the standing rows (transforms/query.py).
+        # The read side: SQL views over the standing rows (video_index/query.py).
         "duckdb>=1.1",
-        # Approximate nearest clips by embedding (transforms/similar.py).
+        # Approximate nearest clips by embedding (video_index/nearest.py).
         "faiss-cpu>=1.8",
         "fsspec>=2024.2",
         "gcsfs>=2024.2",
@@ -29,9 +36,14 @@ setup(
         "PyYAML>=6",
         # Clip thumbnails: area resize and JPEG encode.
         "opencv-python-headless>=4.8",
+        "scenedetect-headless>=0.7.2,<0.8",
         # CPU inference (--backend openvino) and int8 quantization (NNCF).
         "openvino>=2026.4,<2027",
         "nncf>=3.4,<4",
+        # Free-text search: word stems, and the encoder's weights file reader (the
+        # encoder's own package installs with --no-deps: requirements-nodeps.txt).
+        "snowballstemmer>=2.2",
+        "safetensors>=0.4",
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6"],

@@ -18,6 +18,8 @@ import threading
 import time
 from typing import Optional, Sequence
 
+from beam_pipeline.terminal import escape
+
 PROG = "video-index"
 
 
@@ -37,6 +39,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "show": _show,
         "query": _query,
         "search": _search,
+        "labels": _labels,
         "similar": _similar,
         "compact": _compact,
     }
@@ -50,10 +53,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return commands[command](rest)
     except (UsageError, CommandError) as error:
-        print(f"{PROG} {command}: error: {error}", file=sys.stderr)
+        print(escape(f"{PROG} {command}: error: {error}"), file=sys.stderr)
         return 2
     except JobFailed as error:
-        print(f"{PROG} {command}: error: {error}", file=sys.stderr)
+        print(escape(f"{PROG} {command}: error: {error}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
@@ -73,7 +76,8 @@ commands:
   show    DIR [--html FILE] [--export DIR]        summarise an index; draw it; export it
   query   DIR "SQL" [--format table|json|csv]    SQL over the views videos, clips,
                                                   failures, segments
-  search  DIR WORDS [--label L] [--clips]         ranked moments of a class
+  search  DIR WORDS [--label L] [--clips]         ranked moments of what the words mean
+  labels  "WORDS" [--limit N] [--format json]     the classes nearest in meaning to WORDS
   similar DIR --video ID [--at S] [--limit N]     the clips most like a moment (embeddings)
   compact DIR                                     rewrite small files into large ones
 
@@ -121,7 +125,7 @@ def _escape_paths(argv: list[str]) -> list[str]:
     The shell hands such bytes over as they are (Python holds them as surrogates);
     Beam encodes its options as UTF-8 and would fail on them.
     """
-    from transforms.storage import escape_local_path, is_utf8
+    from video_index.storage import escape_local_path, is_utf8
 
     def escape(arg: str) -> str:
         if is_utf8(arg):
@@ -266,8 +270,7 @@ def _failure_line(error: BaseException, spec) -> str:
 
 def _say(line: str) -> None:
     """A step of the job's preparation, on stderr, as one line of printable text."""
-    text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in line)
-    print(f"{PROG}: {text}", file=sys.stderr, flush=True)
+    print(f"{PROG}: {escape(line)}", file=sys.stderr, flush=True)
 
 
 def _counter(result, name: str) -> int:
@@ -409,12 +412,18 @@ def _search(argv: list[str]) -> int:
     return search_command(argv, PROG)
 
 
+def _labels(argv: list[str]) -> int:
+    from beam_pipeline.labels_cli import labels_command
+
+    return labels_command(argv, PROG)
+
+
 def _similar(argv: list[str]) -> int:
-    from beam_pipeline import similar
+    from beam_pipeline import similar_cli
 
     try:
-        return similar.run(argv, prog=f"{PROG} similar")
-    except similar.SimilarError as error:
+        return similar_cli.run(argv, prog=f"{PROG} similar")
+    except similar_cli.SimilarError as error:
         raise UsageError(str(error)) from None
 
 

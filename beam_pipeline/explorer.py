@@ -1,7 +1,7 @@
 """The explorer: a static site of an index that opens from disk (no server, no network).
 
 ``write_site(OUT, DIR)`` reads the standing rows and events through the query layer
-(``transforms.query``: views ``videos``, ``clips``, ``failures``, ``segments``) and writes:
+(``video_index.query``: views ``videos``, ``clips``, ``failures``, ``segments``) and writes:
 
 - ``DIR/index.html``: counts, the archive's label histogram (clips by top-1 label)
   with a search box that filters it, links to the label pages, the first video page
@@ -36,14 +36,17 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from transforms import query
-from transforms.schemas import EMBEDDING, THUMBNAIL
+from video_index import query
+from video_index.schemas import EMBEDDING, THUMBNAIL
 
 __all__ = ["write_site", "playable_url"]
 
 SEARCH_MIN_SCORE = 0.1  # a clip matches a search for its top label or any label this likely
 MAX_HISTOGRAM = 1000
 NEIGHBOURS = 3
+# Longest id or URI drawn on a page: an index written before ids were capped
+# (transforms.manifest.MAX_VIDEO_ID_CHARS) may hold megabytes in one.
+SHOWN_CHARS = 300
 
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
@@ -89,15 +92,22 @@ if (jump) jump.addEventListener('change', () => {
 """
 
 
+def _shown(text: str) -> str:
+    """``text`` HTML-escaped, cut to SHOWN_CHARS characters (an ellipsis where cut)."""
+    if len(text) > SHOWN_CHARS:
+        text = text[: SHOWN_CHARS - 1] + "…"
+    return html.escape(text, True)
+
+
 def player_html(uri: str) -> str:
     """The page's player for ``uri``: a ``<video>``, an ``<img>`` for a GIF (browsers
     animate GIFs in ``<img>`` and play none in ``<video>``; clip clicks then do not seek),
-    or a note where the browser cannot reach it."""
-    url = playable_url(uri)
+    or a note where the browser cannot reach it (or the URI is too long to be one)."""
+    url = playable_url(uri) if len(uri) <= 4 * SHOWN_CHARS else None
     if not url:
-        return f"<p>not playable in a browser: <code>{html.escape(uri)}</code></p>"
+        return f"<p>not playable in a browser: <code>{_shown(uri)}</code></p>"
     if uri.split("?")[0].lower().endswith(".gif"):
-        return f"<img class=player src='{html.escape(url, True)}' alt='{html.escape(uri, True)}'>"
+        return f"<img class=player src='{html.escape(url, True)}' alt='{_shown(uri)}'>"
     return f"<video controls preload=metadata src='{html.escape(url, True)}'></video>"
 
 
@@ -314,8 +324,8 @@ def _video_page(site: Path, page: int, pages: int, videos: list, neighbours: dic
         top = ", ".join(f"{html.escape(name)} {p:.2f}" for name, p in zip(labels[:3], scores[:3]))
         all_labels = {label for clip in clips for label in (clip[5] or [])[:3]} | set(labels[:3])
         body.append(
-            f"<section class=video id='v{number}' data-video='{html.escape(video_id, True)}'>"
-            f"<h2>{html.escape(video_id)}</h2><p>{top}"
+            f"<section class=video id='v{number}' data-video='{_shown(video_id)}'>"
+            f"<h2>{_shown(video_id)}</h2><p>{top}"
             f"{f' &middot; {duration:.1f} s' if duration is not None else ''}</p>"
         )
         body.append(player_html(uri))
@@ -349,7 +359,7 @@ def _video_page(site: Path, page: int, pages: int, videos: list, neighbours: dic
             near = neighbours.get((video_id, uri, clip_index), [])
             near_html = "".join(
                 f"<br><a href='{target_page:05d}.html#c-{_anchor(other, other_clip)}'>"
-                f"{html.escape(other)} @{other_start:.1f}s</a> {sim:.2f}"
+                f"{_shown(other)} @{other_start:.1f}s</a> {sim:.2f}"
                 for other, other_clip, other_start, target_page, sim in near
             )
             body.append(
@@ -406,7 +416,7 @@ def _label_pages(con, site: Path, per_label: int, per_page: int) -> int:
         page = rank // per_page + 1
         lines.append(
             f"<tr><td>{score:.2f}</td><td><a href='../videos/{page:05d}.html#c-"
-            f"{_anchor(video_id, clip_index)}'>{html.escape(video_id)}</a></td>"
+            f"{_anchor(video_id, clip_index)}'>{_shown(video_id)}</a></td>"
             f"<td>{start_s:.1f}–{end_s:.1f} s</td></tr>"
         )
     if current is not None:
@@ -437,7 +447,7 @@ def _failure_pages(con, site: Path, per_page: int, pages: int) -> int:
 
     for video_id, uri, stage, error_type, message in _rows(reader):
         rows.append(
-            f"<tr><td title='{html.escape(uri, True)}'>{html.escape(video_id)}</td>"
+            f"<tr><td title='{_shown(uri)}'>{_shown(video_id)}</td>"
             f"<td>{html.escape(stage or '')}</td><td>{html.escape(error_type or '')}</td>"
             f"<td>{html.escape((message or '')[:500])}</td></tr>"
         )

@@ -162,6 +162,13 @@ class VideoIndexOptions(PipelineOptions):
         )
         _flag(
             parser,
+            "retry-failed",
+            action="store_true",
+            help="try again every video whose failure the output holds, also content "
+            "failures (transient ones are always tried again)",
+        )
+        _flag(
+            parser,
             "no-embeddings",
             action="store_true",
             help="do not store clip embeddings (stored by default where the model gives them)",
@@ -171,6 +178,12 @@ class VideoIndexOptions(PipelineOptions):
             "no-thumbnails",
             action="store_true",
             help="do not store a thumbnail per clip (stored by default for clip models)",
+        )
+        _flag(
+            parser,
+            "no-shots",
+            action="store_true",
+            help="do not detect shots (detected by default for clip models: the shots table)",
         )
         _flag(
             parser,
@@ -215,11 +228,13 @@ class IndexConfig:
     max_clips_per_video: Optional[int] = None
     short_video: str = "loop"
     reindex: bool = False
+    retry_failed: bool = False
     commit_every_s: float = 20.0
     # clips/ columns beyond the labels: the model's embedding (where its spec names
-    # one) and a thumbnail (clip models); see transforms.schemas.clips_schema.
+    # one) and a thumbnail (clip models); see video_index.schemas.clips_schema.
     embeddings: bool = False
     thumbnails: bool = False
+    shots: bool = False  # the shots/ table (clip models; transforms.shots)
     compact_after_files: int = 1000
     backend: str = "tensorflow"  # resolved (tensorflow | openvino)
     precision: str = "f32"  # resolved (f32 | bf16 | int8); tensorflow: always f32
@@ -332,9 +347,11 @@ class IndexConfig:
             max_clips_per_video=opts.max_clips_per_video,
             short_video=short_video,
             reindex=bool(opts.reindex),
+            retry_failed=bool(opts.retry_failed),
             commit_every_s=opts.commit_every_s,
             embeddings=spec.embedding_key is not None and not opts.no_embeddings,
             thumbnails=spec.kind == CLIP and not opts.no_thumbnails,
+            shots=spec.kind == CLIP and not opts.no_shots,
             compact_after_files=opts.compact_after_files,
             backend=backend,
             precision=precision,

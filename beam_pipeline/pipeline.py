@@ -16,10 +16,10 @@ from transforms.inference import ClassifyClips
 from transforms.manifest import ReadManifest
 from transforms.postprocess import Summarise
 from transforms.rows import failure_row
-from transforms.schemas import clips_schema
 from transforms.sink import WriteIndex
 from transforms.thumbnails import add_thumbnail
 from transforms.video_inference import ClassifyVideos
+from video_index.schemas import clips_schema
 
 
 def build_pipeline(
@@ -37,6 +37,7 @@ def build_pipeline(
         run,
         config.extensions,
         skip_indexed_in=None if config.reindex else config.output,
+        retry_failed=config.retry_failed,
     )
     if spec.kind == CLIP:
         rows = _classify_clips(listed["refs"], config, run)
@@ -62,7 +63,7 @@ def _classify_clips(refs: beam.PCollection, config: IndexConfig, run: RunContext
     """decode → classify → summarise, for a clip classifier: named (table, row) collections."""
     spec = config.spec
     decoded = refs | "DecodeClips" >> DecodeClips(
-        config.sampling, spec.frame_spec(), run, config.limits
+        config.sampling, spec.frame_spec(), run, config.limits, shots=config.shots
     )
     clips = decoded["clips"]
     if config.thumbnails:

@@ -1,6 +1,6 @@
 """The read-side commands: ``query`` (SQL over the views) and ``search`` (ranked moments).
 
-Both read through ``transforms.query`` (DuckDB over the standing rows), stream their
+Both read through ``video_index.query`` (DuckDB over the standing rows), stream their
 results and print them as a table, JSON (a list of row objects) or CSV.
 """
 
@@ -11,12 +11,13 @@ import csv
 import json
 import math
 import os
-import re
 import sys
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, TextIO
+from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
 
-from transforms.query import DEFAULT_MEMORY_LIMIT
-from transforms.segments import DEFAULT_MAX_GAP_CLIPS, DEFAULT_MIN_SCORE, segments_sql
+from beam_pipeline.terminal import escape
+from transforms.class_match import describe
+from video_index.query import DEFAULT_MEMORY_LIMIT
+from video_index.segments import DEFAULT_MAX_GAP_CLIPS, DEFAULT_MIN_SCORE, segments_sql
 
 FORMATS = ("table", "json", "csv")
 _BATCH_ROWS = 2048
@@ -52,9 +53,20 @@ def add_index_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--memory-limit",
+        type=memory_size,
         default=DEFAULT_MEMORY_LIMIT,
         help=f"DuckDB's memory limit; bigger work spills to disk (default {DEFAULT_MEMORY_LIMIT})",
     )
+
+
+def memory_size(text: str) -> str:
+    """argparse type of ``--memory-limit``: a size (``video_index.query.check_memory_limit``)."""
+    from video_index.query import check_memory_limit
+
+    try:
+        return check_memory_limit(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def connect_kwargs(args: argparse.Namespace) -> dict:
@@ -75,7 +87,7 @@ def open_index(output: str, args: argparse.Namespace, work: Callable):
     """``work(con)`` on a connection to ``output``; errors become CommandError."""
     import duckdb
 
-    from transforms.query import with_retry
+    from video_index.query import with_retry
 
     check_index_path(output)
 
@@ -145,7 +157,8 @@ def write_rows(
 
     ``max_rows`` bounds the table format only (an aligned table needs its rows in
     memory to size its columns); json and csv stream every row. ``formatters``
-    (column -> text) apply to the table format; json and csv keep values as they are.
+    (column -> text) apply to the table format, whose text is escaped for a terminal
+    (``beam_pipeline.terminal``); json and csv keep values exact.
     """
     formatters = formatters or {}
     count = 0
@@ -173,9 +186,10 @@ def write_rows(
             if max_rows is not None and len(shown) >= max_rows:
                 more = True
                 break
-            shown.append([formatters.get(c, _text)(v) for c, v in zip(columns, row)])
+            shown.append([escape(formatters.get(c, _text)(v)) for c, v in zip(columns, row)])
         if more:
             break
+    columns = [escape(c) for c in columns]  # a query's own names may hold anything
     widths = [max([len(c)] + [len(r[i]) for r in shown]) for i, c in enumerate(columns)]
     out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip() + "\n")
     for r in shown:
@@ -239,19 +253,6 @@ def _write_file(con, relation, dest: str) -> None:
 # --- search ----------------------------------------------------------------------------
 
 
-def words(text: str) -> list[str]:
-    """Lower-case words of a class name or query: ``'Playing cricket'`` -> playing, cricket."""
-    return re.findall(r"[a-z0-9']+", text.lower())
-
-
-def match_classes(query: str, classes: Iterable[str]) -> list[str]:
-    """Classes whose words include every word of ``query`` (case-insensitive), sorted."""
-    wanted = set(words(query))
-    if not wanted:
-        return []
-    return sorted(c for c in set(classes) if wanted <= set(words(c)))
-
-
 def hms(seconds: float, up: bool = False) -> str:
     """Seconds as H:MM:SS (rounded down, or up with ``up``: a span stays covered)."""
     whole = math.ceil(seconds - 1e-9) if up else math.floor(seconds + 1e-9)
@@ -287,7 +288,7 @@ def search_sql(labels: Sequence[str], clips: bool) -> str:
     clips first (``standing_sql``); an event's members all carry its label, so the
     events of these labels are exactly the segments view's rows for them.
     """
-    from transforms.query import standing_sql
+    from video_index.query import standing_sql
 
     clip_rows = standing_sql("clips", f"labels[1] IN {_sql_list(labels)}")
     if clips:
@@ -303,6 +304,16 @@ def search_sql(labels: Sequence[str], clips: bool) -> str:
         WHERE score >= $min_score ORDER BY score DESC, video_id, start_s LIMIT $limit"""
 
 
+def _choose(query: str, known: set[str]):
+    from transforms.class_match import UnknownClass, choose_classes
+    from transforms.text_encoder import EncoderMissing
+
+    try:
+        return choose_classes(query, known)
+    except (UnknownClass, EncoderMissing) as error:
+        raise CommandError(str(error)) from None
+
+
 def search_command(argv: list[str], prog: str) -> int:
     p = parser(
         f"{prog} search",
@@ -310,7 +321,13 @@ def search_command(argv: list[str], prog: str) -> int:
         "or single clips. Only rows that stand are searched.",
     )
     p.add_argument("output", help="the index folder or gs:// / s3:// URL")
-    p.add_argument("query", nargs="?", default="", help="words of a class name, e.g. cricket")
+    p.add_argument(
+        "query",
+        nargs="?",
+        default="",
+        help="what to find in your words (e.g. 'someone kicking a ball'), words of a class "
+        "name (cricket), or a class name in double quotes",
+    )
     p.add_argument("--label", action="append", default=[], help="an exact class name (repeatable)")
     p.add_argument("--clips", action="store_true", help="rank single clips, not events")
     p.add_argument(
@@ -325,20 +342,25 @@ def search_command(argv: list[str], prog: str) -> int:
     add_index_flags(p)
     args = p.parse_args(argv)
     if not args.query.strip() and not args.label:
-        raise CommandError("give words of a class name, or --label CLASS")
+        raise CommandError("give words of what to find, or --label CLASS")
     if args.limit < 1:
         raise CommandError("--limit must be at least 1")
     args.segment_min_score = args.min_score  # events are built from the clips that pass
 
     def work(con):
         known = index_classes(con)
-        labels = sorted(set(args.label) | set(match_classes(args.query, known)))
+        choice = _choose(args.query, known)
+        labels = sorted(set(args.label) | set(choice.labels))
         note = sys.stderr if args.format != "table" else sys.stdout
         if not labels:
             print(f"no class matches {args.query!r} ({len(known)} classes known)", file=note)
             return 1
         kind = "clips" if args.clips else "events"
-        print(f"classes matched: {', '.join(labels)}", file=note)
+        if choice.how == "meaning":
+            print(escape(describe(choice)), file=note)
+        named = sorted(set(args.label)) if choice.how == "meaning" else labels
+        if named:
+            print(escape(f"classes matched: {', '.join(named)}"), file=note)
         print(f"{kind}, best first (top-1 score >= {args.min_score:g}):", file=note)
         result = con.execute(
             search_sql(labels, args.clips), {"min_score": args.min_score, "limit": args.limit}
@@ -364,7 +386,7 @@ def search_command(argv: list[str], prog: str) -> int:
 
 
 def compact_command(argv: list[str], prog: str) -> int:
-    from transforms.compact import CompactionBusy, compact
+    from video_index.compact import CompactionBusy, compact
 
     p = parser(
         f"{prog} compact",
@@ -372,7 +394,9 @@ def compact_command(argv: list[str], prog: str) -> int:
         "replace; readers see the old files or the new, runs may go on meanwhile.",
     )
     p.add_argument("output", help="the index folder or gs:// / s3:// URL")
-    p.add_argument("--memory-limit", default=DEFAULT_MEMORY_LIMIT, help="DuckDB's memory limit")
+    p.add_argument(
+        "--memory-limit", type=memory_size, default=DEFAULT_MEMORY_LIMIT, help="DuckDB's memory limit"
+    )
     args = p.parse_args(argv)
     check_index_path(args.output)
     try:
@@ -397,7 +421,7 @@ def compact_command(argv: list[str], prog: str) -> int:
 
 def compact_if_many_files(output: str, threshold: int, prog: str) -> None:
     """The job's end: compact when the index has more than ``threshold`` run files."""
-    from transforms.compact import CompactionBusy, compact, run_file_count
+    from video_index.compact import CompactionBusy, compact, run_file_count
 
     count = run_file_count(output)
     if count <= threshold:
@@ -416,7 +440,7 @@ def compact_if_many_files(output: str, threshold: int, prog: str) -> None:
 def refresh_similar_index(output: str, prog: str) -> None:
     """Keep `similar`'s approximate index in step after a run or a compaction (both
     change the file list). A failure only warns: `similar` then scans exactly."""
-    from transforms.similar import refresh_ann_index
+    from video_index.nearest import refresh_ann_index
 
     try:
         count = refresh_ann_index(output)

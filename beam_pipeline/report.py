@@ -2,7 +2,7 @@
 
 An index folder holds ``videos/``, ``clips/``, ``failures/`` (Parquet) and
 ``runs/`` (one JSON record per run). Everything here reads through the SQL views of
-``transforms.query`` and fetches only what it prints (counts, the first rows in
+``video_index.query`` and fetches only what it prints (counts, the first rows in
 video order), so memory does not grow with the index; the HTML report is bounded
 too: label counts, the first ``html_videos`` videos with their timelines, and the
 commands that reach the rest.
@@ -21,13 +21,14 @@ from typing import Iterator, Optional
 import fsspec
 import pyarrow as pa
 
-from transforms.index import current_rows, read_table  # noqa: F401 - re-exported
-from transforms.query import connect, standing_sql
+from beam_pipeline.terminal import escape
+from video_index.index import current_rows, read_table  # noqa: F401 - re-exported
+from video_index.query import connect, standing_sql
 
 
 @dataclasses.dataclass
 class Summary:
-    """A connection to an index (``transforms.query``), scoped to one run or to all."""
+    """A connection to an index (``video_index.query``), scoped to one run or to all."""
 
     con: object  # duckdb.DuckDBPyConnection
     run_id: Optional[str]
@@ -147,6 +148,7 @@ def write_run_record(
             "top_k": config.top_k,
             "batch_size": config.batch_size,
             "reindex": config.reindex,
+            "retry_failed": config.retry_failed,
             "limits": dataclasses.asdict(config.limits),
         },
         "counts": {
@@ -183,7 +185,7 @@ def _optional_versions() -> dict:
 
 
 def format_summary(summary: Summary, output: str, record: Optional[dict], limit: int = 20) -> str:
-    """Counts and a small table of top labels per video, for the terminal."""
+    """Counts and a small table of top labels per video, for the terminal (escaped)."""
     counts = {table: summary.count(table) for table in ("videos", "clips", "failures")}
     lines = []
     scope = f"run {summary.run_id}" if summary.run_id else "index"
@@ -200,7 +202,7 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
                 + ("was" if skipped == 1 else "were")
                 + " skipped"
                 + (" (nothing new to index)" if not new else "")
-                + "; --reindex redoes them"
+                + "; --reindex redoes them, --retry-failed retries their failures"
             )
         left_out = record["counts"].get("left_out_by_extension", 0)
         if left_out:
@@ -213,12 +215,24 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
                 + "; --extensions '*' takes every file"
             )
         lines.append(f"run record: {output}/runs/{record['run_id']}.json ({record['elapsed_s']} s)")
+    tables = format_tables(summary, output, limit)
+    if record and not tables and record["counts"].get("skipped_unchanged", 0):
+        # Nothing new: show what the index holds, which is what the user came to see.
+        tables = format_tables(Summary(summary.con, None), output, limit)
+    return "\n".join(lines + ([tables] if tables else []))
+
+
+def format_tables(summary: Summary, output: str, limit: int = 20) -> str:
+    """The top labels of the summary's first ``limit`` videos and its failures, as two
+    small tables for the terminal (each after a blank line); '' when both are empty."""
+    counts = {table: summary.count(table) for table in ("videos", "failures")}
+    lines = []
     if counts["videos"]:
         lines.append("")
         lines.append(f"{'video':<44} {'dur_s':>6} {'clips':>5}  top labels")
         for row in summary.rows("videos", _VIDEO_COLUMNS, limit):
             lines.append(
-                f"{_clip_text(row['video_id'], 44):<44} {row['duration_s'] or 0:>6.1f} "
+                f"{_clip_text(escape(row['video_id']), 44):<44} {row['duration_s'] or 0:>6.1f} "
                 f"{row['num_clips']:>5}  {_top_labels(row, ', ', html_escape=False)}"
             )
         if counts["videos"] > limit:
@@ -229,20 +243,20 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
         lines.append("")
         lines.append(f"{'failed video':<44} {'stage':<9} reason")
         for row in summary.rows("failures", "*", limit):
-            reason = f"{row['error_type']}: {row['message']}".replace("\n", " ")
+            reason = escape(f"{row['error_type']}: {row['message']}".replace("\n", " "))
             lines.append(
-                f"{_clip_text(row['video_id'], 44):<44} {row['stage']:<9} {_clip_text(reason, 90)}"
+                f"{_clip_text(escape(row['video_id']), 44):<44} {row['stage']:<9} {_clip_text(reason, 90)}"
             )
-    return "\n".join(lines)
+    return "\n".join(escape(line) for line in lines)
 
 
 _VIDEO_COLUMNS = "video_id, duration_s, num_clips, labels[1:3] AS labels, scores[1:3] AS scores"
 
 
 def _top_labels(row: dict, sep: str, html_escape: bool = True) -> str:
-    escape = html.escape if html_escape else str
+    text = html.escape if html_escape else str
     return sep.join(
-        f"{escape(label)} {score:.2f}"
+        f"{text(label)} {score:.2f}"
         for label, score in zip(row["labels"] or [], row["scores"] or [])
     )
 
@@ -268,12 +282,14 @@ def _timeline(clips: list[dict], duration: float) -> str:
 def _clips_of(summary: Summary, video_ids: list[str]) -> dict[str, list[dict]]:
     if not video_ids:
         return {}
-    ids = ", ".join("'" + v.replace("'", "''") + "'" for v in video_ids)
+    # The ids are bound as a parameter: a file's name never becomes SQL text.
     sql = f"""
         SELECT video_id, start_s, end_s, labels[1] AS label, scores[1] AS score
-        FROM ({standing_sql('clips', f'video_id IN ({ids})')}) ORDER BY video_id, clip_index"""
+        FROM ({standing_sql('clips', 'list_contains($ids, video_id)')})
+        ORDER BY video_id, clip_index"""
     by_video: dict[str, list[dict]] = {}
-    for video_id, start_s, end_s, label, score in _fetch(summary.con.execute(sql)):
+    result = summary.con.execute(sql, {"ids": list(video_ids)})
+    for video_id, start_s, end_s, label, score in _fetch(result):
         row = {"start_s": start_s, "end_s": end_s, "label": label, "score": score}
         by_video.setdefault(video_id, []).append(row)
     return by_video

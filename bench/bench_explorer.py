@@ -33,7 +33,7 @@ def write_index(out: Path, videos: int, per_video: int, per_file: int = 100_000)
     import pyarrow.parquet as pq
 
     from beam_pipeline.models.spec import packaged_labels
-    from transforms.schemas import CLIPS, FAILURES, VIDEOS
+    from video_index.schemas import CLIPS, FAILURES, VIDEOS
 
     labels = np.asarray(packaged_labels("kinetics400"))
     rng = np.random.default_rng(0)

@@ -2,7 +2,7 @@
 
     python bench/bench_query.py --videos 1000000 --dir /tmp/bench-query [--keep]
 
-Writes an index of N videos x 25 clips in the product's schemas (transforms.schemas)
+Writes an index of N videos x 25 clips in the product's schemas (video_index.schemas)
 the way runs leave it: run A indexes every video (1 in 100 a failure row instead,
 1 in 1000 committed twice as a retried bundle does); run B re-indexes 1 in 20 videos
 (their A rows no longer stand); run C is killed after committing 10 clips of 1 in
@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from beam_pipeline.models.spec import packaged_labels  # noqa: E402
-from transforms.schemas import CLIPS, FAILURES, VIDEOS  # noqa: E402
+from video_index.schemas import CLIPS, FAILURES, VIDEOS  # noqa: E402
 
 CLIPS_PER_VIDEO = 25
 VIDEOS_PER_FILE = 200

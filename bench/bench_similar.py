@@ -18,7 +18,7 @@ embeddings (weight uniform in [0, 1]), each vector the centre plus Gaussian nois
 0.25 x the per-dimension spread of the real set, clipped at 0 as ReLU features are.
 ``pick`` builds usearch's HNSW (int8) and faiss's IVF (int8 codes) on the same vectors.
 ``scale`` writes them as an index folder (float16 ``embedding`` column), builds the
-approximate index with the product's code (``transforms.similar.build_ann_index``) in
+approximate index with the product's code (``video_index.nearest.build_ann_index``) in
 a child process (time, peak RSS), then queries it in another child (recall@10
 against an exact float32 scan of the stored float16 vectors, latency, peak RSS), and
 times the exact DuckDB scan (``exact_neighbours``) the same way.
@@ -214,7 +214,7 @@ def _write_index(out: Path, base: np.ndarray, clips: int, seed: int, per_file: i
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from transforms.schemas import VIDEOS, clips_schema
+    from video_index.schemas import VIDEOS, clips_schema
 
     schema = clips_schema(base.shape[1], thumbnails=False)
     for table in ("videos", "clips"):
@@ -287,7 +287,7 @@ _PEAK = (
 
 _BUILD = _PEAK + """
 import json, sys, time
-from transforms.similar import build_ann_index
+from video_index.nearest import build_ann_index
 t = time.perf_counter()
 n = build_ann_index(sys.argv[1])
 print(json.dumps({"clips": n, "build_s": time.perf_counter() - t, "peak_rss_mib": PEAK()}))
@@ -296,7 +296,7 @@ print(json.dumps({"clips": n, "build_s": time.perf_counter() - t, "peak_rss_mib"
 _QUERY = _PEAK + """
 import json, sys, time
 import numpy as np
-from transforms.similar import ann_neighbours, ann_state
+from video_index.nearest import ann_neighbours, ann_state
 out, queries = sys.argv[1], json.loads(sys.argv[2])
 assert ann_state(out) is None
 vectors = np.load(sys.argv[3])
@@ -312,7 +312,7 @@ print(json.dumps({"found": found, "times": times, "peak_rss_mib": PEAK()}))
 _EXACT = _PEAK + """
 import json, sys, time
 import numpy as np
-from transforms.similar import connect, exact_neighbours
+from video_index.nearest import connect, exact_neighbours
 con = connect(sys.argv[1])
 vectors = np.load(sys.argv[3])
 videos = json.loads(sys.argv[2])["videos"]

@@ -12,7 +12,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "creating virtualenv $VENV" >&2
   "$PYTHON" -m venv "$VENV"
 fi
-stamp_inputs=(requirements.txt setup.py "$@")
+stamp_inputs=(requirements.txt requirements-nodeps.txt setup.py "$@")
 stamp="$(cat "${stamp_inputs[@]}" | sha256sum | cut -c1-16)"
 # One stamp per set of requirement files, so run_local.sh and run_tests.sh do not undo
 # each other's check.
@@ -22,6 +22,8 @@ if [ ! -e "$VENV/.video-index-installed-$stamp" ]; then
   req_args=(-r requirements.txt)
   for extra in "$@"; do req_args+=(-r "$extra"); done
   "$VENV/bin/python" -m pip install --quiet "${req_args[@]}" -e .
+  # Packages whose declared dependencies we never import (see the file's comments).
+  "$VENV/bin/python" -m pip install --quiet --no-deps -r requirements-nodeps.txt
   touch "$VENV/.video-index-installed-$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

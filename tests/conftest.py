@@ -6,13 +6,27 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import MEDIA
+from tests.helpers import MEDIA, SHARED
 
 COLOUR_LABELS = ("red", "green", "blue")
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: needs the real I3D model or long media")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Say how many tests skipped for want of ../shared: those whose skip reason names it
+    (the wider media, cases and MoViNet exports; the tests that matter use repo files)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    wanting = [
+        r for r in skipped if any(s in str(r.longrepr) for s in (str(SHARED), "../shared"))
+    ]
+    if wanting:
+        terminalreporter.write_line(
+            f"{len(wanting)} of {len(skipped)} skipped tests need {SHARED}, which is not "
+            "here (it holds the wider media, cases and MoViNet exports; set VIDEO_INDEX_SHARED)"
+        )
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Helpers the test modules share (no test module imports another).
 
-Paths (``REPO``, ``SHARED``, ``MEDIA``), ``run_cli`` (the CLI in a subprocess, as a
+Paths (``REPO``, ``SHARED``, ``MEDIA``; ``DEMO_MEDIA`` and ``GOLDEN``, in the repo), ``run_cli`` (the CLI in a subprocess, as a
 user runs it), ``RUN`` (a run context for stages built directly), ``preprocess`` (the
 product's frame path on an image), ``make_config``
 (an ``IndexConfig`` for a model spec without flags) and small rows of the three tables
@@ -33,6 +33,10 @@ from transforms.video_io import DecodeLimits, VideoReader
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("VIDEO_INDEX_SHARED", REPO.parent / "shared"))
 MEDIA = SHARED / "media"
+# In the repo, so the tests that matter run anywhere: the demo's three clips and the
+# reference outputs of I3D on them.
+DEMO_MEDIA = REPO / "examples" / "media"
+GOLDEN = REPO / "tests" / "data" / "golden"
 
 RUN = RunContext(run_id="test-run", model_name="m")
 
@@ -65,15 +69,16 @@ def assert_injected_faults(failures: dict) -> None:
     assert "decoder timed out" in hang["message"]
 
 
-def run_cli(*args, cwd=REPO, timeout=600) -> subprocess.CompletedProcess:
-    """``video-index ARGS`` in a subprocess of this checkout; its output captured."""
+def run_cli(*args, cwd=REPO, timeout=600, text=True) -> subprocess.CompletedProcess:
+    """``video-index ARGS`` in a subprocess of this checkout; its output captured (as
+    bytes where ``text`` is false: CR LF kept as written)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     return subprocess.run(
         [sys.executable, "-m", "beam_pipeline", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
-        text=True,
+        text=text,
         timeout=timeout,
     )
 

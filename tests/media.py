@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import av
 import numpy as np
@@ -156,3 +156,209 @@ def write_colour_video(path: Path, rgb, seconds: float, fps: int = 10, size=(48,
     frame = np.zeros((size[1], size[0], 3), np.uint8)
     frame[...] = rgb
     return write_video(path, [frame] * int(round(seconds * fps)), fps, "ffv1", "yuv444p")
+
+
+# --- Edited videos: real clips joined with known shot boundaries -------------------------
+
+EDIT_SIZE = (320, 240)  # (width, height) every shot is scaled to
+EDIT_FPS = 25
+
+
+class Boundary(NamedTuple):
+    """Where a shot starts in an edited video: ``t`` is the first frame of the new shot
+    for a cut, the middle of the transition for a fade or a dissolve (seconds)."""
+
+    kind: str  # "cut" | "fade" | "dissolve"
+    t: float
+
+
+class EditedVideo(NamedTuple):
+    path: Path
+    boundaries: tuple[Boundary, ...]  # in time order, the video's start not included
+    duration_s: float
+
+
+def clip_frames(path: Path | str, seconds: float, start_s: float = 0.0) -> list[np.ndarray]:
+    """``seconds`` of a real clip from ``start_s``, one frame per ``1 / EDIT_FPS`` s (the
+    nearest earlier source frame), each RGB uint8 ``[240, 320, 3]`` (stretched)."""
+    import cv2
+
+    wanted = [start_s + i / EDIT_FPS for i in range(int(round(seconds * EDIT_FPS)))]
+    out: list[np.ndarray] = []
+    with av.open(str(path)) as container:
+        last = None
+        for frame in container.decode(video=0):
+            t = float(frame.time) if frame.time is not None else 0.0
+            while len(out) < len(wanted) and t > wanted[len(out)] + 1e-6 and last is not None:
+                out.append(last)
+            if len(out) == len(wanted):
+                break
+            last = cv2.resize(frame.to_ndarray(format="rgb24"), EDIT_SIZE, cv2.INTER_AREA)
+    while len(out) < len(wanted) and last is not None:
+        out.append(last)  # a clip shorter than asked holds its last frame
+    return out
+
+
+def _blend(a: np.ndarray, b: np.ndarray, weight: float) -> np.ndarray:
+    return np.clip(a * (1 - weight) + b * weight + 0.5, 0, 255).astype(np.uint8)
+
+
+def write_edited_video(
+    path: Path | str,
+    shots: Sequence[Sequence[np.ndarray]],
+    joins: Sequence[str],
+    transition_s: float = 1.0,
+) -> EditedVideo:
+    """Join ``shots`` (lists of RGB frames) with ``joins[i]`` between shot i and i + 1:
+    ``"cut"``, ``"fade"`` (out to black and in again, ``transition_s`` in all) or
+    ``"dissolve"`` (a linear cross-dissolve of ``transition_s``, overlapping the two
+    shots). H.264 (yuv420p, crf 20) in MP4 at ``EDIT_FPS``: lossy, as real files are."""
+    if len(joins) != len(shots) - 1:
+        raise ValueError("need one join between each two shots")
+    frames: list[np.ndarray] = list(shots[0])
+    boundaries: list[Boundary] = []
+    span = int(round(transition_s * EDIT_FPS))
+    for join, shot in zip(joins, shots[1:]):
+        shot = list(shot)
+        if join == "cut":
+            boundaries.append(Boundary("cut", len(frames) / EDIT_FPS))
+            frames += shot
+        elif join == "fade":
+            half = span // 2
+            black = np.zeros_like(shot[0])
+            for i in range(half):  # the last `half` frames of the shot go to black
+                k = len(frames) - half + i
+                frames[k] = _blend(frames[k], black, (i + 1) / half)
+            boundaries.append(Boundary("fade", len(frames) / EDIT_FPS))
+            for i in range(min(half, len(shot))):  # and the next comes out of it
+                shot[i] = _blend(black, shot[i], (i + 1) / (half + 1))
+            frames += shot
+        elif join == "dissolve":
+            start = len(frames) - span
+            for i in range(span):
+                frames[start + i] = _blend(frames[start + i], shot[i], (i + 1) / (span + 1))
+            boundaries.append(Boundary("dissolve", (start + span / 2) / EDIT_FPS))
+            frames += shot[span:]
+        else:
+            raise ValueError(f"unknown join {join!r}")
+    path = write_video(
+        Path(path), frames, EDIT_FPS, "libx264", "yuv420p", {"crf": "20", "preset": "veryfast"}
+    )
+    return EditedVideo(path, tuple(boundaries), len(frames) / EDIT_FPS)
+
+
+def pan_zoom_frames(still: np.ndarray, seconds: float, pixels_per_frame: float = 12.0):
+    """A fast camera move over one still picture: a pan across it, then a zoom in,
+    as RGB uint8 ``[240, 320, 3]`` frames (one shot, no boundary)."""
+    import cv2
+
+    big = cv2.resize(still, (EDIT_SIZE[0] * 2, EDIT_SIZE[1] * 2), interpolation=cv2.INTER_CUBIC)
+    count = int(round(seconds * EDIT_FPS))
+    width, height = EDIT_SIZE
+    x = y = 0.0
+    w, h = float(width), float(height)
+    frames = []
+    for i in range(count):
+        if i < count // 2:  # pan right and down at `pixels_per_frame`
+            x = min(x + pixels_per_frame, big.shape[1] - w)
+            y = min(y + pixels_per_frame / 2, big.shape[0] - h)
+        else:  # then zoom in about the window's centre, 3 % a frame
+            cx, cy = x + w / 2, y + h / 2
+            w, h = w / 1.03, h / 1.03
+            x, y = cx - w / 2, cy - h / 2
+        crop = big[int(y) : int(y + h), int(x) : int(x + w)]
+        frames.append(cv2.resize(crop, EDIT_SIZE, interpolation=cv2.INTER_AREA))
+    return frames
+
+
+def with_flashes(frames: Sequence[np.ndarray], at_s: Sequence[float], length: int = 2):
+    """``frames`` with a white flash (``length`` frames nearly white) at each ``at_s``."""
+    frames = list(frames)
+    white = np.full_like(frames[0], 255)
+    for t in at_s:
+        first = int(round(t * EDIT_FPS))
+        for k in range(first, min(first + length, len(frames))):
+            frames[k] = _blend(frames[k], white, 0.9)
+    return frames
+
+
+def shot_corpus(folder: Path | str, media: Path | str) -> list[EditedVideo]:
+    """The edited videos shot detection is measured on (tests and bench/bench_shots.py),
+    made from single-shot real clips under ``media`` (``../shared/media``): hard cuts,
+    fades through black, one-second cross-dissolves, one-second shots, and one-shot
+    controls (a fast pan and zoom over a still, white flashes, a fade-in at the start,
+    a real clip's own camera motion) that have no boundary."""
+    folder, media = Path(folder), Path(media)
+    pool = media / "mmaction2" / "test.mp4"  # cleaning a pool, 10 s
+    eyebrows = media / "mmaction2" / "test.avi"  # 6.5 s
+    street = media / "mmaction2" / "test_video_structuralize.mp4"  # 10 s, hand-held
+    cricket = media / "kinetics-i3d" / "v_CricketShot_g04_c01_rgb.gif"  # 3.2 s
+    chaplin = media / "moviepy" / "chaplin.mp4"  # 9.6 s, one take
+
+    def shot(path, seconds, start_s=0.0):
+        return clip_frames(path, seconds, start_s)
+
+    videos = [
+        write_edited_video(
+            folder / "cuts.mp4",
+            [shot(pool, 3), shot(eyebrows, 3), shot(street, 3), shot(cricket, 3), shot(chaplin, 3)],
+            ["cut"] * 4,
+        ),
+        write_edited_video(
+            folder / "fades.mp4",
+            [shot(chaplin, 3), shot(pool, 3, 4), shot(street, 3, 4)],
+            ["fade", "fade"],
+        ),
+        write_edited_video(
+            folder / "dissolves.mp4",
+            [shot(eyebrows, 3), shot(street, 3), shot(chaplin, 3, 5)],
+            ["dissolve", "dissolve"],
+        ),
+        write_edited_video(
+            folder / "quick_cuts.mp4",
+            [
+                shot(pool, 1),
+                shot(eyebrows, 1, 2),
+                shot(street, 1, 6),
+                shot(cricket, 1),
+                shot(chaplin, 1, 6),
+                shot(pool, 1, 7),
+            ],
+            ["cut"] * 5,
+        ),
+        write_edited_video(
+            folder / "pan_zoom.mp4", [pan_zoom_frames(shot(chaplin, 0.04, 2)[0], 4)], []
+        ),
+        write_edited_video(folder / "flashes.mp4", [with_flashes(shot(street, 4), [1.0, 2.6])], []),
+        write_edited_video(folder / "hand_held.mp4", [shot(street, 9.5)], []),
+    ]
+    # A programme that fades in from black at its start: no boundary there.
+    opening = shot(pool, 4, 2)
+    black = np.zeros_like(opening[0])
+    half_s = 12
+    opening = [black] * 6 + [
+        _blend(black, f, (i + 1) / half_s) if i < half_s else f for i, f in enumerate(opening)
+    ]
+    videos.append(write_edited_video(folder / "fade_in.mp4", [opening], []))
+    return videos
+
+
+def match_boundaries(
+    found: Sequence[tuple[str, float]], truth: Sequence[Boundary], fps: float = EDIT_FPS
+) -> list[Optional[int]]:
+    """For each true boundary, the index in ``found`` (``(kind, t)``, the video's start
+    left out) that matches it, or None: a cut within one frame (``1 / fps`` s), a fade
+    or a dissolve within half a second of its middle; each found one matches once."""
+    used: set[int] = set()
+    matches: list[Optional[int]] = []
+    for boundary in truth:
+        tolerance = 1 / fps + 1e-6 if boundary.kind == "cut" else 0.5
+        close = [
+            (abs(t - boundary.t), i)
+            for i, (_, t) in enumerate(found)
+            if i not in used and abs(t - boundary.t) <= tolerance
+        ]
+        matches.append(min(close)[1] if close else None)
+        if close:
+            used.add(min(close)[1])
+    return matches

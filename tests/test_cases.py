@@ -182,7 +182,7 @@ def test_a_name_that_is_not_utf8_is_indexed_beside_a_normal_one(tmp_path, colour
         escaped["num_frames"] == 90 and escaped["size"] == (archive / "normal.mp4").stat().st_size
     )
     # The escaped uri round-trips to the real path.
-    from transforms.storage import local_path
+    from video_index.storage import local_path
 
     assert local_path(escaped["uri"]).encode("utf-8", "surrogateescape") == latin1
 

@@ -12,12 +12,12 @@ import uuid
 import fsspec
 import pytest
 
-import transforms.compact as compact_module
+import video_index.compact as compact_module
 from tests.helpers import REPO, clip_row, failure_row, run_cli, video_row
-from transforms.compact import CompactionBusy, compact, compaction_lock, run_file_count
-from transforms.index import COMPACTED_PREFIX, index_files
-from transforms.query import connect, indexed_versions
 from transforms.sink import write_rows
+from video_index.compact import CompactionBusy, compact, compaction_lock, run_file_count
+from video_index.index import COMPACTED_PREFIX, index_files
+from video_index.query import connect, indexed_versions
 
 VIEWS = {
     "videos": "SELECT video_id, uri, run_id, labels FROM videos",
@@ -119,7 +119,7 @@ def test_a_reader_sees_old_or_new_files_at_every_step(tmp_path, monkeypatch):
 
 KILL = """
 import os, signal, sys
-import transforms.compact as c
+import video_index.compact as c
 def stop(step):
     if step == sys.argv[2]:
         os.kill(os.getpid(), signal.SIGKILL)

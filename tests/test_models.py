@@ -12,7 +12,7 @@ from beam_pipeline.models.clip_model import ClipModel, ClipModelHandler
 from beam_pipeline.models.handler import build_handler
 from beam_pipeline.models.registry import DEFAULT_MODEL, registered, resolve_model
 from beam_pipeline.models.spec import ModelSpec, SpecError, spec_from_file
-from tests.helpers import SHARED
+from tests.helpers import GOLDEN, SHARED
 from transforms.records import ClipKey
 
 # Published in the MoViNet README (tensorflow/models, official/projects/movinet, the
@@ -47,14 +47,11 @@ def test_registry_labels_are_the_published_class_lists():
 def test_i3d_spec_has_the_published_contract():
     """TF Hub deepmind/i3d-kinetics-400/1 and the I3D paper: 224 px RGB in [0, 1], 25 fps,
     64-frame training clips, 400 classes; evaluation resizes the shorter side to 256.
-    The weights' hash is the one ../shared/golden/README.md gives."""
+    The weights' hash is the one tests/data/golden/README.md gives."""
     spec = registered()[DEFAULT_MODEL]
     assert (spec.size, spec.resize_shorter, spec.fps, spec.frames_per_clip) == (224, 256, 25, 64)
     assert spec.value_range == (0.0, 1.0) and spec.num_classes == 400 and spec.kind == "clip"
-    golden = SHARED / "golden" / "README.md"
-    if not golden.is_file():
-        pytest.skip(f"{golden} not found")
-    assert spec.weights_sha256 in golden.read_text()
+    assert spec.weights_sha256 in (GOLDEN / "README.md").read_text()
     assert resolve_model("https://tfhub.dev/deepmind/i3d-kinetics-400/1").name == DEFAULT_MODEL
 
 

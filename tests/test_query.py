@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import clip_row, failure_row, run_cli, video_row
-from transforms.index import current_rows
-from transforms.query import connect
-from transforms.schemas import clips_schema
-from transforms.segments import ClipTop, Event, merge_events
 from transforms.sink import write_rows
+from video_index.index import current_rows
+from video_index.query import connect
+from video_index.schemas import clips_schema
+from video_index.segments import ClipTop, Event, merge_events
 
 
 def rows_of(con, sql: str) -> list[dict]:

@@ -1,11 +1,12 @@
 """What the product imports is what `requirements.txt` installs.
 
-`./run_local.sh` installs `requirements.txt` only; the tests run in a venv that also
+`./run_local.sh` installs `requirements.txt` (and, without their declared
+dependencies, `requirements-nodeps.txt`) only; the tests run in a venv that also
 holds `requirements-test.txt`. So a module the product imports that only the test
 requirements bring (OpenCV was one) passes every test and breaks the README's first
-command on a fresh clone. This test reads the imports of `transforms/` and
-`beam_pipeline/` and checks each third-party one against the distributions that
-`requirements.txt` installs, its pins' own dependencies included.
+command on a fresh clone. This test reads the imports of `transforms/`,
+`beam_pipeline/` and `video_index/` and checks each third-party one against the
+distributions that `requirements.txt` installs, its pins' own dependencies included.
 """
 
 from __future__ import annotations
@@ -17,21 +18,26 @@ import sys
 
 from tests.helpers import REPO
 
-OURS = {"transforms", "beam_pipeline"}
+OURS = {"transforms", "beam_pipeline", "video_index"}
 
 
 def _name(requirement: str) -> str:
     return re.split(r"[\s\[<>=!~;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
-def _installed_by_requirements() -> set[str]:
-    """The distributions `pip install -r requirements.txt` brings, transitively."""
-    wanted = [
+def _pins(file: str) -> list[str]:
+    return [
         _name(line)
-        for line in (REPO / "requirements.txt").read_text().splitlines()
+        for line in (REPO / file).read_text().splitlines()
         if line.strip() and not line.lstrip().startswith("#")
     ]
-    seen: set[str] = set()
+
+
+def _installed_by_requirements() -> set[str]:
+    """The distributions `pip install -r requirements.txt` brings, transitively, and
+    those `pip install --no-deps -r requirements-nodeps.txt` brings (themselves only)."""
+    wanted = _pins("requirements.txt")
+    seen: set[str] = set(_pins("requirements-nodeps.txt"))
     while wanted:
         name = wanted.pop()
         if name in seen:

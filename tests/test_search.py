@@ -6,17 +6,19 @@ import json
 
 import pytest
 
-from beam_pipeline.query_cli import hms, match_classes
-from tests.helpers import clip_row, run_cli, video_row
+from beam_pipeline.query_cli import hms
+from tests.helpers import DEMO_MEDIA, clip_row, run_cli, video_row
+from transforms.class_match import match_classes
 from transforms.sink import write_rows
 
 CLASSES = ["playing cricket", "golf putting", "cricket (insect)", "cleaning pool", "Crickets"]
 
 
 def test_match_classes_by_words():
-    assert match_classes("cricket", CLASSES) == ["cricket (insect)", "playing cricket"]
+    assert match_classes("cricket", CLASSES) == ["Crickets", "cricket (insect)", "playing cricket"]
     assert match_classes("CRICKET playing", CLASSES) == ["playing cricket"]
-    assert match_classes("play", CLASSES) == []  # words, not prefixes
+    assert match_classes("play", CLASSES) == ["playing cricket"]  # a stem
+    assert match_classes("pla", CLASSES) == []  # not a prefix
     assert match_classes("  ", CLASSES) == []
 
 
@@ -79,25 +81,32 @@ def test_search_clips_min_score_limit_and_table(index):
     assert len(out) == 4
 
 
+def test_search_in_the_users_words(index):
+    done = run_cli("search", index, "a batsman hitting the ball at the crease", "--clips")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("classes nearest in meaning (cosine similarity): playing cricket (")
+    assert "golf putting" not in lines[0]
+    assert [line.split()[0] for line in lines[3:]] == ["z", "y", "y"]
+
+
 def test_search_without_a_match_or_words(index):
     none = run_cli("search", index, "zebra")
     assert none.returncode == 1 and "no class matches 'zebra'" in none.stdout
     bad = run_cli("search", index)
-    assert bad.returncode == 2 and "give words of a class name" in bad.stderr
+    assert bad.returncode == 2 and "give words of what to find" in bad.stderr
 
 
 @pytest.mark.slow
-def test_acceptance_on_shared_media(media_dir, tmp_path):
+def test_acceptance_on_the_demo_clips(tmp_path):
     """The issue's acceptance run with the real I3D: search, segments, a changed file."""
     import os
     import shutil
 
     archive = tmp_path / "archive"
     archive.mkdir()
-    names = ["kinetics-i3d/v_CricketShot_g04_c01_rgb.gif", "mmaction2/test.mp4",
-             "moviepy/chaplin.mp4"]  # fmt: skip
-    for name in names:
-        shutil.copy(media_dir / name, archive / name.rsplit("/", 1)[1])
+    for name in ["v_CricketShot_g04_c01_rgb.gif", "test.mp4", "chaplin.mp4"]:
+        shutil.copy(DEMO_MEDIA / name, archive / name)
     out = str(tmp_path / "out")
     first = run_cli("index", "--input", str(archive), "--output", out)
     assert first.returncode == 0, first.stderr[-3000:]

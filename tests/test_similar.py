@@ -22,8 +22,8 @@ import pytest
 
 from tests.helpers import run_cli
 from tests.media import write_video
-from transforms import similar
 from transforms.thumbnails import MAX_SIDE, encode_thumbnail
+from video_index import nearest
 
 ORIGINAL = "mmaction2/test.mp4"
 OTHERS = (
@@ -114,7 +114,7 @@ def test_reencodings_of_a_moment_are_its_nearest_clips(index: Path) -> None:
 
 @pytest.mark.slow
 def test_similar_says_which_clip_it_started_from(index: Path) -> None:
-    clip = similar.query_clip(similar.connect(str(index)), ORIGINAL, 5.0)
+    clip = nearest.query_clip(nearest.connect(str(index)), ORIGINAL, 5.0)
     assert clip.start_s <= 5 < clip.end_s
     said = f"clip {clip.clip_index} of video {ORIGINAL} ({clip.start_s:.2f}-{clip.end_s:.2f} s"
     table = run_cli("similar", str(index), "--video", ORIGINAL, "--at", "5", "--limit", "3")
@@ -149,17 +149,17 @@ def test_at_outside_the_video_is_a_one_line_error(index: Path) -> None:
 
 
 def test_an_unknown_video_id_names_the_ids_it_may_mean(index: Path) -> None:
-    con = similar.connect(str(index))
-    with pytest.raises(similar.SimilarError, match=f"did you mean .*{re.escape(repr(ORIGINAL))}"):
-        similar.query_embedding(con, "test.mp4")  # the end of an id: the id it ends
-    with pytest.raises(similar.SimilarError, match="as `video-index show` lists them"):
-        similar.query_clip(con, "no/such.mp4", 0.0)
+    con = nearest.connect(str(index))
+    with pytest.raises(nearest.SimilarError, match=f"did you mean .*{re.escape(repr(ORIGINAL))}"):
+        nearest.query_embedding(con, "test.mp4")  # the end of an id: the id it ends
+    with pytest.raises(nearest.SimilarError, match="as `video-index show` lists them"):
+        nearest.query_clip(con, "no/such.mp4", 0.0)
     done = run_cli("similar", str(index), "--video", "test.mp4")
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
 
 
 def similar_columns() -> tuple[str, ...]:
-    from beam_pipeline.similar import _COLUMNS
+    from beam_pipeline.similar_cli import _COLUMNS
 
     return _COLUMNS
 
@@ -182,14 +182,14 @@ def test_clip_table_holds_embeddings_and_thumbnails(index: Path) -> None:
 def test_approximate_index_agrees_and_goes_stale(index: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     shutil.copytree(index, out)
-    assert similar.ann_state(str(out)) == "no approximate index"
+    assert nearest.ann_state(str(out)) == "no approximate index"
     done = run_cli("similar", str(out), "--build-index")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert similar.ann_state(str(out)) is None
-    con = similar.connect(str(out))
-    query = similar.query_embedding(con, ORIGINAL, 5.0)
-    exact = similar.exact_neighbours(con, query, 8, ORIGINAL)
-    approximate = similar.ann_neighbours(str(out), query, 8, ORIGINAL)
+    assert nearest.ann_state(str(out)) is None
+    con = nearest.connect(str(out))
+    query = nearest.query_embedding(con, ORIGINAL, 5.0)
+    exact = nearest.exact_neighbours(con, query, 8, ORIGINAL)
+    approximate = nearest.ann_neighbours(str(out), query, 8, ORIGINAL)
     assert [(n.video_id, n.clip_index) for n in approximate] == [
         (n.video_id, n.clip_index) for n in exact
     ]
@@ -200,16 +200,16 @@ def test_approximate_index_agrees_and_goes_stale(index: Path, tmp_path: Path) ->
     # A new clips file (a re-run) makes the index stale: it is not used any more...
     clips = sorted((out / "clips").glob("*.parquet"))
     shutil.copy(clips[0], out / "clips" / "20991231T000000Z-rerun-00000.parquet")
-    assert "older than the tables" in similar.ann_state(str(out))
+    assert "older than the tables" in nearest.ann_state(str(out))
     # ... until the end of the next run rebuilds it (what refresh_ann_index does).
-    standing = len(similar.exact_neighbours(con, query, 1000))  # the copy adds no clip
-    assert similar.refresh_ann_index(str(out)) == standing
-    assert similar.ann_state(str(out)) is None
+    standing = len(nearest.exact_neighbours(con, query, 1000))  # the copy adds no clip
+    assert nearest.refresh_ann_index(str(out)) == standing
+    assert nearest.ann_state(str(out)) is None
     # A compaction rewrites the files, and rebuilds the index so it stays in step.
     done = run_cli("compact", str(out))
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"approximate index of {standing} clips" in done.stdout
-    assert similar.ann_state(str(out)) is None
+    assert nearest.ann_state(str(out)) is None
 
 
 def test_thumbnail_is_the_middle_frame_shrunk() -> None:

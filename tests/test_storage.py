@@ -1,4 +1,4 @@
-"""transforms.storage retries, and gs:// / s3:// I/O against local emulators."""
+"""video_index.storage retries, and gs:// / s3:// I/O against local emulators."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ import pytest
 
 from beam_pipeline.report import current_rows
 from tests.helpers import RUN
-from transforms import storage
 from transforms.manifest import ReadManifest, list_input, stat
 from transforms.records import VideoRef
 from transforms.sink import WriteIndex, write_rows
-from transforms.storage import is_transient, open_input, retrying
+from video_index import storage
+from video_index.storage import is_transient, open_input, retrying
 
 # --- errors as the libraries raise them ------------------------------------------
 
@@ -183,7 +183,7 @@ def test_retry_log_names_the_call_but_no_credentials(sleeps, caplog):
         "Authorization: Bearer SECRET2 access_token=SECRET3"
     )
     fn = Flaky([gcs_error(503, message)])
-    with caplog.at_level(logging.WARNING, logger="transforms.storage"):
+    with caplog.at_level(logging.WARNING, logger="video_index.storage"):
         retrying(fn, "gs://bucket/videos/a.mp4")
     text = caplog.text
     assert "retry 1/4" in text and "gs://bucket/videos/a.mp4" in text and "HttpError" in text

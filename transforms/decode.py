@@ -3,7 +3,8 @@
 Takes ``VideoRef`` records and gives ``(ClipKey, uint8 [T, S, S, 3] RGB)`` pairs
 ready for RunInference, streamed as they are decoded (a video's frames are never
 all in memory, one clip is held back to know which is last). The last clip's key
-carries the video's ``DecodeResult``: its ``VideoInfo``, or the ``Failure`` that
+carries the video's ``DecodeResult``: its ``VideoInfo`` (with its shots, where
+``shots=True``: ``transforms.shots`` on the frames this decode makes), or the ``Failure`` that
 stopped it, with the number of clips emitted; a failure after some clips still
 ends the video in ``failures`` (Summarise drops those clips). A video that fails
 before its first clip gives its DecodeResult on the ``failed`` output.
@@ -39,8 +40,10 @@ class _DecodeClipsFn(beam.DoFn):
         limits: DecodeLimits,
         run: RunContext,
         isolate: bool = True,
+        shots: bool = False,
     ):
         self._sampling = sampling
+        self._shots = shots
         self._frame_spec = frame_spec
         self._limits = limits
         self._run = run
@@ -61,7 +64,7 @@ class _DecodeClipsFn(beam.DoFn):
         held = None  # the latest clip, held back until we know whether it is the last
         try:
             with self._read_clips(
-                ref.uri, self._sampling, self._frame_spec, self._limits
+                ref.uri, self._sampling, self._frame_spec, self._limits, shots=self._shots
             ) as reader:
                 for clip in reader:
                     if held is not None:
@@ -99,9 +102,10 @@ class DecodeClips(beam.PTransform):
         run: RunContext,
         limits: DecodeLimits = DecodeLimits(),
         isolate: bool = True,
+        shots: bool = False,
     ):
         super().__init__()
-        self._fn = _DecodeClipsFn(sampling, frame_spec, limits, run, isolate)
+        self._fn = _DecodeClipsFn(sampling, frame_spec, limits, run, isolate, shots)
 
     def expand(self, refs: pvalue.PCollection) -> dict[str, pvalue.PCollection]:
         decoded = refs | "Decode" >> beam.ParDo(self._fn).with_outputs("failed", main="clips")

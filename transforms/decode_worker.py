@@ -51,7 +51,8 @@ import numpy as np
 from transforms.preprocess import FrameSpec
 from transforms.reading import SampledClip, read_clips, read_frames
 from transforms.sampling import ClipSampling
-from transforms.video_io import DecodeLimitExceeded, DecodeLimits, VideoDecodeError
+from video_index.storage import is_transient
+from transforms.video_io import DecodeLimits, DecodeTimeLimitExceeded, VideoDecodeError
 
 __all__ = ["IsolatedDecoder", "DecoderPool", "DecoderCrashed", "DecoderTimedOut"]
 
@@ -68,10 +69,13 @@ CLIPS, FRAMES = "clips", "frames"  # what a request reads: read_clips or read_fr
 
 
 class DecoderCrashed(VideoDecodeError):
-    """The decoder process died (a signal, an abort, out of memory)."""
+    """The decoder process died (a signal, an abort, out of memory); transient: the next
+    run retries the video (a killed worker, memory taken by others, may be the cause)."""
+
+    transient = True
 
 
-class DecoderTimedOut(DecodeLimitExceeded):
+class DecoderTimedOut(DecodeTimeLimitExceeded):
     """The decoder process gave no answer within the wall-clock limit; it was killed."""
 
 
@@ -141,9 +145,11 @@ class IsolatedDecoder:
         sampling: ClipSampling,
         frame_spec: FrameSpec,
         limits: DecodeLimits = DecodeLimits(),
+        shots: bool = False,
     ) -> "_RemoteVideo":
         clip_bytes = sampling.frames_per_clip * frame_spec.size * frame_spec.size * 3
-        return _RemoteVideo(self, (CLIPS, uri, sampling, frame_spec, limits), clip_bytes)
+        request = (CLIPS, uri, sampling, frame_spec, limits, {"shots": shots})
+        return _RemoteVideo(self, request, clip_bytes)
 
     def read_frames(
         self,
@@ -153,7 +159,7 @@ class IsolatedDecoder:
         limits: DecodeLimits = DecodeLimits(),
     ) -> "_RemoteVideo":
         frame_bytes = frame_spec.size * frame_spec.size * 3
-        return _RemoteVideo(self, (FRAMES, uri, fps, frame_spec, limits), frame_bytes)
+        return _RemoteVideo(self, (FRAMES, uri, fps, frame_spec, limits, {}), frame_bytes)
 
     def _start(self) -> None:
         request_r, request_w = os.pipe()
@@ -271,7 +277,7 @@ class _RemoteVideo:
         self._request = request
         self._kind = request[0]
         self._item_bytes = item_bytes
-        self._limit_s = request[-1].max_decode_s
+        self._limit_s = request[4].max_decode_s  # (kind, uri, param, frame_spec, limits, options)
         self._on_exit = on_exit  # called with the decoder once this video is done with it
         self._finished = False
         self._facts: dict = {}
@@ -387,15 +393,20 @@ class DecoderPool:
             decoder.close()
 
 
-_FACTS = ("num_frames", "duration_s", "decode_errors", "discontinuities")
+_FACTS = ("num_frames", "duration_s", "decode_errors", "discontinuities", "shots")
 
 
 def _picklable(error: BaseException) -> BaseException:
+    # Whether it is transient is decided here, where the error still has its
+    # __cause__ (s3fs's OSError from a botocore 503), which pickling drops.
+    transient = is_transient(error)
     try:
         pickle.loads(pickle.dumps(error))
-        return error
     except Exception:  # noqa: BLE001 - any error that does not survive the pipe
-        return VideoDecodeError(f"{type(error).__name__}: {error}")
+        error = VideoDecodeError(f"{type(error).__name__}: {error}")
+    if transient:
+        error.transient = True  # kept by pickle (an exception's __dict__)
+    return error
 
 
 def _test_fault(uri: str) -> None:
@@ -420,12 +431,15 @@ def serve(request_fd: int, answer_fd: int, block_fd: int) -> None:
         if len(raw) < _LENGTH.size:
             return  # the parent is gone or done
         (size,) = _LENGTH.unpack(raw)
-        kind, uri, param, frame_spec, limits, block_size = pickle.loads(requests.read(size))
+        kind, uri, param, frame_spec, limits, options, block_size = pickle.loads(
+            requests.read(size)
+        )
         block.ensure(block_size, grow=False)
         unacknowledged = False
         try:
             _test_fault(uri)
-            opened = (read_clips if kind == CLIPS else read_frames)(uri, param, frame_spec, limits)
+            read = read_clips if kind == CLIPS else read_frames
+            opened = read(uri, param, frame_spec, limits, **options)
             with opened as reader:
                 _write_message(answers, ("info", reader.info))
                 for item in reader:

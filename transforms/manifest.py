@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import posixpath
 from typing import Callable, Iterable, Iterator, Optional, Union
 
@@ -32,7 +33,7 @@ from apache_beam import pvalue
 
 from transforms.context import RunContext
 from transforms.records import Failure, VideoRef
-from transforms.storage import (
+from video_index.storage import (
     escape_local_path,
     escape_name,
     filesystem,
@@ -61,6 +62,12 @@ VIDEO_EXTENSIONS = (
 ).split()
 ALL_FILES = "*"  # as --extensions: every file in the folder
 MANIFEST_EXTENSIONS = (".csv", ".jsonl", ".txt")
+# Longest URI and video_id taken: Linux's PATH_MAX is 4096 bytes, and GCS and S3 object
+# names are at most 1024 bytes; a longer manifest row is a failure row (whose fields
+# are shortened to SHOWN_CHARS), never a multi-megabyte id on every page that shows it.
+MAX_URI_CHARS = 4096
+MAX_VIDEO_ID_CHARS = 1024
+SHOWN_CHARS = 200
 _URI_COLUMNS = ("uri", "path", "url")
 _ID_COLUMNS = ("video_id", "id")
 
@@ -77,12 +84,15 @@ def _protocol(fs: fsspec.AbstractFileSystem) -> str:
 def _full_uri(fs: fsspec.AbstractFileSystem, path: str) -> str:
     """A path as the URI people would type: plain for local files, with scheme else.
 
-    A local name that is not UTF-8 becomes a percent-encoded ``file://`` URI that
-    names the same file (``transforms.storage.escape_local_path``).
+    A local path becomes absolute and normal (``os.path.abspath``: no ``.``, ``..``
+    or ``//``), so one file has one URI however it was named and wherever the job
+    was started; symbolic links are kept as named. A local name that is not UTF-8
+    becomes a percent-encoded ``file://`` URI that names the same file
+    (``video_index.storage.escape_local_path``).
     """
     protocol = _protocol(fs)
     if protocol in ("file", "local"):
-        return escape_local_path(path)
+        return escape_local_path(os.path.abspath(path))
     if protocol in ("http", "https"):
         return path
     return f"{protocol}://{path}"
@@ -130,7 +140,7 @@ def list_input(
     ``extensions`` filters a directory's files (``ALL_FILES`` among them: no filter);
     each file it leaves out is passed to ``on_skip`` (its path relative to the
     directory, escaped as a ``video_id`` is). Names that are not UTF-8 are escaped
-    (``transforms.storage``): the ``uri`` still opens the same file.
+    (``video_index.storage``): the ``uri`` still opens the same file.
     """
     kind = input_kind(input_uri)
     fs, path = filesystem(input_uri)
@@ -175,8 +185,10 @@ def _read_manifest(
     lower = path.lower()
     with fs.open(path, "rb") as raw:
         # Undecodable bytes are kept (as surrogates) so the row that holds them can be
-        # named in its failure, not silently turned into U+FFFD.
-        text = io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+        # named in its failure, not silently turned into U+FFFD. utf-8-sig drops the
+        # byte order mark spreadsheets write first ("CSV UTF-8"), which would
+        # otherwise be part of the first header name, id or URI.
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
         if lower.endswith(".csv"):
             rows = _csv_rows(text)
         elif lower.endswith(".jsonl"):
@@ -187,8 +199,10 @@ def _read_manifest(
             where = f"{manifest_uri}:{line_no}"
             if not problem and not all(is_utf8(v) for v in (uri, video_id or "")):
                 problem = "row is not UTF-8 text"
+            problem = problem or _too_long(uri, video_id)
             if problem:
-                yield Failure(where, escape_name(uri) or where, STAGE, "ManifestError", problem)
+                shown = _shorten(escape_name(uri))
+                yield Failure(where, shown or where, STAGE, "ManifestError", problem)
                 continue
             try:
                 resolved = _resolve(fs, base, uri)
@@ -198,16 +212,28 @@ def _read_manifest(
             yield VideoRef(video_id or uri, resolved)
 
 
+def _too_long(uri: str, video_id: Optional[str]) -> Optional[str]:
+    """Why a row's URI or id is too long to take, or None."""
+    for name, text, limit in (("uri", uri, MAX_URI_CHARS), ("video_id", video_id, MAX_VIDEO_ID_CHARS)):
+        if text and len(text) > limit:
+            return f"{name} is {len(text)} characters long; at most {limit} are taken"
+    return None
+
+
+def _shorten(text: str) -> str:
+    """``text`` cut to SHOWN_CHARS, marked with an ellipsis where cut."""
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 1] + "…"
+
+
 def _resolve(fs: fsspec.AbstractFileSystem, base: str, uri: str) -> str:
     """A manifest entry as a URI: ``file://`` percent-decoded (RFC 8089), relative
-    paths taken from the manifest's folder, other URIs as they are."""
+    paths taken from the manifest's folder, local paths made absolute
+    (``_full_uri``), other URIs as they are."""
     local = local_path(uri)
     if local is None:
         return uri  # scheme://...
-    if local != uri:
-        return escape_local_path(local)  # a file:// URI, decoded
-    if uri.startswith("/"):
-        return uri
+    if local != uri or uri.startswith("/"):  # a file:// URI (decoded) or an absolute path
+        return escape_local_path(os.path.abspath(local))
     return _full_uri(fs, posixpath.normpath(posixpath.join(base, uri)))
 
 
@@ -225,7 +251,17 @@ def _csv_rows(text: io.TextIOBase) -> Iterator[Row]:
     reader = csv.reader(text)
     header: Optional[list[str]] = None
     uri_col, id_col = 0, None
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:  # the reader goes on at the next line
+            problem = f"row is not CSV: {error}"
+            if "field limit" in str(error):
+                problem = f"a field is over {csv.field_size_limit()} characters long"
+            yield reader.line_num, "", None, problem
+            continue
         line_no = reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
@@ -343,16 +379,19 @@ class _StatFn(beam.DoFn):
 class _SkipUnchangedFn(beam.DoFn):
     """Drops refs whose (size, version) the index at ``output`` already holds."""
 
-    def __init__(self, output: str, run: RunContext):
+    def __init__(self, output: str, run: RunContext, retry_failed: bool = False):
         self._output = output
         self._run = run
+        self._retry_failed = retry_failed
 
     def setup(self):
-        from transforms.query import indexed_versions
+        from video_index.query import indexed_versions
 
         self._metrics = self._run.metrics(STAGE)
         # Once per worker: uri -> (size, version), about 100 bytes a video.
-        self._indexed = indexed_versions(self._output, self._run.model_name)
+        self._indexed = indexed_versions(
+            self._output, self._run.model_name, retry_failed=self._retry_failed
+        )
 
     def process(self, ref: VideoRef):
         if self._indexed.get(ref.uri) == (ref.size, ref.version):
@@ -368,7 +407,9 @@ class ReadManifest(beam.PTransform):
     workers, and carry size and version from storage. With ``skip_indexed_in`` (an
     index folder), a video that index already holds unchanged (same URI, size and
     version, same model: ``run.model_name``) is skipped: that is what makes re-runs
-    incremental and a killed run resumable.
+    incremental and a killed run resumable. So is an unchanged file whose failure
+    was its content's; a transient failure is tried again, and with ``retry_failed``
+    every failure is.
     """
 
     def __init__(
@@ -377,6 +418,7 @@ class ReadManifest(beam.PTransform):
         run: RunContext,
         extensions: Iterable[str] = VIDEO_EXTENSIONS,
         skip_indexed_in: Optional[str] = None,
+        retry_failed: bool = False,
     ):
         super().__init__()
         # A local name that is not UTF-8 travels as its escaped file:// URI: Beam
@@ -385,6 +427,7 @@ class ReadManifest(beam.PTransform):
         self._run = run
         self._extensions = tuple(extensions)
         self._skip_indexed_in = skip_indexed_in
+        self._retry_failed = retry_failed
 
     def expand(self, pbegin: pvalue.PBegin) -> dict[str, pvalue.PCollection]:
         listed = (
@@ -413,7 +456,7 @@ class ReadManifest(beam.PTransform):
         refs = stated.refs
         if self._skip_indexed_in:
             refs = refs | "SkipUnchanged" >> beam.ParDo(
-                _SkipUnchangedFn(self._skip_indexed_in, self._run)
+                _SkipUnchangedFn(self._skip_indexed_in, self._run, self._retry_failed)
             )
         failures = (
             listed.failures,

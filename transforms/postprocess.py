@@ -39,8 +39,8 @@ from transforms.records import (
     VideoOutcome,
 )
 from transforms.rows import outcome_rows
-from transforms.schemas import EMBEDDING_DTYPE
 from transforms.scores import clip_scores, softmax, top_k
+from video_index.schemas import EMBEDDING_DTYPE
 
 STAGE = "summarise"
 

@@ -25,10 +25,12 @@ from typing import Any, Iterator, NamedTuple, Optional, Union
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from transforms.preprocess import FrameSpec, centre_crop, resize_dims
 from transforms.records import VideoInfo, VideoRef
 from transforms.sampling import ClipSampling, resample, sample_clips
+from transforms.shots import ShotDetector, detect_size, thumbnail_size
 from transforms.video_io import (
     DecodeLimits,
     StreamLength,
@@ -85,6 +87,11 @@ class _OpenVideo:
         return prepare_frame(self._reader, frame, self._frame_spec)
 
     @property
+    def shots(self) -> tuple:
+        """The video's ``Shot`` records, once read to its end; () when not detected."""
+        return ()
+
+    @property
     def decode_errors(self) -> int:
         return self._reader.decode_errors
 
@@ -107,7 +114,9 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
     """``with read_clips(uri, sampling, frame_spec, limits) as reader: for clip in reader``.
 
     Besides the facts of every open video, ``num_frames_sampled``: frames resampling
-    gave, up to the last clip's end, repeats counted.
+    gave, up to the last clip's end, repeats counted; with ``shots=True``, ``shots``
+    (``transforms.shots``: every decoded frame, shrunk to a 64 px wide BGR copy by a
+    scaler of its own, goes through the shot detector; no second decode).
 
     With a clip cap (``sampling.max_clips``) decoding stops after the last clip kept,
     so the stream's length is first read from its packet timestamps
@@ -117,9 +126,19 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
     or missing.
     """
 
-    _sampling: ClipSampling
-    num_frames_sampled = 0  # counted while reading
-    length: Optional[StreamLength] = None  # measured on entering, with a clip cap
+    def __init__(
+        self,
+        uri: str,
+        sampling: ClipSampling,
+        frame_spec: FrameSpec,
+        limits: DecodeLimits = DecodeLimits(),
+        shots: bool = False,
+    ):
+        super().__init__(uri, sampling, frame_spec, limits)
+        self._detect_shots = shots
+        self._detector: Optional[ShotDetector] = None
+        self.num_frames_sampled = 0
+        self.length: Optional[StreamLength] = None
 
     def __enter__(self) -> "read_clips":
         super().__enter__()
@@ -132,8 +151,12 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
         return self
 
     def __iter__(self) -> Iterator[SampledClip]:
+        frames = self._reader.frames()
+        if self._detect_shots:
+            self._detector = ShotDetector(float(self.info.fps or 0))
+            frames = self._through_detector(frames)
         clips = sample_clips(
-            self._reader.frames(),
+            frames,
             self._sampling,
             expected_duration_s=(
                 float(self.length.duration_s) if self.length else self.info.duration_s
@@ -143,6 +166,29 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
         for clip in clips:
             self.num_frames_sampled = clip.end_index
             yield SampledClip(clip.index, clip.start_s, clip.end_s, np.stack(clip.frames))
+
+    def _through_detector(self, frames: Iterator) -> Iterator:
+        """``frames`` unchanged, each also shown, shrunk, to the shot detector."""
+        scaler, reader = VideoReformatter(), self._reader
+        for decoded in frames:
+            frame = decoded.frame
+            width, height = detect_size(frame.width, frame.height)
+            small = scaler.reformat(frame, width, height, "bgr24", interpolation="AREA")
+
+            def picture(frame=frame):
+                return reader.to_rgb(frame, *thumbnail_size(*reader.display_size_of(frame)))
+
+            self._detector.push(float(decoded.t), small.to_ndarray(), picture)
+            yield decoded
+
+    @property
+    def shots(self) -> tuple:
+        """The video's shots (``transforms.records.Shot``) from its first frame to
+        ``duration_s``, once read; where decoding stopped early (a clip cap) the last
+        shot runs to the end. () without ``shots=True``."""
+        if self._detector is None:
+            return ()
+        return tuple(self._detector.shots(float(self.duration_s or 0)))
 
     @property
     def num_frames(self) -> int:
@@ -209,5 +255,6 @@ def video_info(ref: VideoRef, video: Any, num_clips: int, decoded_to_end: bool =
         num_frames=int(video.num_frames),
         decode_errors=int(video.decode_errors),
         discontinuities=int(video.discontinuities),
+        shots=tuple(video.shots),
         **stream_facts(source),
     )

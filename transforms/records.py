@@ -8,11 +8,12 @@ the core and written out as float.
 
 from __future__ import annotations
 
+import errno
 from typing import NamedTuple, Optional
 
 import numpy as np
 
-from transforms.storage import escape_name
+from video_index.storage import escape_name, is_transient
 
 
 class VideoRef(NamedTuple):
@@ -51,6 +52,23 @@ class VideoInfo(NamedTuple):
     stream_index: int = 0
     codec: str = ""
     sample_aspect_ratio: str = "1:1"
+    # The video's shots in time order, covering it without gaps (``Shot``); empty
+    # where the run does not detect shots (``--no-shots``, whole-video models).
+    shots: tuple["Shot", ...] = ()
+
+
+class Shot(NamedTuple):
+    """One shot of a video (``transforms.shots``): ``[start_s, end_s)`` seconds on the
+    video's timeline; ``kind`` of the boundary that starts it (``start`` for the first,
+    ``cut``, ``fade``, ``dissolve``); ``confidence`` in [0, 1]; ``thumbnail``: its
+    middle frame as a small JPEG (``transforms.thumbnails``), or None."""
+
+    index: int
+    start_s: float
+    end_s: float
+    kind: str
+    confidence: float
+    thumbnail: Optional[bytes] = None
 
 
 class DecodeResult(NamedTuple):
@@ -96,19 +114,46 @@ class ClipPrediction(NamedTuple):
 
 
 class Failure(NamedTuple):
-    """A video that could not be indexed, and why. ``stage`` names the stage."""
+    """A video that could not be indexed, and why. ``stage`` names the stage.
+
+    ``transient``: the cause was not the file (``is_transient_error``), so the next
+    run tries the video again; a content failure of an unchanged file is skipped.
+    """
 
     video_id: str
     uri: str
     stage: str
     error_type: str
     message: str
+    transient: bool = False
 
     @classmethod
     def from_exception(cls, video_id: str, uri: str, stage: str, error: BaseException) -> "Failure":
         # escape_name: an OS error names the path, which may not be UTF-8.
         message = escape_name(str(error) or repr(error))
-        return cls(video_id, uri, stage, type(error).__name__, message[:2000])
+        transient = is_transient_error(error)
+        return cls(video_id, uri, stage, type(error).__name__, message[:2000], transient)
+
+
+# errno values of an OSError that says "not now" rather than "not this file": s3fs
+# raises a 503 as EBUSY and other 5xx as EREMOTEIO, and a pipe from the decoder
+# process drops the botocore error they came from.
+_TRANSIENT_ERRNOS = frozenset(
+    {errno.EBUSY, errno.EREMOTEIO, errno.EAGAIN, errno.ETIMEDOUT, errno.ECONNRESET,
+     errno.ECONNREFUSED, errno.ECONNABORTED, errno.ENETUNREACH, errno.EHOSTUNREACH}
+)  # fmt: skip
+
+
+def is_transient_error(error: BaseException) -> bool:
+    """Whether a video failed for a reason other than its content: a storage or network
+    error that outlived the retries (``video_index.storage.is_transient``), a time limit
+    or a killed decoder (exceptions whose class or instance says ``transient = True``),
+    or an OSError with one of the errno values above."""
+    if getattr(error, "transient", False) is True:
+        return True
+    if isinstance(error, OSError) and error.errno in _TRANSIENT_ERRNOS:
+        return True
+    return is_transient(error)
 
 
 class ClipScores(NamedTuple):
@@ -123,7 +168,7 @@ class ClipScores(NamedTuple):
     end_s: float
     labels: tuple[str, ...]
     scores: tuple[float, ...]
-    # Optional clips/ columns (transforms.schemas.clips_schema): the model's embedding
+    # Optional clips/ columns (video_index.schemas.clips_schema): the model's embedding
     # (float16 [D]) and the clip's thumbnail (JPEG bytes), where the run makes them.
     embedding: Optional[np.ndarray] = None
     thumbnail: Optional[bytes] = None

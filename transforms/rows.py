@@ -1,5 +1,5 @@
 """Records → table rows: the one place a row of ``videos/``, ``clips/`` or ``failures/``
-is built (the schemas are in ``transforms.schemas``; a new column goes in both).
+is built (the schemas are in ``video_index.schemas``; a new column goes in both).
 
 Takes a video's ``VideoOutcome`` (from the clip path's Summarise or a whole-video
 handler) or a ``Failure`` (e.g. from the manifest), and the ``RunContext``; gives

@@ -14,7 +14,10 @@ converted decoder frame, an int in tests). Gives:
   of the frame count; the two agree (tested).
 - :func:`sample_clips`: both of the above for a :class:`ClipSampling`, with a
   ``prepare`` hook (e.g. "convert to RGB and crop") that is called once per distinct
-  source frame that survives resampling, never for skipped ones.
+  source frame that survives resampling, never for skipped ones. A pause in the
+  timestamps (:func:`split_at_gaps`: a recorder paused, motion-triggered CCTV) is a
+  gap: each stretch of picture is sampled on its own, no clip spans or fills a pause,
+  and clip numbers leave the pause's slots empty, so nothing merges events across it.
 
 Everything here is a pure function or generator of its arguments: no hidden state,
 no decoder, no numpy. Clip times are the sampled frames' target times, not the source
@@ -24,7 +27,9 @@ frames' times, so a clip's ``end_s - start_s`` is exactly ``frames / fps``.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import statistics
 from collections import deque
 from fractions import Fraction
 from typing import Callable, Generic, Iterable, Iterator, NamedTuple, Sequence, TypeVar
@@ -33,6 +38,15 @@ F = TypeVar("F")
 G = TypeVar("G")
 
 SHORT_VIDEO_POLICIES = ("loop", "repeat_last")
+
+# A pause: no frame for longer than both GAP_MIN_S and GAP_FACTOR times the median of
+# the last GAP_HISTORY intervals between frames. Relative, so a slideshow whose
+# frames each last seconds (a GIF) has no pauses; absolute, so a stutter or a
+# dropped frame is not one. A still screen that a VFR screen recorder does not
+# re-send for this long is taken as a pause too: its timestamps are the same.
+GAP_MIN_S = Fraction(1)
+GAP_FACTOR = 10
+GAP_HISTORY = 15
 
 
 def rate_fraction(fps: float | Fraction) -> Fraction:
@@ -155,6 +169,29 @@ def resample(
     while (target := t0 + k * period) < end or target <= held_t:
         yield SampledFrame(k, target, held_index, held_t, held)
         k += 1
+
+
+def split_at_gaps(
+    frames: Iterable[tuple[Fraction, F]],
+) -> Iterator[tuple[int, Fraction, F]]:
+    """``(stretch, t, frame)`` per input pair: ``stretch`` counts the pauses before it.
+
+    A pause is an interval between frame times over ``max(GAP_MIN_S, GAP_FACTOR x the
+    median of the last GAP_HISTORY intervals)``; the first interval is never one (there
+    is nothing to compare it with). Streams: holds GAP_HISTORY intervals.
+    """
+    recent: deque[Fraction] = deque(maxlen=GAP_HISTORY)
+    stretch = 0
+    previous: Fraction | None = None
+    for t, frame in frames:
+        if previous is not None and t > previous:
+            interval = t - previous
+            if recent and interval > max(GAP_MIN_S, GAP_FACTOR * statistics.median(recent)):
+                stretch += 1
+            else:
+                recent.append(interval)
+        previous = t
+        yield stretch, t, frame
 
 
 def _regular_starts(num_frames: int, frames_per_clip: int, stride: int) -> list[int]:
@@ -322,11 +359,57 @@ def sample_clips(
     clips over the whole video; see :func:`sliding_windows`.
     """
     period = 1 / sampling.rate
+    stride = sampling.stride_frames
+    t0: Fraction | None = None
+    next_index = 0  # the next clip number
+    for stretch, pairs in itertools.groupby(split_at_gaps(frames), key=lambda item: item[0]):
+        remaining = None if sampling.max_clips is None else sampling.max_clips - next_index
+        if remaining is not None and remaining <= 0:
+            return
+        stretch_frames = ((t, frame) for _, t, frame in pairs)
+        first = {}  # the stretch's first sampled time, once known
+        clips = _sample_stretch(
+            stretch_frames,
+            sampling,
+            remaining,
+            # Spreading capped clips over the container's length holds without pauses.
+            expected_duration_s if stretch == 0 else None,
+            prepare,
+            first,
+        )
+        base = next_index
+        for clip in clips:
+            if t0 is None:
+                t0 = first["t"]
+            # Sampled frames from the video's first one, pauses counted as if sampled.
+            offset = round((first["t"] - t0) / period)
+            if stretch > 0 and clip.index == 0:
+                base = max(next_index, offset // stride)  # the pause's clip slots stay empty
+            next_index = base + clip.index + 1
+            yield clip._replace(
+                index=base + clip.index,
+                start_index=clip.start_index + offset,
+                end_index=clip.end_index + offset,
+            )
+
+
+def _sample_stretch(
+    frames: Iterable[tuple[Fraction, F]],
+    sampling: ClipSampling,
+    max_clips: int | None,
+    expected_duration_s: float | None,
+    prepare: Callable[[F], G] | None,
+    first: dict,
+) -> Iterator[ClipFrames[G]]:
+    """``sample_clips`` of one stretch without pauses; clip and frame numbers from 0.
+    Puts the stretch's first sampled time in ``first["t"]``."""
+    period = 1 / sampling.rate
 
     def prepared() -> Iterator[tuple[Fraction, G]]:
         last_source = -1
         value: G
         for sampled in resample(frames, sampling.rate):
+            first.setdefault("t", sampled.t)
             if sampled.source_index != last_source:
                 raw = sampled.frame
                 value = prepare(raw) if prepare is not None else raw  # type: ignore
@@ -337,7 +420,7 @@ def sample_clips(
         prepared(),
         sampling.frames_per_clip,
         sampling.stride_frames,
-        max_clips=sampling.max_clips,
+        max_clips=max_clips,
         short_video=sampling.short_video,
         expected_frames=expected_frame_count(expected_duration_s, sampling.rate),
     )

@@ -1,6 +1,6 @@
 """WriteIndex: ``(table, row)`` pairs → Parquet files under ``OUTPUT/{videos,clips,failures}/``.
 
-Takes PCollections of ``(table, row dict)`` (schemas in ``transforms.schemas``) and
+Takes PCollections of ``(table, row dict)`` (schemas in ``video_index.schemas``) and
 writes each table as Parquet files through fsspec, so the same code writes to a
 local folder, ``gs://`` or ``s3://``.
 
@@ -9,7 +9,7 @@ never sees a half-written file (readers such as ``pyarrow.dataset`` and DuckDB's
 ``TABLE/*.parquet`` skip ``_``-prefixed paths). Rows are committed every
 ``flush_rows`` rows or ``flush_s`` seconds, not only when a bundle ends, so a
 killed run keeps what it finished. A runner that retries a bundle can commit some
-rows twice; readers keep one row per video (``transforms.index.read_table``).
+rows twice; readers keep one row per video (``video_index.index.read_table``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam import pvalue
 
-from transforms.schemas import TABLES
-from transforms.storage import retrying
+from video_index.schemas import TABLES
+from video_index.storage import retrying
 
 
 def write_rows(
@@ -36,7 +36,7 @@ def write_rows(
     ``schemas.clips_schema`` does.
 
     The write to ``_tmp/`` and the move into place are retried together on transient
-    storage errors (``transforms.storage.retrying``). A retry rewrites the temporary
+    storage errors (``video_index.storage.retrying``). A retry rewrites the temporary
     file whole and moves it onto the same final name, which only this call uses, so
     a retried commit still leaves exactly one complete file.
     """

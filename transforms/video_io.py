@@ -54,7 +54,7 @@ import av.logging
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from transforms.storage import open_input
+from video_index.storage import open_input
 
 # Bytes fsspec reads ahead per request from a bucket: large enough that a decoder's
 # small reads do not each become a request, small enough to keep memory flat.
@@ -75,6 +75,13 @@ class NoVideoStream(VideoDecodeError):
 
 class DecodeLimitExceeded(VideoDecodeError):
     """A video over one of the DecodeLimits."""
+
+
+class DecodeTimeLimitExceeded(DecodeLimitExceeded):
+    """Decoding took longer than ``max_decode_s``: a fact of this machine's load as much as
+    of the video, so the failure is transient (retried by the next run)."""
+
+    transient = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -355,7 +362,9 @@ class VideoReader:
         while True:
             # Per packet, not per frame: a run of undecodable packets yields no frame.
             if time.monotonic() - self._started > max_decode_s:
-                raise DecodeLimitExceeded(f"decoding took over max_decode_s={max_decode_s:g}")
+                raise DecodeTimeLimitExceeded(
+                    f"decoding took over max_decode_s={max_decode_s:g}"
+                )
             try:
                 packet = next(packets)
             except StopIteration:
@@ -486,7 +495,7 @@ def measure_length(uri: str, limits: DecodeLimits = DecodeLimits()) -> Optional[
             packets = container.demux(stream)
             while True:
                 if time.monotonic() - started > limits.max_decode_s:
-                    raise DecodeLimitExceeded(
+                    raise DecodeTimeLimitExceeded(
                         f"reading took over max_decode_s={limits.max_decode_s:g}"
                     )
                 try:

@@ -26,9 +26,9 @@ from typing import Iterator, NamedTuple, Optional
 import fsspec
 import numpy as np
 
-from transforms import query
-from transforms.index import index_files
-from transforms.schemas import EMBEDDING
+from video_index import query
+from video_index.index import index_files
+from video_index.schemas import EMBEDDING
 
 __all__ = [
     "Neighbour",
@@ -80,7 +80,7 @@ class Neighbour:
 
 
 def connect(output: str):
-    """The query layer's connection (``transforms.query``) plus the view
+    """The query layer's connection (``video_index.query``) plus the view
     ``standing_clips``: ``video_id, uri, clip_index, start_s, end_s, embedding FLOAT[]``
     of the standing clips that have an embedding. Raises ``SimilarError`` where there
     is no index or it holds no embedding."""

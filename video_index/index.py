@@ -7,15 +7,15 @@ the one that counts, and only that run's clips.
 
 Which files make up a table (``index_files``): the run files ``TABLE/*.parquet``
 that the job commits, plus, once the index has been compacted
-(``transforms.compact``), the files named by ``OUTPUT/_compacted.json``; run files
+(``video_index.compact``), the files named by ``OUTPUT/_compacted.json``; run files
 that compaction replaced are left out even while they still exist, and compacted
 files of any other generation are never read. The folder is listed first and the
 pointer read after, so a compaction that commits in between is seen whole: its
 new files and the list of what they replace come from the same pointer.
 
 ``current_rows`` applies the standing rule in Python and loads whole tables: it is
-the reference that the SQL views of ``transforms.query`` are tested against, and
-fine for small indexes. Anything that must scale reads through ``transforms.query``.
+the reference that the SQL views of ``video_index.query`` are tested against, and
+fine for small indexes. Anything that must scale reads through ``video_index.query``.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ import fsspec
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from transforms.schemas import TABLES
-from transforms.storage import retrying
+from video_index.schemas import TABLES
+from video_index.storage import retrying
 
 POINTER = "_compacted.json"
 COMPACTED_PREFIX = "compacted-"

@@ -1,14 +1,14 @@
 """The index as SQL: a DuckDB connection whose views hold the rows that stand.
 
-Beam-free. ``connect(output)`` lists the index's files (``transforms.index.index_files``:
+Beam-free. ``connect(output)`` lists the index's files (``video_index.index.index_files``:
 run files plus the current compacted generation) and gives an in-memory DuckDB
 connection with these views:
 
 * ``videos``, ``clips``, ``failures``: the standing rows, with the columns of
-  ``transforms.schemas``. The rule: per ``(video_id, uri)`` the newest ``run_id``
+  ``video_index.schemas``. The rule: per ``(video_id, uri)`` the newest ``run_id``
   across ``videos`` and ``failures`` stands, with that run's clips; a row repeated
   within one run (a retried bundle) counts once.
-* ``segments``: events merged from the standing clips (``transforms.segments``):
+* ``segments``: events merged from the standing clips (``video_index.segments``):
   video_id, uri, label, start_s, end_s, num_clips, max_score, mean_score, model,
   run_id. Its thresholds are the DuckDB variables ``segment_min_score`` and
   ``segment_max_gap`` (``SET VARIABLE segment_min_score = 0.7`` changes the view).
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 from typing import Callable, Optional, TypeVar
@@ -34,9 +35,9 @@ from typing import Callable, Optional, TypeVar
 import duckdb
 import fsspec
 
-from transforms.index import index_files
-from transforms.schemas import TABLES
-from transforms.segments import (
+from video_index.index import index_files
+from video_index.schemas import TABLES
+from video_index.segments import (
     DEFAULT_MAX_GAP_CLIPS,
     DEFAULT_MIN_SCORE,
     check_thresholds,
@@ -45,6 +46,7 @@ from transforms.segments import (
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT",
+    "check_memory_limit",
     "connect",
     "connect_files",
     "indexed_versions",
@@ -65,6 +67,22 @@ _KEYS = {
 }
 
 T = TypeVar("T")
+
+# A size as DuckDB's memory_limit reads it: a number and a decimal or binary unit.
+_SIZE = re.compile(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|[KMGT]|B|bytes)?\s*", re.IGNORECASE)
+
+
+def check_memory_limit(memory_limit: str) -> str:
+    """``memory_limit`` if it is a size (``1GB``, ``512MiB``, ``1.5 GB``); else ValueError.
+
+    The value reaches DuckDB as a bound parameter, never as SQL text; this check
+    makes a wrong value a clear error before any connection is made.
+    """
+    if not isinstance(memory_limit, str) or not _SIZE.fullmatch(memory_limit):
+        raise ValueError(
+            f"memory limit must be a size such as 1GB or 512MiB, not {memory_limit!r}"
+        )
+    return memory_limit.strip()
 
 
 def _spill_directory() -> str:
@@ -133,14 +151,15 @@ def connect_files(
     """The views over explicit files: ``table -> [path on fs]`` (``index_files``'s form).
 
     ``min_score`` (0-1) and ``max_gap_clips`` (>= 0) set the segments thresholds;
-    ``memory_limit`` is DuckDB's (e.g. ``"1GB"``); spills go to ``temp_directory``
+    ``memory_limit`` is DuckDB's (e.g. ``"1GB"``; ValueError if not a size); spills go to ``temp_directory``
     (default: a folder of this process under the system temp); ``threads`` defaults
     to DuckDB's (the number of cores). ``union_by_name`` forces DuckDB's matching of
     columns by name across files (default: only where the first and last file of a
     table differ, see ``_same_schema``).
     """
+    memory_limit = check_memory_limit(memory_limit)
     con = duckdb.connect(":memory:")
-    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute("SET memory_limit = ?", [memory_limit])
     con.execute("SET temp_directory = ?", [temp_directory or _spill_directory()])
     # Results that need an order say so (ORDER BY); this lets big scans stream.
     con.execute("SET preserve_insertion_order = false")
@@ -191,7 +210,7 @@ def _same_schema(fs: fsspec.AbstractFileSystem, paths: list[str]) -> bool:
 
 
 def set_thresholds(con: duckdb.DuckDBPyConnection, min_score: float, max_gap_clips: int) -> None:
-    """Set the segments thresholds of a connection (see ``transforms.segments``)."""
+    """Set the segments thresholds of a connection (see ``video_index.segments``)."""
     check_thresholds(min_score, max_gap_clips)
     con.execute("SET VARIABLE segment_min_score = ?::DOUBLE", [float(min_score)])
     con.execute("SET VARIABLE segment_max_gap = ?::INTEGER", [int(max_gap_clips)])
@@ -234,21 +253,31 @@ def is_schema_mismatch(error: BaseException) -> bool:
     return isinstance(error, duckdb.Error) and "schema mismatch" in str(error).lower()
 
 
-def indexed_versions(output: str, model: str) -> dict[str, tuple[Optional[int], Optional[str]]]:
+def indexed_versions(
+    output: str, model: str, retry_failed: bool = False
+) -> dict[str, tuple[Optional[int], Optional[str]]]:
     """``uri -> (size, version)`` of every video the index already holds for ``model``.
 
-    Failures count too: an unchanged file that failed would fail again. A video
-    whose size or version is unknown is never taken as unchanged. Read through the
-    SQL views: only the standing videos and failures, never the clips. An output that does not exist yet holds nothing.
+    Content failures count too: an unchanged file that failed on its content would
+    fail again. Transient failures (``failures.transient``) do not, and with
+    ``retry_failed`` no failure does: those videos are tried again. A video whose
+    size or version is unknown is never taken as unchanged. Read through the SQL
+    views: only the standing videos and failures, never the clips. An output that
+    does not exist yet holds nothing.
     """
-    sql = """
-        SELECT uri, size, version FROM videos
-        WHERE model = $model AND size IS NOT NULL AND version IS NOT NULL
+    failed = """
         UNION ALL
         SELECT uri, size, version FROM failures
         WHERE model = $model AND size IS NOT NULL AND version IS NOT NULL"""
 
     def read(con) -> dict:
+        sql = """
+            SELECT uri, size, version FROM videos
+            WHERE model = $model AND size IS NOT NULL AND version IS NOT NULL"""
+        if not retry_failed:
+            columns = {row[0] for row in con.execute("DESCRIBE failures").fetchall()}
+            # An index written before the column: its failures count as content ones.
+            sql += failed + (" AND transient IS NOT TRUE" if "transient" in columns else "")
         result = con.execute(sql, {"model": model})
         done = {}
         while batch := result.fetchmany(10_000):

@@ -15,7 +15,7 @@ Compare Google Video Intelligence's segment labels and Amazon Rekognition's
 ``AggregateBy=SEGMENTS``: one row per (label, time span) instead of one per clip.
 
 The rule is written twice: ``merge_events`` (pure Python, the reference) and
-``segments_sql`` (the ``segments`` view of ``transforms.query``); tests hold them to
+``segments_sql`` (the ``segments`` view of ``video_index.query``); tests hold them to
 the same answers.
 """
 

@@ -3,7 +3,7 @@
 Prints the nearest standing clips across the archive by cosine similarity of their
 embeddings to the clip of ``ID`` at ``SECONDS`` (or to the video's mean embedding),
 the query's own video left out unless ``--include-same-video``. Uses the approximate
-index (``transforms.similar``) where one is in step with the tables, else an exact
+index (``video_index.nearest``) where one is in step with the tables, else an exact
 DuckDB scan; ``--exact`` forces the scan, ``--build-index`` (re)builds the index.
 """
 
@@ -14,7 +14,8 @@ import sys
 from typing import Optional, Sequence
 
 from beam_pipeline.query_cli import write_rows
-from transforms.similar import (
+from beam_pipeline.terminal import escape
+from video_index.nearest import (
     SimilarError,
     ann_neighbours,
     ann_state,
@@ -76,7 +77,7 @@ def run(argv: Sequence[str], prog: str = "video-index similar") -> int:
     # What the query is: in the table's first line; on stderr beside json and csv, whose
     # stdout stays rows only, as query and search write them.
     header = f"clips most like {described}:"
-    print(header, file=sys.stdout if args.format == "table" else sys.stderr)
+    print(escape(header), file=sys.stdout if args.format == "table" else sys.stderr)
     rows = [tuple(getattr(n, name) for name in _COLUMNS) for n in found]
     write_rows(_COLUMNS, iter([rows]), args.format, sys.stdout, formatters=_FORMATTERS)
     return 0

@@ -8,7 +8,7 @@ each. ``compact(output)`` rewrites the rows that can still matter into files of 
 Layout. Run files stay where the job writes them (``TABLE/<run>-<writer>-<n>.parquet``);
 compacted files are ``TABLE/compacted-<generation>-<n>.parquet``; the pointer
 ``OUTPUT/_compacted.json`` names the current generation's files and the run files
-they replace. Readers (``transforms.index.index_files``) take the pointer's files
+they replace. Readers (``video_index.index.index_files``) take the pointer's files
 plus the run files it does not name, and never a compacted file it does not name.
 
 Atomic for readers: a compaction (1) lists the folders and reads the pointer, (2)
@@ -20,7 +20,7 @@ lists before it reads the pointer, so whichever pointer it gets, the files that
 pointer names exist and the run files it leaves out are covered: it sees the old
 files or the new, never both and never neither. A reader whose snapshot predates a
 commit may find its old files deleted under it: that is an error, not a wrong
-answer, and ``transforms.query.with_retry`` takes a new snapshot. A compaction
+answer, and ``video_index.query.with_retry`` takes a new snapshot. A compaction
 killed at any step leaves the index whole: before (3) the old pointer holds, after
 it the new one; the next compaction deletes what a killed one left behind.
 
@@ -51,10 +51,10 @@ import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from transforms.index import COMPACTED_PREFIX, POINTER, list_names, snapshot
-from transforms.query import DEFAULT_MEMORY_LIMIT, connect_files
-from transforms.schemas import TABLES
-from transforms.storage import retrying
+from video_index.index import COMPACTED_PREFIX, POINTER, list_names, snapshot
+from video_index.query import DEFAULT_MEMORY_LIMIT, connect_files
+from video_index.schemas import TABLES
+from video_index.storage import retrying
 
 __all__ = [
     "COMPACT_AFTER_FILES",

@@ -55,6 +55,9 @@ FAILURES = pa.schema(
         pa.field("stage", pa.string(), nullable=False),
         pa.field("error_type", pa.string()),
         pa.field("message", pa.string()),
+        # True: not the file's fault (storage, network, a time limit, a killed decoder);
+        # the next run retries it. Null in rows written before the column existed.
+        pa.field("transient", pa.bool_()),
         pa.field("size", pa.int64()),
         pa.field("version", pa.string()),
         pa.field("model", pa.string()),

@@ -40,7 +40,7 @@ theirs; keep ``attempts`` small, since the tries multiply:
     throttling and connection errors. Other ``ClientError`` (a 500, a 503
     ``ServiceUnavailable``) come out as ``OSError`` (``EREMOTEIO``/``EBUSY``).
 
-Each retry is logged (logger ``transforms.storage``, WARNING) with the function,
+Each retry is logged (logger ``video_index.storage``, WARNING) with the function,
 its first argument and the error's type and message, with URL query strings,
 ``user:password@`` and anything that looks like a token or signature redacted;
 headers and tracebacks are never logged.
