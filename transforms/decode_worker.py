@@ -145,10 +145,11 @@ class IsolatedDecoder:
         sampling: ClipSampling,
         frame_spec: FrameSpec,
         limits: DecodeLimits = DecodeLimits(),
-        shots: bool = False,
+        **flags: bool,
     ) -> "_RemoteVideo":
+        """As ``read_clips(uri, sampling, frame_spec, limits, **flags)`` (``shots``)."""
         clip_bytes = sampling.frames_per_clip * frame_spec.size * frame_spec.size * 3
-        request = (CLIPS, uri, sampling, frame_spec, limits, {"shots": shots})
+        request = (CLIPS, uri, sampling, frame_spec, limits, flags)
         return _RemoteVideo(self, request, clip_bytes)
 
     def read_frames(
