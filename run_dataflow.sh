@@ -42,7 +42,7 @@ Every other flag goes to 'video-index index' (see '.venv/bin/video-index index -
 Beam flags included (e.g. --number_of_worker_harness_threads=8).
 
 Needs, on this machine: Python ${WORKER_PYTHON} with this project and apache-beam[gcp]==${BEAM_VERSION}
-(pip install -r requirements.txt 'apache-beam[gcp]==${BEAM_VERSION}' -e .), and Application
+(pip install -r requirements.txt 'apache-beam[gcp]==${BEAM_VERSION}' build -e .), and Application
 Default Credentials (gcloud auth application-default login) for a real submission.
 On Google Cloud: the Dataflow API enabled, GPU quota for GPU_TYPE in REGION, the image
 pushed to Artifact Registry, and a worker service account that can read it and the

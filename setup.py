@@ -47,7 +47,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "hypothesis>=6"],
-        "dataflow": ["apache-beam[gcp]>=2.60,<3"],
+        "dataflow": ["apache-beam[gcp]>=2.60,<3", "build>=1"],
     },
     entry_points={"console_scripts": ["video-index=beam_pipeline.cli:main"]},
 )

@@ -41,6 +41,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "search": _search,
         "labels": _labels,
         "similar": _similar,
+        "shots": _shots,
         "compact": _compact,
     }
     if command not in commands:
@@ -75,10 +76,11 @@ commands:
   models                                          list the registered models
   show    DIR [--html FILE] [--export DIR]        summarise an index; draw it; export it
   query   DIR "SQL" [--format table|json|csv]    SQL over the views videos, clips,
-                                                  failures, segments
+                                                  shots, cues, failures, segments
   search  DIR WORDS [--label L] [--clips]         ranked moments of what the words mean
   labels  "WORDS" [--limit N] [--format json]     the classes nearest in meaning to WORDS
   similar DIR --video ID [--at S] [--limit N]     the clips most like a moment (embeddings)
+  shots   DIR --video ID [--format csv|edl|json]  a video's shot list (CMX 3600 EDL for editors)
   compact DIR                                     rewrite small files into large ones
 
 '{PROG} index --help' lists the index flags; Beam flags (--runner, ...) pass through."""
@@ -96,7 +98,10 @@ def _index(argv: list[str]) -> int:
     )
     if not verbose:
         # Beam and TF talk a lot at WARNING about things a user cannot act on.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # 3, not 2: TF logs cuInit failing as an ERROR on every machine without a GPU.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # gRPC (Beam's multi_processing workers) logs each fork() at INFO.
+        os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
         # ERROR too: a failed job is summarised in one line (run_index); --verbose shows all.
         logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
         # FFmpeg's complaints about a corrupt packet: the row's decode_errors counts them.
@@ -110,6 +115,11 @@ def _index(argv: list[str]) -> int:
 
     _reject_unknown_flags(argv)
     options = PipelineOptions(_escape_paths(argv))
+    from beam_pipeline.runner import unreachable_by_workers
+
+    problem = unreachable_by_workers(options)
+    if problem:  # before anything reaches for storage (a staging bucket, the input)
+        raise UsageError(problem)
     try:
         config = IndexConfig.from_options(options)
     except ConfigError as error:
@@ -187,7 +197,7 @@ def run_index(config, options, local: bool = True) -> int:
     """Run the job for ``config``; print progress (local) and the summary."""
     import apache_beam as beam
 
-    from beam_pipeline import report
+    from beam_pipeline import interrupt, report
     from beam_pipeline.models.prepare import PrepareError, prepare
     from beam_pipeline.pipeline import build_pipeline
     from beam_pipeline.runner import runner_for
@@ -209,11 +219,14 @@ def run_index(config, options, local: bool = True) -> int:
             )
             progress.start()
         try:
-            p = beam.Pipeline(runner=runner_for(options), options=options)
-            build_pipeline(p, config, progress_path)
-            result = p.run()
-            result.wait_until_finish()
+            with interrupt.watch():
+                p = beam.Pipeline(runner=runner_for(options), options=options)
+                build_pipeline(p, config, progress_path)
+                result = p.run()
+                result.wait_until_finish()
         except Exception as error:  # noqa: BLE001 - one line; the trace with --verbose
+            if interrupt.was_interrupted():  # Ctrl-C inside a step: Beam wrapped it
+                raise KeyboardInterrupt from None
             if logging.getLogger().isEnabledFor(logging.INFO):
                 raise
             raise JobFailed(_failure_line(error, spec)) from None
@@ -425,6 +438,12 @@ def _similar(argv: list[str]) -> int:
         return similar_cli.run(argv, prog=f"{PROG} similar")
     except similar_cli.SimilarError as error:
         raise UsageError(str(error)) from None
+
+
+def _shots(argv: list[str]) -> int:
+    from beam_pipeline.shots_cli import shots_command
+
+    return shots_command(argv, PROG)
 
 
 def _compact(argv: list[str]) -> int:

@@ -47,6 +47,9 @@ NEIGHBOURS = 3
 # Longest id or URI drawn on a page: an index written before ids were capped
 # (transforms.manifest.MAX_VIDEO_ID_CHARS) may hold megabytes in one.
 SHOWN_CHARS = 300
+# Containers Chromium, Firefox and Safari play in <video> (with their usual codecs);
+# an AVI, MPEG-TS, FLV, WMV ... gets the clips' thumbnails instead of a dead player.
+BROWSER_PLAYS = (".mp4", ".m4v", ".mov", ".webm", ".mkv", ".ogv", ".ogg")
 
 _STYLE = """
 body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
@@ -57,7 +60,7 @@ table{border-collapse:collapse}td,th{padding:3px 8px;border-bottom:1px solid #dd
 section.video{border-top:2px solid #ccc;padding:.6em 0}
 video,img.player{max-width:480px;max-height:270px;background:#000;display:block;margin:.4em 0}
 ol.timeline{display:flex;flex-wrap:wrap;gap:6px;list-style:none;padding:0;margin:.4em 0}
-li.clip{width:168px;border:2px solid #ddd;border-radius:4px;padding:3px;cursor:pointer;font-size:12px}
+li.clip{width:168px;overflow-wrap:anywhere;border:2px solid #ddd;border-radius:4px;padding:3px;cursor:pointer;font-size:12px}
 li.clip.event{border-color:#e07b00;background:#fff4e5}
 li.clip img{display:block;width:160px;height:auto;min-height:40px;background:#eee}
 li.clip .near{font-size:11px;color:#555}
@@ -76,7 +79,7 @@ function filter() {
     s.classList.toggle('hidden', q !== '' && shown === 0);
   });
 }
-box.addEventListener('input', filter);
+if (box) box.addEventListener('input', filter);  // label and failure pages have none
 document.querySelectorAll('li.clip').forEach(li => li.addEventListener('click', ev => {
   if (ev.target.tagName === 'A') return;
   const player = li.closest('section').querySelector('video');
@@ -102,12 +105,19 @@ def _shown(text: str) -> str:
 def player_html(uri: str) -> str:
     """The page's player for ``uri``: a ``<video>``, an ``<img>`` for a GIF (browsers
     animate GIFs in ``<img>`` and play none in ``<video>``; clip clicks then do not seek),
-    or a note where the browser cannot reach it (or the URI is too long to be one)."""
+    a note for a container no browser plays (``BROWSER_PLAYS``), or one where the browser
+    cannot reach it (or the URI is too long to be one)."""
     url = playable_url(uri) if len(uri) <= 4 * SHOWN_CHARS else None
     if not url:
         return f"<p>not playable in a browser: <code>{_shown(uri)}</code></p>"
-    if uri.split("?")[0].lower().endswith(".gif"):
+    extension = os.path.splitext(uri.split("?")[0].lower())[1]
+    if extension == ".gif":
         return f"<img class=player src='{html.escape(url, True)}' alt='{_shown(uri)}'>"
+    if extension not in BROWSER_PLAYS:
+        return (
+            f"<p>browsers do not play {html.escape(extension or 'this file')}: the clips' "
+            f"thumbnails below show it. <a href='{html.escape(url, True)}'>the file</a></p>"
+        )
     return f"<video controls preload=metadata src='{html.escape(url, True)}'></video>"
 
 
@@ -461,6 +471,10 @@ def _failure_pages(con, site: Path, per_page: int, pages: int) -> int:
     return largest
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _index_page(con, site, output, videos, clips, failures, pages, neighbour_note) -> int:
     histogram = con.execute(
         f"SELECT labels[1] AS label, count(*) AS n FROM clips WHERE labels[1] IS NOT NULL "
@@ -475,8 +489,9 @@ def _index_page(con, site, output, videos, clips, failures, pages, neighbour_not
     ]
     body = [
         f"<h1>video-index: {html.escape(output)}</h1>",
-        f"<p>{videos} videos, {clips} clips, {failures} failures. "
-        f"<a href='videos/00001.html'>videos</a> ({pages} pages) &middot; "
+        f"<p>{_count(videos, 'video')}, {_count(clips, 'clip')}, "
+        f"{_count(failures, 'failure')}. "
+        f"<a href='videos/00001.html'>videos</a> ({_count(pages, 'page')}) &middot; "
         f"<a href='failures/00001.html'>failures</a></p>",
         f"<p>{html.escape(neighbour_note)}</p>",
         "<h2>labels (clips by top-1 label)</h2>",

@@ -1,7 +1,7 @@
 """``video-index labels "QUERY"``: the classes a query means, nearest in meaning first.
 
 The class names are a registered model's (``--model``, the default model's if not
-given); similarity is the sentence encoder's cosine (``transforms.text_encoder``).
+given); similarity is the sentence encoder's cosine (``video_index.text_encoder``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def labels_command(argv: list[str], prog: str) -> int:
     specs = registered()
     if args.model not in specs:
         raise CommandError(f"unknown model {args.model!r} (video-index models lists them)")
-    from transforms.text_encoder import EncoderMissing, nearest_labels
+    from video_index.text_encoder import EncoderMissing, nearest_labels
 
     try:
         found = nearest_labels(args.query, specs[args.model].labels, limit=args.limit)

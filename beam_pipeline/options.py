@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import os
 import uuid
 from typing import Optional
 
@@ -18,7 +19,7 @@ from beam_pipeline.models.openvino.calibration import DEFAULT_CALIBRATION_CLIPS
 from beam_pipeline.models.openvino.policy import BackendError, resolve_precision
 from beam_pipeline.models.registry import DEFAULT_MODEL, resolve_model
 from beam_pipeline.models.spec import CLIP, STREAM, ModelSpec, SpecError
-from transforms.manifest import ALL_FILES, VIDEO_EXTENSIONS, InputError, input_kind
+from transforms.manifest import ALL_FILES, VIDEO_EXTENSIONS, InputError, check_matches_something
 from transforms.sampling import SHORT_VIDEO_POLICIES, ClipSampling
 from transforms.video_io import DecodeLimits
 
@@ -49,7 +50,9 @@ class VideoIndexOptions(PipelineOptions):
         _flag(
             parser,
             "input",
-            help="folder, glob, manifest (.csv/.jsonl/.txt) or video; any fsspec URL",
+            action="append",
+            help="folder, glob, manifest (.csv/.jsonl/.txt) or video; any fsspec URL; "
+            "repeat it to index several",
         )
         _flag(parser, "output", help="folder (local or bucket) that receives the index tables")
         _flag(
@@ -148,6 +151,14 @@ class VideoIndexOptions(PipelineOptions):
         )
         _flag(
             parser,
+            "max-decode-ratio",
+            type=float,
+            default=limits.max_decode_ratio,
+            help="a video also fails once decoding has taken this many seconds per second of "
+            f"it decoded, after {limits.min_decode_s:g} s (default {limits.max_decode_ratio:g})",
+        )
+        _flag(
+            parser,
             "extensions",
             default=",".join(VIDEO_EXTENSIONS),
             help="comma-separated file extensions taken from a folder; '*' takes every file "
@@ -216,7 +227,7 @@ class IndexConfig:
     ``sampling``, so no model fact is copied here.
     """
 
-    input: str
+    inputs: tuple[str, ...]  # each --input, in order
     output: str
     spec: ModelSpec
     limits: DecodeLimits
@@ -281,11 +292,19 @@ class IndexConfig:
             raise ConfigError("--input is required (a folder, glob, manifest or video)")
         if not opts.output:
             raise ConfigError("--output is required (a folder for the index tables)")
+        extensions = tuple(
+            e if e.startswith(".") or e == ALL_FILES else f".{e}"
+            for e in (x.strip().lower() for x in opts.extensions.split(","))
+            if e
+        )
         if check_input:
             try:
-                input_kind(opts.input)
+                for input_uri in opts.input:
+                    check_matches_something(input_uri, extensions)
             except InputError as error:
                 raise ConfigError(str(error)) from None
+            if "://" not in opts.output and os.path.isfile(opts.output):
+                raise ConfigError(f"--output {opts.output} is a file; give a folder for the index")
         try:
             spec = resolve_model(opts.model, opts.label_file, opts.model_path)
         except SpecError as error:
@@ -318,26 +337,22 @@ class IndexConfig:
             raise ConfigError("--top-k must be at least 1")
         if opts.batch_size is not None and opts.batch_size < 1:
             raise ConfigError("--batch-size must be at least 1")
-        for name in ("max_pixels_per_frame", "max_duration_s", "max_decode_s"):
+        for name in ("max_pixels_per_frame", "max_duration_s", "max_decode_s", "max_decode_ratio"):
             if getattr(opts, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive")
         if opts.commit_every_s < 0:
             raise ConfigError("--commit-every-s must be >= 0")
         if opts.compact_after_files < 0:
             raise ConfigError("--compact-after-files must be >= 0")
-        extensions = tuple(
-            e if e.startswith(".") or e == ALL_FILES else f".{e}"
-            for e in (x.strip().lower() for x in opts.extensions.split(","))
-            if e
-        )
         return cls(
-            input=opts.input,
+            inputs=tuple(opts.input),
             output=opts.output.rstrip("/"),
             spec=spec,
             limits=DecodeLimits(
                 max_pixels_per_frame=opts.max_pixels_per_frame,
                 max_duration_s=opts.max_duration_s,
                 max_decode_s=opts.max_decode_s,
+                max_decode_ratio=opts.max_decode_ratio,
             ),
             top_k=min(opts.top_k, spec.num_classes),
             batch_size=opts.batch_size or spec.max_batch_size,
@@ -366,7 +381,7 @@ def _backend(opts: VideoIndexOptions, spec: ModelSpec, options: PipelineOptions)
 
     ``auto``: ``openvino`` for clip and stream models when the job's workers are this
     machine (the local runners), whose CPU the launcher sees (I3D in bf16: 3.8x
-    TensorFlow fp32 model-only, 2.8x end to end, the gates met: README, CPU
+    TensorFlow fp32 model-only, 2.8x end to end, the gates met: docs/openvino.md, CPU
     inference); ``tensorflow`` otherwise: frame-sequence models (not on OpenVINO), and
     remote workers (Dataflow, Flink), whose CPU or GPU the launcher cannot see (GPU
     workers run TensorFlow; pass ``--backend openvino`` for CPU workers).
@@ -391,7 +406,7 @@ def _precision(opts: VideoIndexOptions, spec: ModelSpec, backend: str) -> str:
             )
         return "f32"
     if spec.kind not in (CLIP, STREAM):
-        # Frame-sequence models stay on TensorFlow (README: backends).
+        # Frame-sequence models stay on TensorFlow (docs/openvino.md).
         raise ConfigError(
             f"--backend openvino: for clip and stream models; {spec.name} is a "
             f"{spec.kind} model (use --backend tensorflow)"

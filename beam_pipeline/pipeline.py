@@ -33,7 +33,7 @@ def build_pipeline(
     spec = config.spec
     run = RunContext(config.run_id, spec.name, progress_path)
     listed = p | "ReadManifest" >> ReadManifest(
-        config.input,
+        config.inputs,
         run,
         config.extensions,
         skip_indexed_in=None if config.reindex else config.output,
@@ -55,7 +55,7 @@ def build_pipeline(
         config.output,
         run.run_id,
         flush_s=config.commit_every_s,
-        clips_schema=clips_schema(embedding_dim, config.thumbnails),
+        clips_schema=clips_schema(embedding_dim, config.thumbnails, config.shots),
     )
 
 

@@ -15,7 +15,7 @@ import sys
 from typing import Any, Callable, Iterator, Optional, Sequence, TextIO
 
 from beam_pipeline.terminal import escape
-from transforms.class_match import describe
+from video_index.class_match import describe
 from video_index.query import DEFAULT_MEMORY_LIMIT
 from video_index.segments import DEFAULT_MAX_GAP_CLIPS, DEFAULT_MIN_SCORE, segments_sql
 
@@ -85,9 +85,20 @@ def connect_kwargs(args: argparse.Namespace) -> dict:
 
 
 def check_index_path(output: str) -> None:
-    """Raises CommandError where ``output`` is a local file, not an index folder."""
-    if "://" not in output and os.path.isfile(output):
+    """Raises CommandError where ``output`` is a local file, or a local folder that holds
+    none of an index's folders (videos/, clips/, failures/, runs/)."""
+    if "://" in output:
+        return
+    if os.path.isfile(output):
         raise CommandError(f"{output} is a file, not an index folder (a run's --output)")
+    if os.path.isdir(output) and not any(
+        os.path.isdir(os.path.join(output, name))
+        for name in ("videos", "clips", "failures", "runs")
+    ):
+        raise CommandError(
+            f"{output} is not an index: it holds no videos/, clips/, failures/ or runs/ "
+            "folder (give a run's --output)"
+        )
 
 
 def open_index(output: str, args: argparse.Namespace, work: Callable):
@@ -309,8 +320,8 @@ def search_sql(labels: Sequence[str], clips: bool) -> str:
 
 
 def _choose(query: str, known: set[str]):
-    from transforms.class_match import UnknownClass, choose_classes
-    from transforms.text_encoder import EncoderMissing
+    from video_index.class_match import UnknownClass, choose_classes
+    from video_index.text_encoder import EncoderMissing
 
     try:
         return choose_classes(query, known)
@@ -346,6 +357,12 @@ def search_command(argv: list[str], prog: str) -> int:
         raise CommandError("give words of what to find, or --label CLASS")
     if args.limit < 1:
         raise CommandError("--limit must be at least 1")
+    if any(a.split("=", 1)[0] == "--segment-min-score" for a in argv):
+        # Refused, not ignored: search builds its events from the clips that pass.
+        raise CommandError(
+            "--segment-min-score: search builds events from the clips at or above "
+            "--min-score; give --min-score"
+        )
     args.segment_min_score = args.min_score  # events are built from the clips that pass
 
     def work(con):
@@ -393,7 +410,10 @@ def compact_command(argv: list[str], prog: str) -> int:
 
     p = index_parser(f"{prog} compact", compact_command.__doc__)
     p.add_argument(
-        "--memory-limit", type=memory_size, default=DEFAULT_MEMORY_LIMIT, help="DuckDB's memory limit"
+        "--memory-limit",
+        type=memory_size,
+        default=DEFAULT_MEMORY_LIMIT,
+        help="DuckDB's memory limit",
     )
     args = p.parse_args(argv)
     check_index_path(args.output)

@@ -63,11 +63,12 @@ def load_summary(output: str, run_id: Optional[str] = None, **options) -> Summar
 
 
 def export_tables(summary: Summary, dest: str) -> list[str]:
-    """The standing rows as ``DEST/{videos,clips,failures}.parquet``; returns their URIs.
+    """The standing rows as ``DEST/{videos,clips,shots,cues,failures}.parquet``; returns their
+    URIs.
 
     The index folders keep every committed row (a changed video's old row, clips of
     a killed run's unfinished video, a retried bundle's repeat) and readers take the
-    standing ones; an export is that view as three plain files, for tools that read
+    standing ones; an export is that view as plain files, for tools that read
     Parquet without knowing the rule. DuckDB writes them, streamed.
     """
     fs, root = fsspec.core.url_to_fs(dest.rstrip("/"))
@@ -77,7 +78,7 @@ def export_tables(summary: Summary, dest: str) -> list[str]:
     if not local and not summary.con.filesystem_is_registered(protocol):
         summary.con.register_filesystem(fs)
     written = []
-    for table in ("videos", "clips", "failures"):
+    for table in ("videos", "clips", "shots", "cues", "failures"):
         path = f"{root}/{table}.parquet"
         uri = path if local else fs.unstrip_protocol(path)
         summary.con.sql(f"SELECT * FROM {table}").write_parquet(uri, compression="zstd")
@@ -129,7 +130,7 @@ def write_run_record(
     spec = config.spec
     record = {
         "run_id": config.run_id,
-        "input": config.input,
+        "input": config.inputs[0] if len(config.inputs) == 1 else list(config.inputs),
         "output": config.output,
         "model": {
             "name": spec.name,
@@ -244,8 +245,9 @@ def format_tables(summary: Summary, output: str, limit: int = 20) -> str:
         lines.append(f"{'failed video':<44} {'stage':<9} reason")
         for row in summary.rows("failures", "*", limit):
             reason = escape(f"{row['error_type']}: {row['message']}".replace("\n", " "))
+            video = _clip_text(escape(row["video_id"]), 44)
             lines.append(
-                f"{_clip_text(escape(row['video_id']), 44):<44} {row['stage']:<9} {_clip_text(reason, 90)}"
+                f"{video:<44} {row['stage']:<9} {_clip_text(reason, 90)}"
             )
     return "\n".join(escape(line) for line in lines)
 

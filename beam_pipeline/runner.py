@@ -40,6 +40,38 @@ class LocalRunner(PipelineRunner):
         return fn_runner.FnApiRunner(provision_info=provision_info).run_pipeline(pipeline, options)
 
 
+# Runners whose workers are machines of their own (Google Cloud VMs): they reach
+# object storage, never this machine's disk.
+CLOUD_RUNNERS = ("DataflowRunner", "dataflow")
+
+
+def unreachable_by_workers(options) -> "str | None":
+    """Why a cloud runner's workers could not run this job, in one line; None if they can.
+
+    Its workers cannot read a local ``--input`` nor write a local ``--output`` (a dry
+    run, which only translates the job, may name them), and without
+    ``--temp_location`` Beam looks for (or creates) a default staging bucket over the
+    network, which waits minutes where that is unreachable, dry run or not.
+    """
+    if _runner_name(options) not in CLOUD_RUNNERS:
+        return None
+    from apache_beam.options.pipeline_options import GoogleCloudOptions
+
+    given = options.get_all_options()  # the job's own flags, parsed by their subclass
+    paths = () if given.get("dry_run") else (("--input", given.get("input")),
+                                             ("--output", given.get("output")))  # fmt: skip
+    for flag, value in paths:
+        if value and ("://" not in value or value.startswith("file://")):
+            return (
+                f"{flag} {value} is on this machine; {_runner_name(options)}'s workers "
+                "cannot reach it: give a gs:// URL"
+            )
+    cloud = options.view_as(GoogleCloudOptions)
+    if not (cloud.temp_location or cloud.staging_location):
+        return f"{_runner_name(options)} needs --temp_location gs://BUCKET/tmp (a bucket of yours)"
+    return None
+
+
 def runner_for(options):
     """LocalRunner where the user asked for the DirectRunner (or nothing); else None."""
     if _runner_name(options) in DIRECT_RUNNERS:

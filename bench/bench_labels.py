@@ -2,7 +2,7 @@
 
     python bench/bench_labels.py [--rounds 5]
 
-Prints, for all-MiniLM-L6-v2 on OpenVINO (transforms/text_encoder.py): the time to
+Prints, for all-MiniLM-L6-v2 on OpenVINO (video_index/text_encoder.py): the time to
 build and compile the network, to embed the 400 Kinetics class names (done once, then
 cached), and per query (tokenize + one inference + ranking against cached class
 embeddings), as CPU seconds and wall seconds, the median over the rounds of the
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from beam_pipeline.models.spec import packaged_labels  # noqa: E402
 from tests.test_text_encoder import EVERYDAY  # noqa: E402
-from transforms import text_encoder  # noqa: E402
+from video_index import text_encoder  # noqa: E402
 
 
 def _timed(work):

@@ -94,7 +94,7 @@ def make_config(spec, input_uri: str, output: str, **overrides) -> IndexConfig:
     """The config ``video-index index`` would make for ``spec`` with no optional flags
     (but top-k 2, run id ``test-run`` and the test archives' extensions)."""
     config = IndexConfig(
-        input=input_uri,
+        inputs=(input_uri,),
         output=output,
         spec=spec,
         limits=DecodeLimits(),

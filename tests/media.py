@@ -158,6 +158,53 @@ def write_colour_video(path: Path, rgb, seconds: float, fps: int = 10, size=(48,
     return write_video(path, [frame] * int(round(seconds * fps)), fps, "ffv1", "yuv444p")
 
 
+# ITU-R BT.2087: linear BT.709 RGB -> linear BT.2020 RGB.
+_BT709_TO_BT2020 = np.array(
+    [[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]]
+)
+_HDR_TRANSFERS = {"pq": ("smpte2084", 16), "hlg": ("arib-std-b67", 18)}
+
+
+def write_hdr_video(path: Path, sdr_rgb: np.ndarray, transfer: str, codec: str, fps: int = 10):
+    """The SDR picture ``sdr_rgb`` (uint8 [T, H, W, 3], BT.709) as a 10-bit HDR video:
+    BT.2020 primaries, ``transfer`` "pq" (SMPTE ST 2084) or "hlg" (ARIB STD-B67), SDR
+    white at 100 cd/m2 (ffmpeg's zscale npl=100); ``codec`` libx265 or libx264."""
+    from av.video.reformatter import Colorspace
+
+    v = sdr_rgb.astype(np.float64) / 255
+    linear = np.where(v < 0.081, v / 4.5, ((v + 0.099) / 1.099) ** (1 / 0.45))  # BT.709
+    nits = np.clip(linear @ _BT709_TO_BT2020.T, 0, None) * 100.0
+    if transfer == "pq":  # SMPTE ST 2084 inverse EOTF
+        m1, m2, c1, c2, c3 = 0.1593017578125, 78.84375, 0.8359375, 18.8515625, 18.6875
+        y = (nits / 10000) ** m1
+        signal = ((c1 + c2 * y) / (1 + c3 * y)) ** m2
+    else:  # BT.2100 HLG: undo the OOTF of a 1000 cd/m2 display, then the OETF
+        luma = nits @ np.array([0.2627, 0.6780, 0.0593]) / 1000
+        scene_luma = np.maximum(luma, 1e-9) ** (1 / 1.2)
+        e = nits / 1000 / np.maximum(scene_luma, 1e-9)[..., None] ** 0.2
+        a, b, c = 0.17883277, 0.28466892, 0.55991073
+        signal = np.where(e <= 1 / 12, np.sqrt(3 * e), a * np.log(np.maximum(12 * e - b, 1e-9)) + c)
+    rgb48 = np.round(np.clip(signal, 0, 1) * 65535).astype(np.uint16)
+    name, trc = _HDR_TRANSFERS[transfer]
+    params = f"colorprim=bt2020:transfer={name}:colormatrix=bt2020nc"
+    options = {"x265-params": params + ":log-level=error"} if codec == "libx265" else {
+        "x264-params": params}  # fmt: skip
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps, options=options)
+        stream.height, stream.width = sdr_rgb.shape[1:3]
+        stream.pix_fmt = "yuv420p10le"
+        ctx = stream.codec_context
+        ctx.color_trc, ctx.color_primaries, ctx.colorspace = trc, 9, 9
+        for picture in rgb48:
+            frame = av.VideoFrame.from_ndarray(picture, format="rgb48le")
+            frame = frame.reformat(format="yuv420p10le", dst_colorspace=Colorspace.BT2020)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
 # --- Edited videos: real clips joined with known shot boundaries -------------------------
 
 EDIT_SIZE = (320, 240)  # (width, height) every shot is scaled to

@@ -33,6 +33,16 @@ from tests.helpers import REPO, run_cli
         (["compact", "README.md"], "README.md is a file, not an index folder"),
         (["query", "README.md", "SELECT 1"], "README.md is a file, not an index folder"),
         (["show", "README.md"], "README.md is a file, not an index folder"),
+        (["show", "tests"], "tests is not an index: it holds no videos/, clips/, failures/"),
+        (["index", "--input", "/no/such/*.mp4", "--output", "x"], "/no/such/*.mp4 matches no file"),
+        (
+            ["index", "--input", "scripts", "--output", "x"],
+            "--input scripts holds no video: its 1 file(s) have none of the --extensions",
+        ),
+        (
+            ["index", "--input", "examples/media", "--output", "README.md"],
+            "--output README.md is a file; give a folder for the index",
+        ),
         (
             ["index", "--input", ".", "--output", "x", "--model-path", "tests"],
             "cannot find model i3d-kinetics-400 at tests: tests is a folder without a "
@@ -147,6 +157,28 @@ def test_index_shared_media_with_i3d(media_dir, tmp_path):
     assert (counts["videos"], counts["failures"]) == (len(videos), len(failures))
 
 
+def test_several_inputs_are_all_indexed_and_an_empty_folder_is_refused(
+    tmp_path, colour_spec_file
+):
+    from tests.media import COLOURS, write_colour_video
+
+    first, second, empty = tmp_path / "a", tmp_path / "b", tmp_path / "empty"
+    for folder in (first, second, empty):
+        folder.mkdir()
+    write_colour_video(first / "red.mkv", COLOURS["red"], 1.0)
+    write_colour_video(second / "blue.mkv", COLOURS["blue"], 1.0)
+    out = tmp_path / "out"
+    model = ("--model", str(colour_spec_file))
+    done = run_cli("index", "--input", str(first), "--input", str(second), "--output", str(out),
+                   *model)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "2 videos indexed, 0 failed" in done.stdout
+    refused = run_cli("index", "--input", str(first), "--input", str(empty), "--output",
+                      str(tmp_path / "out2"), *model)  # fmt: skip
+    assert refused.returncode == 2 and f"--input {empty} is an empty folder" in refused.stderr
+    assert not (tmp_path / "out2").exists()
+
+
 def test_show_prints_the_index_and_writes_an_html_report(tmp_path, colour_spec_file):
     from tests.media import COLOURS, write_colour_video
 
@@ -166,3 +198,55 @@ def test_show_prints_the_index_and_writes_an_html_report(tmp_path, colour_spec_f
     assert page.count("class=seg") == 3  # one timeline segment per clip
     assert "red 1.00" in page and "UnreadableVideo" in page
     assert run_cli("show", str(tmp_path / "nothing")).returncode == 2
+
+
+@pytest.mark.parametrize("mode", ["local", "multi_processing"])
+def test_a_run_prints_nothing_but_progress_and_the_summary(tmp_path, colour_spec_file, mode):
+    """No TensorFlow start-up lines (cuInit on a machine without a GPU), no Beam log lines,
+    in the local runner's default mode and in multi_processing."""
+    from tests.helpers import RUNNER_MODES
+    from tests.media import COLOURS, write_colour_video
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_colour_video(archive / "red.mkv", COLOURS["red"], 1.0)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "beam_pipeline", "index", "--input", str(archive), "--output",
+         str(tmp_path / "out"), "--model", str(colour_spec_file), *RUNNER_MODES[mode]],
+        cwd=REPO, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    noise = [line for line in done.stderr.splitlines() if not line.startswith("listed ")]
+    assert noise == [], noise
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_interrupted(tmp_path):
+    """Ctrl-C (SIGINT to the job's process group) while I3D classifies the demo clips:
+    one line, 'interrupted', exit status 130; not a step's or the model's failure (the
+    interrupt lands inside RunInference, which Beam wraps in a RuntimeError)."""
+    import signal
+
+    from tests.helpers import DEMO_MEDIA
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    job = subprocess.Popen(
+        [sys.executable, "-m", "beam_pipeline", "index", "--input", str(DEMO_MEDIA),
+         "--output", str(tmp_path / "out")],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a terminal's default
+    )  # fmt: skip
+    lines = []
+    for line in job.stderr:  # progress lines: wait until clips are being classified
+        lines.append(line)
+        if line.startswith("listed ") and " clips 0/" not in line:
+            break
+    os.killpg(job.pid, signal.SIGINT)
+    rest = job.stderr.read()
+    job.wait(timeout=300)
+    errors = [line for line in rest.splitlines() if not line.startswith("listed ")]
+    assert job.returncode == 130, (lines, rest)
+    assert errors == ["video-index: interrupted"], errors

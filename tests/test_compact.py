@@ -70,8 +70,15 @@ def test_compaction_keeps_the_views_and_drops_superseded_rows(tmp_path):
     result = compact(out)
     assert views(out) == before
     assert_compacted(out)
-    assert result.rows == {"videos": 3, "clips": 17, "failures": 1}
-    assert result.files_before == {"videos": 5, "clips": 6, "failures": 1}
+    # An index written before shots has no shots/ rows: compaction gives it the table.
+    assert result.rows == {"videos": 3, "clips": 17, "shots": 0, "cues": 0, "failures": 1}
+    assert result.files_before == {
+        "videos": 5,
+        "clips": 6,
+        "shots": 0,
+        "cues": 0,
+        "failures": 1,
+    }
     con = connect(out)
     # On disk now: the standing rows, plus the killed run's clips, which a later row
     # of that run could still make stand; superseded and repeated rows are gone.
@@ -84,7 +91,13 @@ def test_compaction_keeps_the_views_and_drops_superseded_rows(tmp_path):
     write_rows(out, "videos", [video_row("e", "r4")], "r4-e-v")
     assert connect(out).execute("SELECT count(*) FROM videos").fetchone() == (4,)
     second = compact(out)
-    assert second.files_before == {"videos": 2, "clips": 2, "failures": 1}
+    assert second.files_before == {
+        "videos": 2,
+        "clips": 2,
+        "shots": 0,
+        "cues": 0,
+        "failures": 1,
+    }
     assert_compacted(out)
     assert compact(out).rows == {}  # nothing left to do
 

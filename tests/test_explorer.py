@@ -19,6 +19,7 @@ import pytest
 from tests.helpers import run_cli
 from tests.media import write_video
 
+LONG_NAME = "blue_clip_recorded_at_the_harbour_on_the_second_morning"
 SCREENSHOT = os.environ.get("VIDEO_INDEX_SCREENSHOT")  # also save the screenshot here
 
 
@@ -58,7 +59,8 @@ def site(tmp_path_factory, colour_embedding_spec_file) -> tuple[Path, Path]:
         10,
         *vp9,
     )
-    write_video(archive / "blue.webm", _solid((30, 30, 200), 2.4), 10, *vp9)
+    # A long name without spaces: its nearest-clip links must wrap inside the cards.
+    write_video(archive / f"{LONG_NAME}.webm", _solid((30, 30, 200), 2.4), 10, *vp9)
     (archive / "broken.webm").write_bytes(b"not a video")
     out = tmp_path_factory.mktemp("index") / "out"
     done = run_cli(
@@ -78,6 +80,8 @@ def test_a_gif_gets_an_img_player_and_a_video_a_video_player() -> None:
 
     assert player_html("/a/clip.GIF").startswith("<img class=player src='file:///a/clip.GIF'")
     assert player_html("/a/clip.mp4").startswith("<video controls")
+    avi = player_html("/a/clip.avi")
+    assert "<video" not in avi and "browsers do not play .avi" in avi
 
 
 def test_site_pages_are_self_contained(site) -> None:
@@ -87,12 +91,12 @@ def test_site_pages_are_self_contained(site) -> None:
         # No network: no remote script, style, image or font.
         assert "http://" not in text and "https://" not in text, page
     index = (site_dir / "index.html").read_text()
-    assert "3 videos" in index and "1 failures" in index
+    assert "3 videos" in index and "1 failure." in index and "(1 page)" in index
     failures = (site_dir / "failures" / "00001.html").read_text()
     assert "broken.webm" in failures and "decode" in failures
     page = (site_dir / "videos" / "00001.html").read_text()
-    # Nearest clips from other videos: the blue clips of green_then_blue find blue.webm.
-    assert "like:" in page and "blue.webm @" in page
+    # Nearest clips from other videos: the blue clips of green_then_blue find the blue one.
+    assert "like:" in page and f"{LONG_NAME}.webm @" in page
 
 
 def _console_errors(page) -> list[str]:
@@ -143,6 +147,12 @@ def test_explorer_in_a_real_browser(site, browser, tmp_path) -> None:
     ready = section.locator("video").evaluate("v => v.readyState")
     assert ready >= 1  # the browser loaded the file's metadata: it can play it
 
+    # No clip card's text runs out of it (long names and nearest-clip links wrap).
+    overflowing = page.eval_on_selector_all(
+        "li.clip", "cards => cards.filter(c => c.scrollWidth > c.clientWidth).length"
+    )
+    assert overflowing == 0
+
     shot = tmp_path / "explorer.png"
     page.screenshot(path=str(shot), clip={"x": 0, "y": 0, "width": 1100, "height": 640})
     assert shot.stat().st_size > 1000
@@ -150,3 +160,17 @@ def test_explorer_in_a_real_browser(site, browser, tmp_path) -> None:
         shutil.copy(shot, SCREENSHOT)
     assert errors == [], errors
     page.close()
+
+
+def test_every_kind_of_page_loads_without_a_console_error(site, browser) -> None:
+    _, site_dir = site
+    pages = [site_dir / "index.html", *sorted(site_dir.glob("*/*.html"))]
+    kinds = {p.parent.name for p in pages[1:]}
+    assert kinds == {"videos", "labels", "failures"}, kinds
+    for path in pages:
+        page = browser.new_page()
+        errors = _console_errors(page)
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        assert errors == [], (path, errors)
+        page.close()

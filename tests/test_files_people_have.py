@@ -1,7 +1,8 @@
 """Kinds of file from public reports (``../shared/open-cases``): each kind, not the file.
 
 Recordings with a pause in their timestamps (screen recorders, motion-triggered CCTV,
-dash-cams), at several pause lengths and frame rates. Every test here was seen
+dash-cams), at several pause lengths and frame rates; HDR video (PQ and HLG, HEVC and
+H.264 10-bit) as phones record it. Every test here was seen
 failing before its fix.
 """
 
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import numpy as np
 import pytest
 
 from tests.helpers import SHARED
-from tests.media import frame_index, write_vfr_test_video
+from tests.media import write_hdr_video, write_vfr_test_video
 from transforms.sampling import ClipSampling, sample_clips
 
 OPEN_CASES = SHARED / "open-cases"
@@ -94,3 +96,108 @@ def test_the_open_case_paused_recording(tmp_path):
         (float(c.start_s), float(c.end_s)) for c in clips
     ]
     assert len(clips) <= 4
+
+
+# --- HDR ---------------------------------------------------------------------------------
+
+
+def _sdr_scene(height=96, width=128, frames=3) -> np.ndarray:
+    """A picture with dark, mid and bright areas and saturated patches (uint8 RGB)."""
+    y, x = np.mgrid[0:height, 0:width]
+    scene = np.stack([x * 255 // (width - 1), y * 255 // (height - 1), 255 - x * 200 // width], -1)
+    scene[8:40, 8:40] = (200, 40, 30)
+    scene[56:88, 80:120] = (30, 160, 60)
+    scene[8:40, 88:120] = (250, 250, 250)
+    return np.repeat(scene[None].astype(np.uint8), frames, axis=0)
+
+
+@pytest.mark.parametrize(
+    "transfer, codec",
+    [("pq", "libx265"), ("hlg", "libx265"), ("pq", "libx264"), ("hlg", "libx264")],
+)
+def test_hdr_is_tone_mapped_to_the_sdr_picture(tmp_path, transfer, codec):
+    from transforms.video_io import VideoReader
+
+    scene = _sdr_scene()
+    path = write_hdr_video(tmp_path / f"{transfer}.mp4", scene, transfer, codec)
+    with VideoReader(str(path)) as reader:
+        info = reader.info
+        frame = next(reader.frames()).frame
+        shown = reader.to_rgb(frame).astype(int)
+    assert info.color_transfer == {"pq": "smpte2084", "hlg": "arib-std-b67"}[transfer]
+    truth = scene[0].astype(int)
+    # Mid tones as the SDR source has them; highlights compressed, never washed out.
+    assert np.abs(shown.mean((0, 1)) - truth.mean((0, 1))).max() < 20, shown.mean((0, 1))
+    assert shown.std() > 0.8 * truth.std()
+    assert np.corrcoef(shown.ravel(), truth.ravel())[0, 1] > 0.97
+
+
+def test_the_open_case_hdr10_file():
+    from transforms.video_io import VideoReader
+
+    path = OPEN_CASES / "hdr10_pq_bt2020_hevc10.mp4"
+    source = SHARED / "media" / "mmaction2" / "test.mp4"
+    if not path.exists() or not source.exists():
+        pytest.skip("../shared/open-cases or ../shared/media is not here")
+    with VideoReader(str(source)) as reader:
+        truth = reader.to_rgb(next(reader.frames()).frame).astype(int)
+    with VideoReader(str(path)) as reader:
+        assert reader.info.color_transfer == "smpte2084"
+        shown = reader.to_rgb(next(reader.frames()).frame).astype(int)
+    # Washed out untreated: mean RGB 85.7, 92.1, 96.9 against the source's 90.8, 126.3, 132.3.
+    assert np.abs(shown.mean((0, 1)) - truth.mean((0, 1))).max() < 15, shown.mean((0, 1))
+    assert shown.std() > 0.85 * truth.std()
+
+
+# --- limits that measure what decodes ----------------------------------------------------
+
+
+def _lying_mkv(path, claimed_s: float):
+    """A 3 s FFV1 Matroska whose Segment Info says it lasts ``claimed_s``."""
+    import struct
+
+    from tests.media import write_test_video
+
+    write_test_video(path, 75, 25, codec="ffv1")
+    data = bytearray(path.read_bytes())
+    at = data.find(b"\x44\x89\x88")  # Duration, an 8-byte float in TimecodeScale (1 ms) units
+    assert at > 0
+    data[at + 3 : at + 11] = struct.pack(">d", claimed_s * 1000)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_container_that_lies_about_its_length_is_judged_by_what_decodes(tmp_path):
+    import av
+
+    from transforms.video_io import DecodeLimits, VideoReader
+
+    path = _lying_mkv(tmp_path / "lying.mkv", 400_000.0)
+    with av.open(str(path)) as container:
+        assert container.duration / av.time_base > 399_000  # the lie is there
+    with VideoReader(str(path), limits=DecodeLimits()) as reader:
+        frames = sum(1 for _ in reader.frames())
+        assert frames == 75 and float(reader.duration_s) == pytest.approx(3.0, abs=0.05)
+
+
+def test_decoding_time_is_bounded_by_the_videos_own_length(tmp_path, monkeypatch):
+    import itertools
+    import types
+
+    import transforms.video_io as video_io
+    from tests.media import write_test_video
+    from transforms.video_io import DecodeLimits, DecodeTimeLimitExceeded, VideoReader
+
+    path = write_test_video(tmp_path / "v.mkv", 75, 25, codec="ffv1")  # 3 s
+    # A slow machine, simulated: every clock reading is one second later.
+    clock = itertools.count()
+    monkeypatch.setattr(video_io, "time", types.SimpleNamespace(monotonic=lambda: next(clock)))
+    # The default bound: max(min_decode_s, max_decode_ratio x the length decoded so far).
+    limits = DecodeLimits(min_decode_s=10.0)
+    assert limits.max_decode_ratio == 10.0 and limits.max_decode_s == 1800.0
+    with pytest.raises(DecodeTimeLimitExceeded, match="s of video, over max_decode_ratio=10"):
+        with VideoReader(str(path), limits=limits) as reader:
+            sum(1 for _ in reader.frames())
+    roomy = DecodeLimits(min_decode_s=10.0, max_decode_ratio=1000.0)
+    with VideoReader(str(path), limits=roomy) as reader:
+        assert sum(1 for _ in reader.frames()) == 75

@@ -73,8 +73,11 @@ def test_rerun_indexes_only_what_changed(tmp_path, colour_spec_file):
     exported = tmp_path / "export"
     shown = run([sys.executable, "-m", "beam_pipeline", "show", str(out),
                  "--export", str(exported)])  # fmt: skip
-    assert shown.stdout.count("exported: ") == 3
-    flat = {t: pq.read_table(exported / f"{t}.parquet") for t in ("videos", "clips", "failures")}
+    assert shown.stdout.count("exported: ") == 5
+    tables = ("videos", "clips", "shots", "cues", "failures")
+    flat = {t: pq.read_table(exported / f"{t}.parquet") for t in tables}
+    # Each standing video's shots (one each: a flat colour), none of a failure's.
+    assert sorted(flat["shots"].column("video_id").to_pylist()) == sorted(videos)
     assert sorted(flat["videos"].column("video_id").to_pylist()) == sorted(videos)
     assert flat["clips"].num_rows == sum(r["num_clips"] for r in videos.values()) == 7
     assert flat["failures"].column("video_id").to_pylist() == ["broken.mkv"]

@@ -303,6 +303,7 @@ def test_dataflow_dry_run_translates_the_gpu_job(colour_model_dir, tmp_path):
     from apache_beam.runners.dataflow.internal import apiclient
 
     (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.mp4").write_bytes(b"")  # an input that matches nothing is refused
     options = PipelineOptions(
         [
             "--runner=DataflowRunner",
@@ -531,6 +532,7 @@ def test_run_dataflow_sh_says_what_it_needs(tmp_path):
 def test_run_dataflow_sh_dry_run(colour_spec_file, tmp_path):
     pytest.importorskip("apitools", reason="needs apache-beam[gcp] (requirements-test.txt)")
     (tmp_path / "videos").mkdir()
+    (tmp_path / "videos" / "a.mp4").write_bytes(b"")  # an input that matches nothing is refused
     env = _subprocess_env(
         PYTHON=sys.executable,
         PROJECT="test-project",
@@ -571,6 +573,9 @@ def test_run_dataflow_sh_dry_run(colour_spec_file, tmp_path):
     assert "worker_accelerator=type:nvidia-tesla-t4\\;count:1\\;install-nvidia-driver" in command
     assert run.returncode == 0, run.stderr[-3000:]
     assert "dry run: the job was built and translated, not run" in run.stdout
+    # Staging builds the sdist with `python -m build` (requirements-test.txt, the
+    # dataflow extra); without it Beam logs a ModuleNotFoundError and falls back.
+    assert "No module named build" not in run.stderr, run.stderr[-3000:]
 
 
 # --------------------------------------------------------------------------- pins

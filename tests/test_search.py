@@ -8,7 +8,7 @@ import pytest
 
 from beam_pipeline.query_cli import hms
 from tests.helpers import DEMO_MEDIA, clip_row, run_cli, video_row
-from transforms.class_match import match_classes
+from video_index.class_match import match_classes
 from transforms.sink import write_rows
 
 CLASSES = ["playing cricket", "golf putting", "cricket (insect)", "cleaning pool", "Crickets"]
@@ -95,6 +95,8 @@ def test_search_without_a_match_or_words(index):
     assert none.returncode == 1 and "no class matches 'zebra'" in none.stdout
     bad = run_cli("search", index)
     assert bad.returncode == 2 and "give words of what to find" in bad.stderr
+    ignored = run_cli("search", index, "cricket", "--segment-min-score=0.9")
+    assert ignored.returncode == 2 and "give --min-score" in ignored.stderr
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 
 from beam_pipeline.models.spec import packaged_labels
 from tests.helpers import run_cli
-from transforms import class_match, text_encoder
+from video_index import class_match, text_encoder
 
 KINETICS400 = list(packaged_labels("kinetics400"))
 

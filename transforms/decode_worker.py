@@ -51,8 +51,8 @@ import numpy as np
 from transforms.preprocess import FrameSpec
 from transforms.reading import SampledClip, read_clips, read_frames
 from transforms.sampling import ClipSampling
-from video_index.storage import is_transient
 from transforms.video_io import DecodeLimits, DecodeTimeLimitExceeded, VideoDecodeError
+from video_index.storage import is_transient
 
 __all__ = ["IsolatedDecoder", "DecoderPool", "DecoderCrashed", "DecoderTimedOut"]
 
@@ -394,7 +394,7 @@ class DecoderPool:
             decoder.close()
 
 
-_FACTS = ("num_frames", "duration_s", "decode_errors", "discontinuities", "shots")
+_FACTS = ("num_frames", "duration_s", "decode_errors", "discontinuities", "shots", "cues")
 
 
 def _picklable(error: BaseException) -> BaseException:

@@ -25,7 +25,7 @@ import io
 import json
 import os
 import posixpath
-from typing import Callable, Iterable, Iterator, Optional, Union
+from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import apache_beam as beam
 import fsspec
@@ -130,6 +130,26 @@ def input_kind(input_uri: str) -> str:
     return "file"
 
 
+def check_matches_something(input_uri: str, extensions: Iterable[str] = VIDEO_EXTENSIONS) -> None:
+    """Raises InputError where a glob matches no file, or a folder holds none that
+    ``extensions`` keep (a job over nothing is a mistake in the input, not a run)."""
+    kind = input_kind(input_uri)
+    if kind not in ("glob", "directory"):
+        return
+    left_out: list[str] = []
+    for _ in list_input(input_uri, extensions, on_skip=left_out.append):
+        return
+    name = escape_name(input_uri)
+    if kind == "glob":
+        raise InputError(f"--input {name} matches no file")
+    if left_out:
+        raise InputError(
+            f"--input {name} holds no video: its {len(left_out)} file(s) have none of the "
+            "--extensions (--extensions '*' takes every file)"
+        )
+    raise InputError(f"--input {name} is an empty folder")
+
+
 def list_input(
     input_uri: str,
     extensions: Iterable[str] = VIDEO_EXTENSIONS,
@@ -214,7 +234,8 @@ def _read_manifest(
 
 def _too_long(uri: str, video_id: Optional[str]) -> Optional[str]:
     """Why a row's URI or id is too long to take, or None."""
-    for name, text, limit in (("uri", uri, MAX_URI_CHARS), ("video_id", video_id, MAX_VIDEO_ID_CHARS)):
+    limits = (("uri", uri, MAX_URI_CHARS), ("video_id", video_id, MAX_VIDEO_ID_CHARS))
+    for name, text, limit in limits:
         if text and len(text) > limit:
             return f"{name} is {len(text)} characters long; at most {limit} are taken"
     return None
@@ -401,7 +422,8 @@ class _SkipUnchangedFn(beam.DoFn):
 
 
 class ReadManifest(beam.PTransform):
-    """An input string → ``{'refs': PCollection[VideoRef], 'failures': PCollection[Failure]}``.
+    """One input or several (each a folder, glob, manifest or video) →
+    ``{'refs': PCollection[VideoRef], 'failures': PCollection[Failure]}``.
 
     Refs are distinct by URI and by video_id, shuffled so that decode spreads across
     workers, and carry size and version from storage. With ``skip_indexed_in`` (an
@@ -414,7 +436,7 @@ class ReadManifest(beam.PTransform):
 
     def __init__(
         self,
-        input_uri: str,
+        inputs: Union[str, Sequence[str]],
         run: RunContext,
         extensions: Iterable[str] = VIDEO_EXTENSIONS,
         skip_indexed_in: Optional[str] = None,
@@ -423,7 +445,8 @@ class ReadManifest(beam.PTransform):
         super().__init__()
         # A local name that is not UTF-8 travels as its escaped file:// URI: Beam
         # encodes strings as UTF-8.
-        self._input_uri = escape_local_path(input_uri) if local_path(input_uri) else input_uri
+        inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+        self._inputs = [escape_local_path(u) if local_path(u) else u for u in inputs]
         self._run = run
         self._extensions = tuple(extensions)
         self._skip_indexed_in = skip_indexed_in
@@ -432,7 +455,7 @@ class ReadManifest(beam.PTransform):
     def expand(self, pbegin: pvalue.PBegin) -> dict[str, pvalue.PCollection]:
         listed = (
             pbegin
-            | "Input" >> beam.Create([self._input_uri])
+            | "Input" >> beam.Create(self._inputs)
             | "List"
             >> beam.ParDo(_ListInputFn(self._extensions, self._run)).with_outputs(
                 "failures", main="refs"

@@ -92,6 +92,11 @@ class _OpenVideo:
         return ()
 
     @property
+    def cues(self) -> tuple:
+        """The video's ``Cue`` records, once read to its end; () when not detected."""
+        return ()
+
+    @property
     def decode_errors(self) -> int:
         return self._reader.decode_errors
 
@@ -170,10 +175,11 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
     def _through_detector(self, frames: Iterator) -> Iterator:
         """``frames`` unchanged, each also shown, shrunk, to the shot detector."""
         scaler, reader = VideoReformatter(), self._reader
+        size = None  # the first frame's: every detection frame has one size
         for decoded in frames:
             frame = decoded.frame
-            width, height = detect_size(frame.width, frame.height)
-            small = scaler.reformat(frame, width, height, "bgr24", interpolation="AREA")
+            width, height = size = size or detect_size(frame.width, frame.height)
+            small = scaler.reformat(frame, width, height, "bgr24", interpolation="FAST_BILINEAR")
 
             def picture(frame=frame):
                 return reader.to_rgb(frame, *thumbnail_size(*reader.display_size_of(frame)))
@@ -189,6 +195,14 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
         if self._detector is None:
             return ()
         return tuple(self._detector.shots(float(self.duration_s or 0)))
+
+    @property
+    def cues(self) -> tuple:
+        """The video's technical cues (``transforms.records.Cue``), found with its
+        shots; () without ``shots=True``."""
+        if self._detector is None:
+            return ()
+        return tuple(self._detector.cues(float(self.duration_s or 0)))
 
     @property
     def num_frames(self) -> int:
@@ -256,5 +270,6 @@ def video_info(ref: VideoRef, video: Any, num_clips: int, decoded_to_end: bool =
         decode_errors=int(video.decode_errors),
         discontinuities=int(video.discontinuities),
         shots=tuple(video.shots),
+        cues=tuple(video.cues),
         **stream_facts(source),
     )

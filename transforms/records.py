@@ -52,9 +52,12 @@ class VideoInfo(NamedTuple):
     stream_index: int = 0
     codec: str = ""
     sample_aspect_ratio: str = "1:1"
+    color_transfer: Optional[str] = None  # FFmpeg's name; smpte2084 / arib-std-b67: HDR
     # The video's shots in time order, covering it without gaps (``Shot``); empty
     # where the run does not detect shots (``--no-shots``, whole-video models).
     shots: tuple["Shot", ...] = ()
+    # Technical cues found with the shots: black frames, colour bars, still pictures.
+    cues: tuple["Cue", ...] = ()
 
 
 class Shot(NamedTuple):
@@ -69,6 +72,16 @@ class Shot(NamedTuple):
     kind: str
     confidence: float
     thumbnail: Optional[bytes] = None
+
+
+class Cue(NamedTuple):
+    """A technical cue (``transforms.shots``): ``kind`` ``black`` (dark frames), ``bars``
+    (colour bars) or ``still`` (a frozen picture), over ``[start_s, end_s)`` seconds.
+    Not a shot, not an event: clips inside one are marked and make no event."""
+
+    kind: str
+    start_s: float
+    end_s: float
 
 
 class DecodeResult(NamedTuple):

@@ -1,5 +1,6 @@
-"""Records → table rows: the one place a row of ``videos/``, ``clips/`` or ``failures/``
-is built (the schemas are in ``video_index.schemas``; a new column goes in both).
+"""Records → table rows: the one place a row of ``videos/``, ``clips/``, ``shots/``,
+``cues/`` or ``failures/`` is built (the schemas are in ``video_index.schemas``; a new column goes in
+both).
 
 Takes a video's ``VideoOutcome`` (from the clip path's Summarise or a whole-video
 handler) or a ``Failure`` (e.g. from the manifest), and the ``RunContext``; gives
@@ -8,10 +9,11 @@ handler) or a ``Failure`` (e.g. from the manifest), and the ``RunContext``; give
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from bisect import bisect_right
+from typing import Iterator, Optional, Sequence
 
 from transforms.context import RunContext
-from transforms.records import Failure, VideoOutcome, VideoRef
+from transforms.records import Cue, Failure, Shot, VideoOutcome, VideoRef
 
 Row = tuple[str, dict]  # (table, row)
 
@@ -27,11 +29,32 @@ def failure_row(failure: Failure, run: RunContext, ref: Optional[VideoRef] = Non
     }
 
 
-def outcome_rows(outcome: VideoOutcome, run: RunContext) -> Iterator[Row]:
-    """One video's rows: its ('clips', row)s then ('videos', row); or ('failures', row).
+def shot_of(shots: Sequence[Shot], start_s: float, end_s: float) -> Optional[int]:
+    """The index of the shot holding the middle of ``[start_s, end_s]`` (``shots`` in
+    order, covering the video), or None without shots; a middle before the first
+    shot is in the first, one past the last in the last."""
+    if not shots:
+        return None
+    middle = (start_s + end_s) / 2
+    position = bisect_right([shot.start_s for shot in shots], middle) - 1
+    return shots[max(0, position)].index
 
-    Clips before their video: a sink that commits in this order never holds a video row
-    whose clips are not committed (what a resumed run relies on).
+
+def cue_of(cues: Sequence[Cue], start_s: float, end_s: float) -> Optional[str]:
+    """The kind of the cue that covers at least half of ``[start_s, end_s]``, or None."""
+    length = max(end_s - start_s, 1e-9)
+    for cue in cues:
+        if min(end_s, cue.end_s) - max(start_s, cue.start_s) >= length / 2:
+            return cue.kind
+    return None
+
+
+def outcome_rows(outcome: VideoOutcome, run: RunContext) -> Iterator[Row]:
+    """One video's rows: its ('clips', row)s and ('shots', row)s then ('videos', row);
+    or ('failures', row).
+
+    Clips and shots before their video: a sink that commits in this order never holds a
+    video row whose clips are not committed (what a resumed run relies on).
     """
     ref = outcome.ref
     if outcome.failure is not None:
@@ -57,7 +80,34 @@ def outcome_rows(outcome: VideoOutcome, run: RunContext) -> Iterator[Row]:
             row["embedding"] = clip.embedding
         if clip.thumbnail is not None:
             row["thumbnail"] = clip.thumbnail
+        if info.shots:
+            row["shot_index"] = shot_of(info.shots, clip.start_s, clip.end_s)
+            row["cue"] = cue_of(info.cues, clip.start_s, clip.end_s)
         yield "clips", row
+    for shot in info.shots:
+        yield "shots", {
+            "video_id": ref.video_id,
+            "uri": ref.uri,
+            "shot_index": shot.index,
+            "start_s": shot.start_s,
+            "end_s": shot.end_s,
+            "kind": shot.kind,
+            "confidence": shot.confidence,
+            "thumbnail": shot.thumbnail,
+            "model": run.model_name,
+            "run_id": run.run_id,
+        }
+    for index, cue in enumerate(info.cues):
+        yield "cues", {
+            "video_id": ref.video_id,
+            "uri": ref.uri,
+            "cue_index": index,
+            "kind": cue.kind,
+            "start_s": cue.start_s,
+            "end_s": cue.end_s,
+            "model": run.model_name,
+            "run_id": run.run_id,
+        }
     yield "videos", {
         "video_id": ref.video_id,
         "uri": ref.uri,
@@ -73,6 +123,7 @@ def outcome_rows(outcome: VideoOutcome, run: RunContext) -> Iterator[Row]:
         "stream_index": info.stream_index,
         "codec": info.codec,
         "sample_aspect_ratio": info.sample_aspect_ratio,
+        "color_transfer": info.color_transfer,
         "num_clips": info.num_clips,
         "labels": list(outcome.labels),
         "scores": list(outcome.scores),

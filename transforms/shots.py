@@ -39,11 +39,12 @@ import cv2
 import numpy as np
 from scenedetect import AdaptiveDetector, FrameTimecode, ThresholdDetector
 
-from transforms.records import Shot
+from transforms.records import Cue, Shot
 from transforms.thumbnails import encode_thumbnail
 
 __all__ = [
     "BOUNDARY_KINDS",
+    "CUE_KINDS",
     "DETECT_WIDTH",
     "ShotBoundary",
     "ShotDetector",
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 BOUNDARY_KINDS = ("start", "cut", "fade", "dissolve")
+CUE_KINDS = ("black", "bars", "still")
 DETECT_WIDTH = 64  # pixels; see docs/shots.md for what was measured
 _SLOTS = 16  # thumbnail pictures held for the current piece
 
@@ -81,6 +83,11 @@ class ShotSettings:
     half_s: float = 0.5  # a dissolve is judged between frames this far either side
     dissolve_min_change: float = 30.0  # mean |A - B|, 8-bit, between its ends at least
     dissolve_max_residual: float = 0.25  # |middle - mean of ends| / |A - B| at most
+    # Technical cues: the shortest run of frames (seconds) that makes one.
+    black_min_s: float = 0.5  # frames darker than black_level
+    bars_min_s: float = 1.0  # colour bars: column-constant, saturated stripes
+    still_min_s: float = 2.0  # a frozen picture: frame to frame change under still_change
+    still_change: float = 0.5  # mean |difference|, 8-bit
 
 
 def detect_size(width: int, height: int) -> tuple[int, int]:
@@ -123,13 +130,16 @@ class ShotDetector:
         self._flash_frames = max(1, round(settings.flash_s * self._fps))
         self._half = max(2, round(settings.half_s * self._fps))
         keep = 2 * self._half + self._flash_frames + 2
-        self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=keep)  # (index, float gray)
+        # (index, float gray, its mean): the last `keep` frames, indices contiguous
+        self._recent: deque[tuple[int, np.ndarray, float]] = deque(maxlen=keep)
         self._times = array("d")  # seconds of frame i
         self._first_content: Optional[int] = None  # the first frame that is not dark
         self._pending_cuts: list[int] = []
         self._found: list[ShotBoundary] = []
         self._dissolve: Optional[tuple[float, int, float]] = None  # (residual, centre, change)
         self._pictures = _Pictures()
+        self._cue_run: Optional[tuple[str, float]] = None  # (kind, start_s) of this run
+        self._cues: list[Cue] = []
 
     def push(
         self, t: float, frame: np.ndarray, picture: Optional[Callable[[], np.ndarray]] = None
@@ -141,9 +151,12 @@ class ShotDetector:
         timecode = FrameTimecode(index, fps=self._fps)
         gray = cv2.GaussianBlur(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), (3, 3), 0)
         gray = gray.astype(np.float32)
-        if self._first_content is None and float(frame.mean()) >= self._settings.black_level:
+        brightness = float(gray.mean())
+        if self._first_content is None and brightness >= self._settings.black_level:
             self._first_content = index
-        self._recent.append((index, gray))
+        previous = self._recent[-1][1] if self._recent else None
+        self._recent.append((index, gray, brightness))
+        self._follow_cue(float(t), self._cue_kind(frame, gray, brightness, previous))
         for cut in self._cuts.process_frame(timecode, frame):
             self._pending_cuts.append(cut.frame_num)
         for fade in self._fades.process_frame(timecode, frame):
@@ -179,6 +192,42 @@ class ShotDetector:
             for shot in shots
         ]
 
+    def cues(self, end_s: float) -> list[Cue]:
+        """The video's technical cues after its last frame, in time order."""
+        self._follow_cue(end_s, None)
+        return list(self._cues)
+
+    def _cue_kind(
+        self, frame: np.ndarray, gray: np.ndarray, brightness: float, previous
+    ) -> Optional[str]:
+        settings = self._settings
+        if brightness < settings.black_level:
+            return "black"
+        if _is_colour_bars(frame):
+            return "bars"
+        if previous is not None and _distance(gray, previous) < settings.still_change:
+            return "still"
+        return None
+
+    def _follow_cue(self, t: float, kind: Optional[str]) -> None:
+        """Runs of one cue kind; a run long enough for its kind becomes a ``Cue``."""
+        run = self._cue_run
+        if run is not None and run[0] == kind:
+            return
+        if run is not None:
+            shortest = {
+                "black": self._settings.black_min_s,
+                "bars": self._settings.bars_min_s,
+                "still": self._settings.still_min_s,
+            }[run[0]]
+            if t - run[1] >= shortest:
+                self._cues.append(Cue(run[0], run[1], t))
+        # A still run starts at the frame that is first repeated, one frame back.
+        start = t
+        if kind == "still" and len(self._times) >= 2:
+            start = self._times[-2]
+        self._cue_run = (kind, start) if kind is not None else None
+
     def _add(self, boundary: ShotBoundary, index: int) -> None:
         self._found.append(boundary)
         self._pictures.split(index, boundary.t)
@@ -186,9 +235,9 @@ class ShotDetector:
     # --- cuts -------------------------------------------------------------------------
 
     def _frame(self, index: int) -> Optional[np.ndarray]:
-        for held, gray in self._recent:
-            if held == index:
-                return gray
+        position = index - self._recent[0][0] if self._recent else -1
+        if 0 <= position < len(self._recent):
+            return self._recent[position][1]
         return None
 
     def _check_cuts(self, newest: int) -> None:
@@ -237,11 +286,9 @@ class ShotDetector:
         if first is None or middle is None:
             return
         change = _distance(first, last)
-        dark = any(
-            float(gray.mean()) < settings.black_level
-            for index, gray in self._recent
-            if index >= centre - self._half
-        )
+        first_held = self._recent[0][0]
+        window = range(centre - self._half - first_held, len(self._recent))
+        dark = min(self._recent[i][2] for i in window) < settings.black_level
         residual = _distance(middle, (first + last) / 2) / max(change, 1e-6)
         if (
             dark
@@ -304,6 +351,21 @@ class _Pictures:
         holding = [p for p in self.pieces if p[0] <= t < p[1]]
         piece = holding[0] if holding else min(self.pieces, key=lambda p: abs(p[0] - t))
         return piece[2]
+
+
+def _is_colour_bars(frame: np.ndarray) -> bool:
+    """Colour bars (SMPTE, EBU): the top half of the picture is vertical stripes (each
+    column nearly one colour), most of them saturated, with at least five colour steps
+    across. ``frame``: ``uint8 [H, W, 3]`` BGR."""
+    top = frame[: max(1, frame.shape[0] // 2)].astype(np.float32)
+    if float(top.std(axis=0).mean()) > 20.0:  # 8-bit; 12.8 on a 1080p SMPTE clip at 64 px
+        return False
+    row = top.mean(axis=0)  # [W, 3]: the stripes' colours
+    hsv = cv2.cvtColor(row[None].astype(np.uint8), cv2.COLOR_BGR2HSV)[0]
+    if float(np.mean(hsv[:, 1] > 100)) < 0.5:
+        return False
+    steps = np.abs(np.diff(row, axis=0)).sum(axis=1) > 60
+    return int(steps.sum()) >= 5
 
 
 def _distance(a: np.ndarray, b: np.ndarray) -> float:

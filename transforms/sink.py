@@ -76,9 +76,9 @@ def ensure_tables(output: str) -> None:
             write_rows(output, table, [], "empty")
 
 
-# Commit order within a flush: a video's clips before its row, so that a committed
-# video row always has its clips committed (a resumed run skips that video).
-_COMMIT_ORDER = ("clips", "failures", "videos")
+# Commit order within a flush: a video's clips and shots before its row, so that a
+# committed video row always has them committed (a resumed run skips that video).
+_COMMIT_ORDER = ("clips", "shots", "cues", "failures", "videos")
 
 
 class _WriteIndexFn(beam.DoFn):

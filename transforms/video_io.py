@@ -54,6 +54,7 @@ import av.logging
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from transforms.hdr import is_hdr, tone_map_to_sdr, transfer_name
 from video_index.storage import open_input
 
 # Bytes fsspec reads ahead per request from a bucket: large enough that a decoder's
@@ -94,6 +95,11 @@ class DecodeLimits:
     # consumer holds each frame left out); held in native calls too where the decoder
     # runs in a child process (transforms.decode_worker).
     max_decode_s: float = 1800.0
+    # ... and at most max_decode_ratio seconds per second of video decoded so far, once
+    # past min_decode_s: a worker's time is bounded by the video's own length (a tiny
+    # GIF with a huge canvas and thousands of frames fails in minutes, not half an hour).
+    max_decode_ratio: float = 10.0
+    min_decode_s: float = 120.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +117,9 @@ class SourceInfo:
     stored pixel over its height as shown (FFmpeg's guess from the container, else the
     codec; 1 when neither says), so ``width`` is the stored width times it, rounded
     (before rotation). ``ts_discont``: the format declares timestamp discontinuities
-    (MPEG-TS/PS), which the reader then re-bases as FFmpeg does.
+    (MPEG-TS/PS), which the reader then re-bases as FFmpeg does. ``color_transfer``:
+    FFmpeg's name of the first frame's transfer (``smpte2084``, ``arib-std-b67``:
+    HDR, tone-mapped by ``to_rgb``; ``bt709``, ...), None where the file says none.
     """
 
     width: int
@@ -124,6 +132,7 @@ class SourceInfo:
     stream_index: int = 0
     sample_aspect_ratio: Fraction = Fraction(1)
     ts_discont: bool = False
+    color_transfer: Optional[str] = None
 
 
 def stream_facts(info: SourceInfo) -> dict:
@@ -133,6 +142,7 @@ def stream_facts(info: SourceInfo) -> dict:
         "stream_index": int(getattr(info, "stream_index", 0) or 0),
         "codec": str(getattr(info, "codec", "") or ""),
         "sample_aspect_ratio": f"{sar.numerator}:{sar.denominator}",
+        "color_transfer": getattr(info, "color_transfer", None),
     }
 
 
@@ -251,10 +261,8 @@ class VideoReader:
             duration = float(stream.duration * stream.time_base)
         elif container.duration:
             duration = container.duration / av.time_base
-        if duration is not None and duration > self.limits.max_duration_s:
-            raise DecodeLimitExceeded(
-                f"duration {duration:.0f} s is over max_duration_s={self.limits.max_duration_s:g}"
-            )
+        # max_duration_s is judged by the decoded timestamps (frames()), not by this
+        # header value: a Matroska Segment Duration or an MP4 mvhd can say anything.
         self._rotation: Optional[int] = None
         self._time_base = stream.time_base or Fraction(1, 90000)
         self._timeline = _Timeline(container, self._time_base, self._frame_step)
@@ -279,6 +287,7 @@ class VideoReader:
             stream_index=stream.index,
             sample_aspect_ratio=self._sar,
             ts_discont=self._timeline.discont,
+            color_transfer=transfer_name(first.color_trc),
         )
 
     def frames(self) -> Iterator[DecodedFrame]:
@@ -361,10 +370,20 @@ class VideoReader:
         max_decode_s = self.limits.max_decode_s
         while True:
             # Per packet, not per frame: a run of undecodable packets yields no frame.
-            if time.monotonic() - self._started > max_decode_s:
+            elapsed = time.monotonic() - self._started
+            if elapsed > max_decode_s:
                 raise DecodeTimeLimitExceeded(
                     f"decoding took over max_decode_s={max_decode_s:g}"
                 )
+            if elapsed > self.limits.min_decode_s:
+                decoded_s = float(self.last_t - self.first_t) if self.frames_decoded else 0.0
+                budget = max(self.limits.min_decode_s, self.limits.max_decode_ratio * decoded_s)
+                if elapsed > budget:
+                    raise DecodeTimeLimitExceeded(
+                        f"decoding took {elapsed:.0f} s for {decoded_s:.1f} s of video, over "
+                        f"max_decode_ratio={self.limits.max_decode_ratio:g} "
+                        f"(after min_decode_s={self.limits.min_decode_s:g})"
+                    )
             try:
                 packet = next(packets)
             except StopIteration:
@@ -439,6 +458,8 @@ class VideoReader:
         are not square are resampled to square ones, as a player shows them. For a
         frame rotated by 90 or 270 degrees the decoder's own size is the transpose.
         Any pixel format (gray, 10-bit, palette, alpha) gives RGB; alpha is dropped.
+        HDR (PQ or HLG transfer) is converted to 16-bit R'G'B' and tone-mapped to SDR
+        (``transforms.hdr``), so the model sees what an SDR picture of it shows.
         """
         rotation = _rotation_of(frame)
         quarter = (round(rotation / 90) % 4) if rotation else 0
@@ -447,9 +468,12 @@ class VideoReader:
         if width is not None and height is not None and quarter % 2:
             width, height = height, width
         # One scaler per reader: swscale's setup costs about as much as a 1080p resize.
+        hdr = is_hdr(frame.color_trc)
         rgb = self._reformatter.reformat(
-            frame, width, height, "rgb24", interpolation="BILINEAR"
+            frame, width, height, "rgb48le" if hdr else "rgb24", interpolation="BILINEAR"
         ).to_ndarray()
+        if hdr:
+            rgb = tone_map_to_sdr(rgb, frame.color_trc)
         if quarter:
             # The display matrix says rotate counterclockwise by `rotation` degrees.
             rgb = np.ascontiguousarray(np.rot90(rgb, k=quarter))
@@ -473,7 +497,7 @@ def measure_length(uri: str, limits: DecodeLimits = DecodeLimits()) -> Optional[
     """The true length of ``uri``'s video stream, read from packet timestamps.
 
     Headers can be short, long or missing; the packets are what plays. Demuxing reads
-    the file's bytes but decodes nothing (README "Measured here" gives the cost
+    the file's bytes but decodes nothing (docs/performance.md gives the cost
     against a decode). None when the packets carry no timestamps. Raises
     ``VideoDecodeError`` subclasses as ``VideoReader`` does.
     """

@@ -5,5 +5,6 @@ sink writes these tables) and ``beam_pipeline`` (the commands) import it; it imp
 neither. ``schemas`` (one pyarrow schema per table), ``storage`` (fsspec access with
 retries), ``index`` (which files hold a table, the rows that stand), ``query`` (DuckDB
 views over the standing rows), ``segments`` (events merged from clips), ``compact``
-(compaction) and ``nearest`` (nearest clips by embedding).
+(compaction), ``nearest`` (nearest clips by embedding), and ``class_match`` with
+``text_encoder`` (the classes a search in the user's words means).
 """

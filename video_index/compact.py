@@ -65,23 +65,32 @@ __all__ = [
     "run_file_count",
 ]
 
-ROWS_PER_FILE = {"videos": 2_000_000, "failures": 2_000_000, "clips": 5_000_000}
+ROWS_PER_FILE = {
+    "videos": 2_000_000,
+    "failures": 2_000_000,
+    "clips": 5_000_000,
+    "shots": 2_000_000,  # a thumbnail each, as clips
+    "cues": 2_000_000,
+}
 ROW_GROUP_ROWS = 100_000
 # The job compacts at its end when the index has more run files than this.
 COMPACT_AFTER_FILES = 1000
 LOCK = "_compaction.lock"
 LEASE_S = 300.0  # a lock not renewed for this long is taken to be a dead holder's
 
-# Rows that can still stand: see the module docstring. Clips are kept per run.
-_KEEP_CLIPS = """
-SELECT r.* FROM raw_clips AS r
+# Rows that can still stand: see the module docstring. Clips, shots, cues (written before
+# their video's row) are kept per run.
+_KEEP_PER_RUN = """
+SELECT r.* FROM raw_{table} AS r
 LEFT JOIN newest_runs AS n ON r.video_id = n.video_id AND r.uri = n.uri
 WHERE r.run_id IS NOT NULL AND (n.run_id IS NULL OR r.run_id >= n.run_id)
-QUALIFY row_number() OVER (PARTITION BY r.video_id, r.uri, r.clip_index, r.run_id) = 1"""
+QUALIFY row_number() OVER (PARTITION BY r.video_id, r.uri, r.{key}, r.run_id) = 1"""
 _KEEP = {
     "videos": "SELECT * FROM videos",
     "failures": "SELECT * FROM failures",
-    "clips": _KEEP_CLIPS,
+    "clips": _KEEP_PER_RUN.format(table="clips", key="clip_index"),
+    "shots": _KEEP_PER_RUN.format(table="shots", key="shot_index"),
+    "cues": _KEEP_PER_RUN.format(table="cues", key="cue_index"),
 }
 
 

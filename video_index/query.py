@@ -4,16 +4,17 @@ Beam-free. ``connect(output)`` lists the index's files (``video_index.index.inde
 run files plus the current compacted generation) and gives an in-memory DuckDB
 connection with these views:
 
-* ``videos``, ``clips``, ``failures``: the standing rows, with the columns of
-  ``video_index.schemas``. The rule: per ``(video_id, uri)`` the newest ``run_id``
+* ``videos``, ``clips``, ``shots``, ``cues``, ``failures``: the standing rows, with the columns
+  of ``video_index.schemas``. The rule: per ``(video_id, uri)`` the newest ``run_id``
   across ``videos`` and ``failures`` stands, with that run's clips; a row repeated
   within one run (a retried bundle) counts once.
-* ``segments``: events merged from the standing clips (``video_index.segments``):
+* ``segments``: events merged from the standing clips (``video_index.segments``;
+  inside one shot where clips carry ``shot_index``, none from clips in a ``cue``):
   video_id, uri, label, start_s, end_s, num_clips, max_score, mean_score, model,
   run_id. Its thresholds are the DuckDB variables ``segment_min_score`` and
   ``segment_max_gap`` (``SET VARIABLE segment_min_score = 0.7`` changes the view).
-* ``raw_videos``, ``raw_clips``, ``raw_failures``: every row on disk, standing or
-  not; ``newest_runs``: the standing ``(video_id, uri, run_id)``.
+* ``raw_videos``, ``raw_clips``, ``raw_shots``, ``raw_cues``, ``raw_failures``: every row,
+  standing or not; ``newest_runs``: the standing ``(video_id, uri, run_id)``.
 
 The rule is SQL, so DuckDB streams the files and spills to ``temp_directory`` when
 a join or window outgrows ``memory_limit``; nothing is loaded into Python. The
@@ -64,6 +65,8 @@ _KEYS = {
     "videos": "video_id, uri",
     "failures": "video_id, uri",
     "clips": "video_id, uri, clip_index",
+    "shots": "video_id, uri, shot_index",
+    "cues": "video_id, uri, cue_index",
 }
 
 T = TypeVar("T")
@@ -79,9 +82,7 @@ def check_memory_limit(memory_limit: str) -> str:
     makes a wrong value a clear error before any connection is made.
     """
     if not isinstance(memory_limit, str) or not _SIZE.fullmatch(memory_limit):
-        raise ValueError(
-            f"memory limit must be a size such as 1GB or 512MiB, not {memory_limit!r}"
-        )
+        raise ValueError(f"memory limit must be a size such as 1GB or 512MiB, not {memory_limit!r}")
     return memory_limit.strip()
 
 
@@ -186,7 +187,10 @@ def connect_files(
     for table in TABLES:
         con.execute(f"CREATE VIEW {table} AS {standing_sql(table)}")
     set_thresholds(con, min_score, max_gap_clips)
-    con.execute(f"CREATE VIEW segments AS {segments_sql('clips')}")
+    # Events stay inside shots where clips say which shot they are in (runs with shots).
+    clip_columns = {row[0] for row in con.execute("DESCRIBE raw_clips").fetchall()}
+    shots = "shots" if "shot_index" in clip_columns else None
+    con.execute(f"CREATE VIEW segments AS {segments_sql('clips', shots)}")
     return con
 
 

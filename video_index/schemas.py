@@ -1,8 +1,10 @@
 """The Parquet schemas of the index: one explicit pyarrow schema per table.
 
 ``videos/``: one row per indexed video; ``clips/``: one row per classified clip of
-an indexed video; ``failures/``: one row per input that could not be indexed. Every
-distinct input is in exactly one of ``videos/`` and ``failures/``.
+an indexed video; ``shots/``: an indexed video's shots (``transforms.shots``), in
+order, covering it from its first frame to its end; ``cues/``: its technical cues (black frames, colour bars, still pictures);
+``failures/``: one row per input that could not be indexed. Every distinct input is in exactly one of ``videos/`` and
+``failures/``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ VIDEOS = pa.schema(
         pa.field("stream_index", pa.int32()),
         pa.field("codec", pa.string()),
         pa.field("sample_aspect_ratio", pa.string()),
+        # FFmpeg's transfer name; smpte2084 (PQ) and arib-std-b67 (HLG) are HDR,
+        # tone-mapped to SDR before the model (transforms.hdr)
+        pa.field("color_transfer", pa.string()),
         pa.field("num_clips", pa.int32()),
         pa.field("labels", pa.list_(pa.string())),
         pa.field("scores", pa.list_(pa.float32())),
@@ -65,21 +70,65 @@ FAILURES = pa.schema(
     ]
 )
 
-TABLES = {"videos": VIDEOS, "clips": CLIPS, "failures": FAILURES}
+SHOTS = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("shot_index", pa.int32(), nullable=False),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        # The boundary that starts the shot: start (the first), cut, fade, dissolve.
+        pa.field("kind", pa.string()),
+        pa.field("confidence", pa.float32()),
+        pa.field("thumbnail", pa.binary()),  # the middle frame, JPEG
+        pa.field("model", pa.string()),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+CUES = pa.schema(
+    [
+        pa.field("video_id", pa.string(), nullable=False),
+        pa.field("uri", pa.string(), nullable=False),
+        pa.field("cue_index", pa.int32(), nullable=False),
+        pa.field("kind", pa.string()),  # black, bars (colour bars), still (a frozen picture)
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("model", pa.string()),
+        pa.field("run_id", pa.string()),
+    ]
+)
+
+TABLES = {
+    "videos": VIDEOS,
+    "clips": CLIPS,
+    "shots": SHOTS,
+    "cues": CUES,
+    "failures": FAILURES,
+}
 
 # Optional columns of ``clips/``, written where the run makes them (readers of the
 # columns above never load them): ``embedding``, the model's penultimate features as a
-# fixed-size list of EMBEDDING_TYPE (its length is the model's, 1024 for I3D); and
-# ``thumbnail``, the clip's middle frame as JPEG bytes (``transforms.thumbnails``).
+# fixed-size list of EMBEDDING_TYPE (its length is the model's, 1024 for I3D);
+# ``thumbnail``, the clip's middle frame as JPEG bytes (``transforms.thumbnails``); and
+# ``shot_index``, the shot (``shots/``) that holds the clip's middle, and ``cue``, the
+# kind of the technical cue (``cues/``) that covers at least half the clip, or null.
 EMBEDDING = "embedding"
 THUMBNAIL = "thumbnail"
+SHOT_INDEX = "shot_index"
+CUE = "cue"
 EMBEDDING_DTYPE = np.float16  # chosen by measurement: bench/bench_similar.py real
 EMBEDDING_TYPE = pa.from_numpy_dtype(EMBEDDING_DTYPE)
 
 
-def clips_schema(embedding_dim: int | None = None, thumbnails: bool = False) -> pa.Schema:
+def clips_schema(
+    embedding_dim: int | None = None, thumbnails: bool = False, shots: bool = False
+) -> pa.Schema:
     """The ``clips/`` schema of a run: CLIPS plus the optional columns it writes."""
     schema = CLIPS
+    if shots:
+        schema = schema.append(pa.field(SHOT_INDEX, pa.int32()))
+        schema = schema.append(pa.field(CUE, pa.string()))
     if embedding_dim is not None:
         schema = schema.append(pa.field(EMBEDDING, pa.list_(EMBEDDING_TYPE, embedding_dim)))
     if thumbnails:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Any, Callable, Optional
 
 from beam_pipeline.models.savedmodel import (
@@ -59,8 +60,13 @@ class PreparedModel:
 
 def last_line(error: BaseException) -> str:
     """The last non-empty line of ``error``'s message (where a chained or wrapped error
-    says what went wrong), else its type's name."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    says what went wrong), else its type's name. Where the message embeds a traceback
+    (a worker's, as Beam wraps it), the last ``Type: reason`` line: source lines and the
+    ``^^^^``/``~~~~`` markers under them (Python 3.11+) are not reasons."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip().strip("^~ ")]
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        reasons = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*: \S", line)]
+        lines = reasons or lines
     return lines[-1] if lines else type(error).__name__
 
 

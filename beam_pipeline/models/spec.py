@@ -199,6 +199,19 @@ _SPEC_FILE_KEYS = {
 }
 
 
+# Keys a spec file must give, by kind (a frame-sequence spec's max_frames has a default).
+_SPEC_FILE_REQUIRED = {
+    CLIP: ("size", "fps", "frames_per_clip"),
+    STREAM: ("size", "fps"),
+    FRAME_SEQUENCE: ("size", "fps"),
+}
+_SPEC_FILE_MEANING = {
+    "size": "the model's input pixels a side, e.g. 224",
+    "fps": "the frame rate the model was trained at, e.g. 25",
+    "frames_per_clip": "frames in one model clip, e.g. 64",
+}
+
+
 def spec_from_file(path: str) -> ModelSpec:
     """A spec from a small JSON or YAML file; relative paths are taken from its folder.
 
@@ -258,6 +271,12 @@ def spec_from_file(path: str) -> ModelSpec:
         data["value_range"] = tuple(data["value_range"])
     data.setdefault("name", Path(path).stem)
     try:
-        return ModelSpec(source=source, labels=tuple(labels), **data)
+        spec = ModelSpec(source=source, labels=tuple(labels), **data)
     except TypeError as error:
         raise SpecError(f"model spec {path}: {error}") from None
+    # What only the model's author knows is never a default: a missing size taken as
+    # 224 feeds the model pictures of the wrong shape without a word.
+    for key in _SPEC_FILE_REQUIRED[spec.kind]:
+        if key not in data:
+            raise SpecError(f"model spec {path}: missing '{key}' ({_SPEC_FILE_MEANING[key]})")
+    return spec

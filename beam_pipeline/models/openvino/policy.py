@@ -66,7 +66,7 @@ def resolve_precision(
 ) -> str:
     """The precision ``auto`` means on this CPU, or ``precision`` itself if it can run.
 
-    ``auto`` (README, OpenVINO precisions; ``bench/bench_backends.py``): ``bf16`` where
+    ``auto`` (docs/openvino.md; ``bench/bench_backends.py``): ``bf16`` where
     the CPU has it (AVX512-BF16 / AMX report ``BF16``): 3.8x TF fp32 model-only on I3D,
     no calibration, the gates met. Else, for a clip model on a CPU with ``INT8`` and
     ``VNNI`` (``cpu_capabilities``), ``int8`` (3.4-3.7x TF fp32 with its float layers
@@ -94,7 +94,7 @@ def auto_int8_holds(calibration_summary: dict) -> tuple[bool, int]:
     """Whether ``auto`` keeps int8 for a job calibrated on ``calibration_summary``
     (``CalibrationSet.summary()``): ``(kept, distinct videos of its clips)``. Calibrated
     on 6 videos, int8 met the gates on 6 videos it never saw; on 3, it did not
-    (README, int8 on unseen videos)."""
+    (docs/openvino.md, int8 on unseen videos)."""
     videos = len({source["uri"] for source in calibration_summary.get("sources", ())})
     return videos >= MIN_INT8_CALIBRATION_VIDEOS, videos
 

@@ -31,7 +31,7 @@ def prepare_openvino(spec: ModelSpec, config: Any, note: Callable[[str], None]) 
     """``(precision that runs, the IR's info)`` for ``spec`` on OpenVINO.
 
     ``config`` gives ``batch_size``, ``precision`` (resolved: ``f32``, ``bf16`` or
-    ``int8``), ``auto_precision``, and for int8 ``input``, ``extensions``,
+    ``int8``), ``auto_precision``, and for int8 ``inputs``, ``extensions``,
     ``calibration_clips`` and ``limits`` (an ``IndexConfig``). Raises BackendError
     (one line) when the model cannot be converted or no clip of the input decodes.
     """
@@ -49,7 +49,12 @@ def prepare_openvino(spec: ModelSpec, config: Any, note: Callable[[str], None]) 
         from transforms.manifest import list_input
         from transforms.records import VideoRef
 
-        refs = [r for r in list_input(config.input, config.extensions) if isinstance(r, VideoRef)]
+        refs = [
+            r
+            for input_uri in config.inputs
+            for r in list_input(input_uri, config.extensions)
+            if isinstance(r, VideoRef)
+        ]
         calibration, summary = input_calibration(
             spec, refs, config.calibration_clips, config.limits
         )

@@ -24,10 +24,10 @@ from beam_pipeline.models.spec import ModelSpec
 __all__ = ["QUANTIZE_DEFAULTS", "quantize", "quantize_settings"]
 
 # The quantization settings an int8 IR is built with (``quantize_settings``); all are
-# part of the IR's key. The defaults are the measured choice (README: int8 recipe).
+# part of the IR's key. The defaults are the measured choice (docs/openvino.md: int8 recipe).
 QUANTIZE_DEFAULTS = {
     "preset": "performance",  # or "mixed" (asymmetric activations)
-    # False: NNCF's full bias correction; the only setting that met the gates (README)
+    # False: NNCF's full bias correction; the only setting that met the gates (docs/openvino.md)
     "fast_bias_correction": False,
     "float_first_convs": 1,  # convolutions kept in float at the start, in graph order
     "float_last_convs": 1,  # and at the end (I3D: 1 = logits, 7 = + Mixed_5c, 13 = + Mixed_5b)

@@ -6,7 +6,7 @@
 2. words: classes holding every word of the query, words compared by their Snowball
    English stems (``play`` finds ``playing cricket``, ``cartwheels`` ``cartwheeling``);
 3. meaning: the classes nearest the whole query by a sentence encoder
-   (``transforms.text_encoder``), for words that name no class ("someone kicking a
+   (``video_index.text_encoder``), for words that name no class ("someone kicking a
    ball" -> kicking soccer ball): at most ``nearest``, each within ``MARGIN`` of the
    best one's cosine similarity and at least ``MIN_SIMILARITY`` (below it, a query
    such as "zebra" or "the quarterly budget report" means no class: their best
@@ -90,7 +90,7 @@ def choose_classes(
     matched = match_classes(query, known)
     if matched or not known:
         return ClassChoice(tuple(matched), "words")
-    from transforms.text_encoder import nearest_labels
+    from video_index.text_encoder import nearest_labels
 
     found = nearest_labels(query, known, limit=nearest)
     floor = max(MIN_SIMILARITY, found[0][1] - MARGIN)
