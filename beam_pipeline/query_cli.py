@@ -36,6 +36,13 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     return _Parser(prog=prog, description=description)
 
 
+def index_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A command's parser whose first argument is the index it reads."""
+    p = parser(prog, description)
+    p.add_argument("output", help="the index folder or gs:// / s3:// URL (a run's --output)")
+    return p
+
+
 def add_index_flags(p: argparse.ArgumentParser) -> None:
     """Flags every read command shares: the segments thresholds and DuckDB's memory."""
     p.add_argument(
@@ -214,12 +221,9 @@ def write_rows(
 
 
 def query_command(argv: list[str], prog: str) -> int:
-    p = parser(
-        f"{prog} query",
-        "Run SQL against the views videos, clips, failures and segments (the rows that "
-        "stand) and raw_videos, raw_clips, raw_failures (every row on disk).",
-    )
-    p.add_argument("output", help="the index folder or gs:// / s3:// URL (a run's --output)")
+    """Run SQL against the views videos, clips, failures and segments (the rows that
+    stand) and raw_videos, raw_clips, raw_failures (every row on disk)."""
+    p = index_parser(f"{prog} query", query_command.__doc__)
     p.add_argument("sql", help='the query, e.g. "SELECT count(*) FROM videos"')
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--output", dest="to", metavar="FILE", help="write the result to FILE "
@@ -326,12 +330,9 @@ def _choose(query: str, known: set[str]):
 
 
 def search_command(argv: list[str], prog: str) -> int:
-    p = parser(
-        f"{prog} search",
-        "Moments of a class, best first: events (runs of clips with that top label) "
-        "or single clips. Only rows that stand are searched.",
-    )
-    p.add_argument("output", help="the index folder or gs:// / s3:// URL")
+    """Moments of a class, best first: events (runs of clips with that top label) or
+    single clips. Only rows that stand are searched."""
+    p = index_parser(f"{prog} search", search_command.__doc__)
     p.add_argument(
         "query",
         nargs="?",
@@ -403,14 +404,11 @@ def search_command(argv: list[str], prog: str) -> int:
 
 
 def compact_command(argv: list[str], prog: str) -> int:
+    """Rewrite the index's rows into a few large files and delete the small files they
+    replace; readers see the old files or the new, runs may go on meanwhile."""
     from video_index.compact import CompactionBusy, compact
 
-    p = parser(
-        f"{prog} compact",
-        "Rewrite the index's rows into a few large files and delete the small files they "
-        "replace; readers see the old files or the new, runs may go on meanwhile.",
-    )
-    p.add_argument("output", help="the index folder or gs:// / s3:// URL")
+    p = index_parser(f"{prog} compact", compact_command.__doc__)
     p.add_argument(
         "--memory-limit",
         type=memory_size,

@@ -107,6 +107,8 @@ def _backend_record(config) -> dict:
         if ir.get("calibration"):
             record["calibration"] = ir["calibration"]
             record["quantize"] = ir.get("quantize")
+    if config.preparation:  # only where something was built, calibrated or chosen
+        record["preparation"] = list(config.preparation)
     return record
 
 
