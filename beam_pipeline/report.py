@@ -279,37 +279,36 @@ def _timeline(clips: list[dict], duration: float) -> str:
     return "".join(segments)
 
 
-def _clips_of(summary: Summary, video_ids: list[str]) -> dict[str, list[dict]]:
+def _by_video(
+    summary: Summary, table: str, columns: str, order: str, video_ids: list[str]
+) -> dict[str, list[dict]]:
+    """``video_id -> [row as a dict of columns]`` of ``table``'s standing rows of these
+    videos, each video's rows in ``order``."""
     if not video_ids:
         return {}
     # The ids are bound as a parameter: a file's name never becomes SQL text.
     sql = f"""
-        SELECT video_id, start_s, end_s, labels[1] AS label, scores[1] AS score
-        FROM ({standing_sql('clips', 'list_contains($ids, video_id)')})
-        ORDER BY video_id, clip_index"""
+        SELECT video_id, {columns}
+        FROM ({standing_sql(table, 'list_contains($ids, video_id)')})
+        ORDER BY video_id, {order}"""
     by_video: dict[str, list[dict]] = {}
     result = summary.con.execute(sql, {"ids": list(video_ids)})
-    for video_id, start_s, end_s, label, score in _fetch(result):
-        row = {"start_s": start_s, "end_s": end_s, "label": label, "score": score}
-        by_video.setdefault(video_id, []).append(row)
+    names = [d[0] for d in result.description][1:]
+    for video_id, *values in _fetch(result):
+        by_video.setdefault(video_id, []).append(dict(zip(names, values)))
     return by_video
+
+
+def _clips_of(summary: Summary, video_ids: list[str]) -> dict[str, list[dict]]:
+    columns = "start_s, end_s, labels[1] AS label, scores[1] AS score"
+    return _by_video(summary, "clips", columns, "clip_index", video_ids)
 
 
 def _shots_of(summary: Summary, video_ids: list[str]) -> dict[str, list[dict]]:
     """``video_id -> [shot]`` (start_s, end_s, kind; in order) of these videos; no pictures,
     which keeps the one-page report small (the explorer draws them)."""
-    if not video_ids:
-        return {}
-    sql = f"""
-        SELECT video_id, shot_index, start_s, end_s, kind
-        FROM ({standing_sql('shots', 'list_contains($ids, video_id)')})
-        ORDER BY video_id, shot_index"""
-    by_video: dict[str, list[dict]] = {}
-    result = summary.con.execute(sql, {"ids": list(video_ids)})
-    for video_id, shot_index, start_s, end_s, kind in _fetch(result):
-        shot = {"shot_index": shot_index, "start_s": start_s, "end_s": end_s, "kind": kind}
-        by_video.setdefault(video_id, []).append(shot)
-    return by_video
+    columns = "shot_index, start_s, end_s, kind"
+    return _by_video(summary, "shots", columns, "shot_index", video_ids)
 
 
 def _shot_bar(shots: list[dict], duration: float) -> str:
