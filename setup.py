@@ -27,6 +27,8 @@ setup(
         "pyarrow>=14",
         # The read side: SQL views over the standing rows (video_index/query.py).
         "duckdb>=1.1",
+        # The index's tables as Lance datasets (video_index/table.py).
+        "pylance>=14,<15",
         # Approximate nearest clips by embedding (video_index/nearest.py).
         "faiss-cpu>=1.8",
         "fsspec>=2024.2",
