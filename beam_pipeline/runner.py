@@ -60,12 +60,13 @@ def unreachable_by_workers(options) -> "str | None":
     given = options.get_all_options()  # the job's own flags, parsed by their subclass
     paths = () if given.get("dry_run") else (("--input", given.get("input")),
                                              ("--output", given.get("output")))  # fmt: skip
-    for flag, value in paths:
-        if value and ("://" not in value or value.startswith("file://")):
-            return (
-                f"{flag} {value} is on this machine; {_runner_name(options)}'s workers "
-                "cannot reach it: give a gs:// URL"
-            )
+    for flag, values in paths:
+        for value in values if isinstance(values, (list, tuple)) else [values]:
+            if value and ("://" not in value or value.startswith("file://")):
+                return (
+                    f"{flag} {value} is on this machine; {_runner_name(options)}'s workers "
+                    "cannot reach it: give a gs:// URL"
+                )
     cloud = options.view_as(GoogleCloudOptions)
     if not (cloud.temp_location or cloud.staging_location):
         return f"{_runner_name(options)} needs --temp_location gs://BUCKET/tmp (a bucket of yours)"
