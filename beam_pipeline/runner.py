@@ -37,7 +37,29 @@ class LocalRunner(PipelineRunner):
         provision_info = fn_runner.ExtendedProvisionInfo(
             beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
         )
-        return fn_runner.FnApiRunner(provision_info=provision_info).run_pipeline(pipeline, options)
+
+        class _FnApiRunner(fn_runner.FnApiRunner):
+            def run_via_runner_api(self, pipeline_proto, options):
+                _quiet_workers(pipeline_proto)
+                return super().run_via_runner_api(pipeline_proto, options)
+
+        return _FnApiRunner(provision_info=provision_info).run_pipeline(pipeline, options)
+
+
+def _quiet_workers(pipeline_proto) -> None:
+    """multi_processing workers run ``local_worker`` (quiet on Ctrl-C), not Beam's module.
+
+    The FnApiRunner names Beam's worker module in each subprocess environment's command
+    line (``python -m MODULE``); only that module name changes."""
+    from apache_beam.portability import python_urns
+
+    from beam_pipeline import local_worker
+
+    for environment in pipeline_proto.components.environments.values():
+        if environment.urn == python_urns.SUBPROCESS_SDK:
+            environment.payload = environment.payload.replace(
+                f"-m {local_worker.BEAM_WORKER}".encode(), f"-m {local_worker.__name__}".encode()
+            )
 
 
 # Runners whose workers are machines of their own (Google Cloud VMs): they reach
