@@ -290,3 +290,40 @@ def test_ctrl_c_in_multi_processing_mode_says_interrupted_once(tmp_path, colour_
     errors = [line for line in rest.splitlines() if not line.startswith("listed ")]
     assert job.returncode == 130, rest[-3000:]
     assert errors == ["video-index: interrupted"], errors
+
+
+def test_the_progress_line_moves_in_multi_processing_mode(tmp_path, colour_spec_file):
+    """On a terminal the line is redrawn from the workers' counts while the job runs:
+    some frame before the last shows a listed video (the workers are other processes)."""
+    import pty
+
+    from tests.helpers import RUNNER_MODES
+    from tests.media import COLOURS, write_colour_video
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_colour_video(archive / "red.mkv", COLOURS["red"], 30.0)
+    terminal, job_side = pty.openpty()  # stderr a terminal: the redrawn line, not a log line
+    job = subprocess.Popen(
+        [sys.executable, "-m", "beam_pipeline", "index", "--input", str(archive), "--output",
+         str(tmp_path / "out"), "--model", str(colour_spec_file),
+         *RUNNER_MODES["multi_processing"]],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        stderr=job_side, text=True,
+    )  # fmt: skip
+    os.close(job_side)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # EIO: the job closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(terminal)
+    job.communicate(timeout=60)
+    assert job.returncode == 0, shown[-2000:]
+    frames = [f for f in shown.decode().replace("\n", "\r").split("\r") if f.startswith("listed ")]
+    assert frames[-1].startswith("listed 1 | decoded 1 | indexed 1"), frames[-1]
+    assert any(not f.startswith("listed 0 ") for f in frames[:-1]), frames
