@@ -94,9 +94,9 @@ ENV VIDEO_INDEX_CACHE=/opt/video-index/cache \
 # --precision f32 or bf16 runs on CPU workers), so those workers convert nothing either.
 RUN if [ "$BAKE_I3D" = "1" ]; then \
       python -c "from beam_pipeline.models.i3d import ensure_i3d_savedmodel as e; print(e())" \
-      && python -c "from beam_pipeline.models import openvino_ir, registry; \
+      && python -c "from beam_pipeline.models import registry; from beam_pipeline.models.openvino import ir; \
 s = registry.resolve_model('i3d-kinetics-400'); \
-print(openvino_ir.ensure_ir(s, s.max_batch_size, 'f32').path)"; \
+print(ir.ensure_ir(s, s.max_batch_size, 'f32').path)"; \
     fi
 
 # Beam's boot loader: it fetches the job's staged artifacts (the --setup_file

@@ -198,30 +198,17 @@ def run_index(config, options, local: bool = True) -> int:
     import apache_beam as beam
 
     from beam_pipeline import interrupt, report
-    from beam_pipeline.models.backend import builtin_is_built, is_builtin, resolve_source
+    from beam_pipeline.models.prepare import PrepareError, prepare
     from beam_pipeline.pipeline import build_pipeline
     from beam_pipeline.runner import runner_for
 
     started = time.time()  # the run's time includes building, converting, calibrating
     spec = config.spec
-    if is_builtin(spec.source):
-        # Build the default model once, here, rather than in every worker at once.
-        if not builtin_is_built(spec.source):
-            print(f"{PROG}: building model {spec.name} (first run only, ~1 min)", file=sys.stderr)
-        resolve_source(spec.source)
-    if local:
-        _check_model_source(spec)
-    if config.backend == "openvino":
-        try:
-            config = _prepare_openvino(config)
-        except UsageError as error:
-            if not (config.auto_backend and config.auto_precision):
-                raise
-            # Nothing asked for: a model OpenVINO cannot take still runs, on TensorFlow.
-            import dataclasses
-
-            print(f"{PROG}: --backend auto: tensorflow, not openvino: {error}", file=sys.stderr)
-            config = dataclasses.replace(config, backend="tensorflow", precision="f32")
+    try:
+        prepared = prepare(config, local=local, say=_say)
+    except PrepareError as error:
+        raise UsageError(str(error)) from None
+    config = config.prepared(prepared)
     progress = progress_path = None
     stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix="video-index-") as tmp:
@@ -278,130 +265,25 @@ class JobFailed(RuntimeError):
     """The pipeline itself failed (not one video: those become failure rows)."""
 
 
-def _last_line(error: BaseException) -> str:
-    """The last non-empty line of ``error``'s message (where a chained or wrapped error
-    says what went wrong), else its type's name. Where the message embeds a traceback
-    (a worker's, as Beam wraps it), the last ``Type: reason`` line: source lines and the
-    ``^^^^``/``~~~~`` markers under them (Python 3.11+) are not reasons."""
-    lines = [
-        line.strip() for line in str(error).splitlines() if line.strip().strip("^~ ")
-    ]
-    if any(line.startswith("Traceback (most recent call last)") for line in lines):
-        reasons = [line for line in lines if re.match(r"^[A-Za-z_][\w.]*: \S", line)]
-        lines = reasons or lines
-    return lines[-1] if lines else type(error).__name__
-
-
 def _failure_line(error: BaseException, spec) -> str:
     """One line for a failed job: the step, the error's last line and, for the model's
     step, where the model came from."""
-    reason = _last_line(error)
+    from beam_pipeline.models.prepare import MODEL_PATH_HINT, last_line
+
+    reason = last_line(error)
     match = re.match(r"^(.*?)\s*\[while running '([^']+)'\]$", reason)
     step = ""
     if match:
         reason, step = match.group(1), match.group(2)
     text = f"the job failed{f' in {step}' if step else ''}: {type(error).__name__}: {reason}"
     if "RunInference" in step:
-        text += (
-            f" (loading or running model {spec.name} from {spec.source}: --model-path must be "
-            "the model's own SavedModel folder)"
-        )
+        text += f" (loading or running model {spec.name} from {spec.source}: {MODEL_PATH_HINT})"
     return text + "; --verbose shows the full trace"
 
 
-def _check_model_source(spec) -> None:
-    """Find the model here, once, so a wrong path or an unreachable hub handle is one line
-    rather than a traceback from every worker (a hub model is downloaded to hub's cache,
-    which this machine's workers then read)."""
-    from beam_pipeline.models.backend import locate_saved_model
-
-    try:
-        path = locate_saved_model(spec.source)
-        if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "saved_model.pb")):
-            raise FileNotFoundError(f"{path} is a folder without a saved_model.pb")
-    except Exception as error:  # noqa: BLE001 - any loader error: the model is not there
-        raise UsageError(
-            f"cannot find model {spec.name} at {spec.source}: {_last_line(error)} (--model-path DIR "
-            "points a registered model at a local or bucket copy)"
-        ) from None
-
-
-def _prepare_openvino(config):
-    """Convert (and for int8 calibrate and quantize) once, here, not in every worker.
-
-    int8 calibrates on ``config.calibration_clips`` clips of the job's own input: the
-    first videos in listing order, one clip each, round-robin (openvino_ir.calibration_set).
-    """
-    import dataclasses
-
-    from beam_pipeline.models import openvino_ir
-    from beam_pipeline.models.spec import STREAM
-    from transforms.manifest import list_input
-    from transforms.records import VideoRef
-
-    spec = config.spec
-
-    def announce() -> None:
-        print(
-            f"{PROG}: converting {spec.name} to OpenVINO IR at batch {config.batch_size} "
-            "(first run only; cached after)",
-            file=sys.stderr,
-        )
-
-    if spec.kind == STREAM:
-        from beam_pipeline.models.openvino_stream import ensure_stream_ir
-
-        try:
-            ir = ensure_stream_ir(spec, config.batch_size, announce=announce)
-        except openvino_ir.BackendError as error:
-            raise UsageError(str(error)) from None
-        return dataclasses.replace(config, ir=ir.key)
-    calibration, calibration_sha256 = None, None
-    if config.precision == "int8":
-        refs = [
-            r
-            for input_uri in config.inputs
-            for r in list_input(input_uri, config.extensions)
-            if isinstance(r, VideoRef)
-        ]
-        calibration, summary = openvino_ir.input_calibration(
-            spec, refs, config.calibration_clips, config.limits
-        )
-        calibration_sha256 = summary["sha256"]
-        holds, videos = openvino_ir.auto_int8_holds(summary)
-        if calibration is not None:  # decoded now, not remembered from an earlier run
-            print(
-                f"{PROG}: int8: calibrating on {summary['clips']} clips of {videos} video(s) "
-                "of the input (once per input: about a minute)",
-                file=sys.stderr,
-            )
-        if config.auto_precision and not holds:
-            print(
-                f"{PROG}: --precision auto: f32, not int8: the calibration clips come from "
-                f"{videos} video(s), and int8 keeps its labels on videos it never saw when "
-                f"calibrated on {openvino_ir.MIN_INT8_CALIBRATION_VIDEOS} or more",
-                file=sys.stderr,
-            )
-            config = dataclasses.replace(config, precision="f32")
-            calibration, calibration_sha256 = None, None
-    try:
-        ir = openvino_ir.ensure_ir(
-            spec,
-            config.batch_size,
-            config.precision,
-            calibration,
-            calibration_sha256=calibration_sha256,
-            announce=announce,
-        )
-    except openvino_ir.BackendError as error:
-        if calibration is None and calibration_sha256:  # summary known, IR gone: rebuild
-            calibration, _ = openvino_ir.input_calibration(
-                spec, refs, config.calibration_clips, config.limits, refresh=True
-            )
-            ir = openvino_ir.ensure_ir(spec, config.batch_size, "int8", calibration)
-        else:
-            raise UsageError(str(error)) from None
-    return dataclasses.replace(config, ir=ir.key)
+def _say(line: str) -> None:
+    """A step of the job's preparation, on stderr, as one line of printable text."""
+    print(f"{PROG}: {escape(line)}", file=sys.stderr, flush=True)
 
 
 def _counter(result, name: str) -> int:

@@ -8,14 +8,16 @@
   and the failures;
 - ``DIR/videos/NNNNN.html``: ``videos_per_page`` videos each (sorted by video_id):
   per video a player (where the URI is one a browser can play: a local file or
-  http(s); other URIs as text), its top labels and a timeline of its clips with
+  http(s); other URIs as text), its top labels, its shot strip (the ``shots`` view:
+  each shot's middle frame, times and the kind of boundary that starts it; clicking
+  a shot seeks the player to its start), and a timeline of its clips with
   thumbnails, top label and score, events highlighted (the ``segments`` view: runs of
   clips with the same confident top label) and each clip's nearest clips from
   other videos, linked. Clicking a clip seeks the player to the clip's start. A search
   box filters the page's videos and clips by label;
 - ``DIR/labels/NNNN.html``: per label, its best ``clips_per_label`` clips;
 - ``DIR/failures/NNNNN.html``: the failures with their stage and reason;
-- ``DIR/thumbs/NNNNN/*.jpg``: the thumbnails of page NNNNN's clips (files, so a page
+- ``DIR/thumbs/NNNNN/*.jpg``: the thumbnails of page NNNNN's clips and shots (files, so a page
   stays small).
 
 Every page is bounded (``videos_per_page`` videos, ``failures_per_page`` failures, a
@@ -64,6 +66,11 @@ li.clip{width:168px;overflow-wrap:anywhere;border:2px solid #ddd;border-radius:4
 li.clip.event{border-color:#e07b00;background:#fff4e5}
 li.clip img{display:block;width:160px;height:auto;min-height:40px;background:#eee}
 li.clip .near{font-size:11px;color:#555}
+ol.shots{display:flex;gap:3px;list-style:none;padding:0;margin:.4em 0;overflow-x:auto}
+li.shot{flex:0 0 auto;width:96px;border:1px solid #bbb;border-radius:3px;padding:2px;cursor:pointer;font-size:11px;color:#444}
+li.shot img{display:block;width:96px;height:auto;min-height:24px;background:#eee}
+li.shot[data-kind=cut]{border-left:3px solid #333}li.shot[data-kind=fade]{border-left:3px solid #777}
+li.shot[data-kind=dissolve]{border-left:3px dashed #777}
 .hidden{display:none!important}code{font-size:12px}
 """
 
@@ -80,7 +87,7 @@ function filter() {
   });
 }
 if (box) box.addEventListener('input', filter);  // label and failure pages have none
-document.querySelectorAll('li.clip').forEach(li => li.addEventListener('click', ev => {
+document.querySelectorAll('li.clip, li.shot').forEach(li => li.addEventListener('click', ev => {
   if (ev.target.tagName === 'A') return;
   const player = li.closest('section').querySelector('video');
   if (!player) return;
@@ -252,9 +259,10 @@ def _neighbours(con, max_clips: int, per_page: int) -> tuple[dict, str]:
 
 
 def _video_pages(output: str, per_page: int, thumbnails: bool) -> Iterator[tuple[int, list]]:
-    """(page number from 1, [(video row, [clip rows], [event rows])]) in video_id order.
+    """(page number from 1, [(video row, [clip rows], [event rows], [shot rows])]) in
+    video_id order.
 
-    Three ordered streams (videos, clips, segments) merged by (video_id, uri), each on
+    Four ordered streams (videos, clips, segments, shots) merged by (video_id, uri), each on
     a connection of its own (DuckDB runs one result at a time per connection).
     """
     videos = query.connect(output).execute(
@@ -278,6 +286,14 @@ def _video_pages(output: str, per_page: int, thumbnails: bool) -> Iterator[tuple
         )
         .to_arrow_reader(4096)
     )
+    shots = _merged(
+        query.connect(output)
+        .sql(
+            "SELECT video_id, uri, shot_index, start_s, end_s, kind, thumbnail FROM shots "
+            "ORDER BY video_id, uri, shot_index"
+        )
+        .to_arrow_reader(1024)
+    )
     page, batch = 1, []
     while True:
         chunk = videos.fetchmany(per_page - len(batch))
@@ -285,7 +301,7 @@ def _video_pages(output: str, per_page: int, thumbnails: bool) -> Iterator[tuple
             break
         for video in chunk:
             key = (video[0], video[1])
-            batch.append((video, clips.take(key), events.take(key)))
+            batch.append((video, clips.take(key), events.take(key), shots.take(key)))
         if len(batch) == per_page:
             yield page, batch
             page, batch = page + 1, []
@@ -328,7 +344,7 @@ def _video_page(site: Path, page: int, pages: int, videos: list, neighbours: dic
         "</nav>",
         "<p><input id=search type=search placeholder='filter by label' autocomplete=off></p>",
     ]
-    for number, (video, clips, events) in enumerate(videos):
+    for number, (video, clips, events, shots) in enumerate(videos):
         video_id, uri, duration, labels, scores, _ = video
         labels, scores = labels or [], scores or []
         top = ", ".join(f"{html.escape(name)} {p:.2f}" for name, p in zip(labels[:3], scores[:3]))
@@ -339,6 +355,8 @@ def _video_page(site: Path, page: int, pages: int, videos: list, neighbours: dic
             f"{f' &middot; {duration:.1f} s' if duration is not None else ''}</p>"
         )
         body.append(player_html(uri))
+        if shots:
+            body.append(_shot_strip(shots, thumbs, page, number))
         if events:
             body.append(
                 "<p class=events>events: "
@@ -388,6 +406,25 @@ def _video_page(site: Path, page: int, pages: int, videos: list, neighbours: dic
             )
         body.append("</section>")
     return _page(f"videos {page}", body, "../")
+
+
+def _shot_strip(shots: list[tuple], thumbs: Path, page: int, number: int) -> str:
+    """A video's shots in order: middle frame, start-end seconds, the starting boundary."""
+    items = []
+    for _, _, shot_index, start_s, end_s, kind, thumbnail in shots:
+        img = ""
+        if thumbnail:
+            name = f"{number}-s{shot_index}.jpg"
+            thumbs.mkdir(parents=True, exist_ok=True)
+            (thumbs / name).write_bytes(thumbnail)
+            img = f"<img src='../thumbs/{page:05d}/{name}' alt=''>"
+        kind = html.escape(kind or "", True)
+        items.append(
+            f"<li class=shot data-start='{start_s:.3f}' data-kind='{kind}' "
+            f"title='shot {shot_index}: {kind} at {start_s:.2f} s'>{img}"
+            f"{start_s:.1f}–{end_s:.1f} s<br>{kind}</li>"
+        )
+    return f"<p class=shots-title>shots ({len(shots)})</p><ol class=shots>{''.join(items)}</ol>"
 
 
 def _anchor(video_id: str, clip_index: int) -> str:

@@ -15,11 +15,8 @@ from typing import Optional
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from beam_pipeline.models.openvino_ir import (
-    DEFAULT_CALIBRATION_CLIPS,
-    BackendError,
-    resolve_precision,
-)
+from beam_pipeline.models.openvino.calibration import DEFAULT_CALIBRATION_CLIPS
+from beam_pipeline.models.openvino.policy import BackendError, resolve_precision
 from beam_pipeline.models.registry import DEFAULT_MODEL, resolve_model
 from beam_pipeline.models.spec import CLIP, STREAM, ModelSpec, SpecError
 from transforms.manifest import ALL_FILES, VIDEO_EXTENSIONS, InputError, check_matches_something
@@ -256,6 +253,7 @@ class IndexConfig:
     precision_requested: str = "f32"
     calibration_clips: int = DEFAULT_CALIBRATION_CLIPS
     ir: Optional[dict] = None  # openvino: the IR's info (hashes, calibration), from the launcher
+    preparation: tuple[str, ...] = ()  # what preparing the model did and chose, one line each
 
     @property
     def auto_backend(self) -> bool:
@@ -266,6 +264,17 @@ class IndexConfig:
     def auto_precision(self) -> bool:
         """``--precision auto`` chose the OpenVINO precision (int8 may fall back to f32)."""
         return self.backend == "openvino" and self.precision_requested == "auto"
+
+    def prepared(self, model) -> "IndexConfig":
+        """This config as ``models.prepare.prepare`` left it (a ``PreparedModel``): the
+        backend and precision that run, the IR, and what preparing did."""
+        return dataclasses.replace(
+            self,
+            backend=model.backend,
+            precision=model.precision,
+            ir=model.ir,
+            preparation=model.steps,
+        )
 
     @property
     def sampling(self) -> ClipSampling:

@@ -36,6 +36,13 @@ def parser(prog: str, description: str) -> argparse.ArgumentParser:
     return _Parser(prog=prog, description=description)
 
 
+def index_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """A command's parser whose first argument is the index it reads."""
+    p = parser(prog, description)
+    p.add_argument("output", help="the index folder or gs:// / s3:// URL (a run's --output)")
+    return p
+
+
 def add_index_flags(p: argparse.ArgumentParser) -> None:
     """Flags every read command shares: the segments thresholds and DuckDB's memory."""
     p.add_argument(
@@ -217,12 +224,9 @@ def write_rows(
 
 
 def query_command(argv: list[str], prog: str) -> int:
-    p = parser(
-        f"{prog} query",
-        "Run SQL against the views videos, clips, failures and segments (the rows that "
-        "stand) and raw_videos, raw_clips, raw_failures (every row on disk).",
-    )
-    p.add_argument("output", help="the index folder or gs:// / s3:// URL (a run's --output)")
+    """Run SQL against the views videos, clips, failures and segments (the rows that
+    stand) and raw_videos, raw_clips, raw_failures (every row on disk)."""
+    p = index_parser(f"{prog} query", query_command.__doc__)
     p.add_argument("sql", help='the query, e.g. "SELECT count(*) FROM videos"')
     p.add_argument("--format", choices=FORMATS, default="table")
     p.add_argument("--output", dest="to", metavar="FILE", help="write the result to FILE "
@@ -295,26 +299,48 @@ def index_classes(con) -> set[str]:
     return classes
 
 
-def search_sql(labels: Sequence[str], clips: bool) -> str:
-    """Ranked moments of these classes: events (segments) or single clips, best first.
+def search_sql(labels: Sequence[str], moment: str = "events", shots: bool = False) -> str:
+    """Ranked moments of these classes, best first: ``moment`` is ``events`` (segments),
+    ``clips`` (single clips) or ``shots`` (a shot, ranked by its best clip of a class).
 
-    Parameters: ``$min_score``, ``$limit``. The label filter is applied to the raw
-    clips first (``standing_sql``); an event's members all carry its label, so the
-    events of these labels are exactly the segments view's rows for them.
+    ``shots``: the index's clips carry ``shot_index`` and ``cue`` (a run with shots); then,
+    as in the ``segments`` view, events stay inside their shot and clips in a technical
+    cue are no moment of any kind. ``moment="shots"`` needs it. Parameters:
+    ``$min_score``, ``$limit``. The label filter is applied to the raw clips first
+    (``standing_sql``); an event's members all carry its label, so the events of these
+    labels are exactly the segments view's rows for them.
     """
     from video_index.query import standing_sql
 
-    clip_rows = standing_sql("clips", f"labels[1] IN {_sql_list(labels)}")
-    if clips:
+    where = f"labels[1] IN {_sql_list(labels)}" + (" AND cue IS NULL" if shots else "")
+    clip_rows = standing_sql("clips", where)
+    columns = "video_id, uri, label, start_s, end_s, score"
+    if moment == "clips":
         moments = f"""
             SELECT video_id, uri, labels[1] AS label, start_s, end_s, scores[1]::DOUBLE AS score
             FROM ({clip_rows}) WHERE scores[1] >= $min_score"""
+    elif moment == "shots":
+        if not shots:
+            raise ValueError("shots need clips with shot_index")
+        # A shot's moment is its whole span; its label and score are its best clip's.
+        columns = "video_id, uri, shot_index, kind, label, start_s, end_s, score"
+        moments = f"""
+            SELECT b.video_id, b.uri, b.shot_index, s.kind, b.label, s.start_s, s.end_s, b.score
+            FROM (
+                SELECT video_id, uri, run_id, shot_index,
+                       arg_max(labels[1], scores[1]) AS label, max(scores[1])::DOUBLE AS score
+                FROM ({clip_rows})
+                WHERE scores[1] >= $min_score AND shot_index IS NOT NULL
+                GROUP BY video_id, uri, run_id, shot_index
+            ) AS b
+            JOIN shots AS s ON s.video_id = b.video_id AND s.uri = b.uri
+                AND s.shot_index = b.shot_index AND s.run_id = b.run_id"""
     else:
         moments = f"""
             SELECT video_id, uri, label, start_s, end_s, max_score AS score
-            FROM ({segments_sql('(' + clip_rows + ')')})"""
+            FROM ({segments_sql('(' + clip_rows + ')', 'shots' if shots else None)})"""
     return f"""
-        SELECT video_id, uri, label, start_s, end_s, score FROM ({moments})
+        SELECT {columns} FROM ({moments})
         WHERE score >= $min_score ORDER BY score DESC, video_id, start_s LIMIT $limit"""
 
 
@@ -329,12 +355,10 @@ def _choose(query: str, known: set[str]):
 
 
 def search_command(argv: list[str], prog: str) -> int:
-    p = parser(
-        f"{prog} search",
-        "Moments of a class, best first: events (runs of clips with that top label) "
-        "or single clips. Only rows that stand are searched.",
-    )
-    p.add_argument("output", help="the index folder or gs:// / s3:// URL")
+    """Moments of a class, best first: events (runs of clips with that top label),
+    single clips, or shots. Only rows that stand are searched; clips in a technical
+    cue (black, colour bars, a still picture) are skipped."""
+    p = index_parser(f"{prog} search", search_command.__doc__)
     p.add_argument(
         "query",
         nargs="?",
@@ -344,6 +368,12 @@ def search_command(argv: list[str], prog: str) -> int:
     )
     p.add_argument("--label", action="append", default=[], help="an exact class name (repeatable)")
     p.add_argument("--clips", action="store_true", help="rank single clips, not events")
+    p.add_argument(
+        "--shots",
+        action="store_true",
+        help="rank shots (camera takes) by their best clip of the class; a shot's whole span "
+        "is the moment (an index made with shots)",
+    )
     p.add_argument(
         "--min-score",
         type=float,
@@ -359,6 +389,8 @@ def search_command(argv: list[str], prog: str) -> int:
         raise CommandError("give words of what to find, or --label CLASS")
     if args.limit < 1:
         raise CommandError("--limit must be at least 1")
+    if args.clips and args.shots:
+        raise CommandError("give --clips or --shots, not both")
     if any(a.split("=", 1)[0] == "--segment-min-score" for a in argv):
         # Refused, not ignored: search builds its events from the clips that pass.
         raise CommandError(
@@ -375,7 +407,15 @@ def search_command(argv: list[str], prog: str) -> int:
         if not labels:
             print(f"no class matches {args.query!r} ({len(known)} classes known)", file=note)
             return 1
-        kind = "clips" if args.clips else "events"
+        kind = "clips" if args.clips else "shots" if args.shots else "events"
+        with_shots = {"shot_index", "cue"} <= {
+            row[0] for row in con.execute("DESCRIBE raw_clips").fetchall()
+        }
+        if args.shots and not with_shots:
+            raise CommandError(
+                "this index has no shots (indexed with --no-shots, by a whole-video model, or "
+                "before shots were detected); search its events or --clips"
+            )
         if choice.how == "meaning":
             print(escape(describe(choice)), file=note)
         named = sorted(set(args.label)) if choice.how == "meaning" else labels
@@ -383,10 +423,19 @@ def search_command(argv: list[str], prog: str) -> int:
             print(escape(f"classes matched: {', '.join(named)}"), file=note)
         print(f"{kind}, best first (top-1 score >= {args.min_score:g}):", file=note)
         result = con.execute(
-            search_sql(labels, args.clips), {"min_score": args.min_score, "limit": args.limit}
+            search_sql(labels, kind, with_shots),
+            {"min_score": args.min_score, "limit": args.limit},
         )
         columns = [d[0] for d in result.description]
-        if args.format == "table":
+        if args.format == "table" and args.shots:
+            rows = (
+                [(v, str(shot), f"{hms(s)}-{hms(e, up=True)}", how, lab, f"{score:.3f}")
+                 for v, _, shot, how, lab, s, e, score in batch]  # fmt: skip
+                for batch in _batches(result)
+            )
+            header = ("video", "shot", "time", "kind", "label", "score")
+            shown = write_rows(header, rows, "table", sys.stdout)
+        elif args.format == "table":
             rows = (
                 [(v, f"{hms(s)}-{hms(e, up=True)}", lab, f"{score:.3f}")
                  for v, _, lab, s, e, score in batch]  # fmt: skip
@@ -406,14 +455,11 @@ def search_command(argv: list[str], prog: str) -> int:
 
 
 def compact_command(argv: list[str], prog: str) -> int:
+    """Rewrite the index's rows into a few large files and delete the small files they
+    replace; readers see the old files or the new, runs may go on meanwhile."""
     from video_index.compact import CompactionBusy, compact
 
-    p = parser(
-        f"{prog} compact",
-        "Rewrite the index's rows into a few large files and delete the small files they "
-        "replace; readers see the old files or the new, runs may go on meanwhile.",
-    )
-    p.add_argument("output", help="the index folder or gs:// / s3:// URL")
+    p = index_parser(f"{prog} compact", compact_command.__doc__)
     p.add_argument(
         "--memory-limit",
         type=memory_size,

@@ -107,6 +107,8 @@ def _backend_record(config) -> dict:
         if ir.get("calibration"):
             record["calibration"] = ir["calibration"]
             record["quantize"] = ir.get("quantize")
+    if config.preparation:  # only where something was built, calibrated or chosen
+        record["preparation"] = list(config.preparation)
     return record
 
 
@@ -279,20 +281,54 @@ def _timeline(clips: list[dict], duration: float) -> str:
     return "".join(segments)
 
 
-def _clips_of(summary: Summary, video_ids: list[str]) -> dict[str, list[dict]]:
+def _by_video(
+    summary: Summary, table: str, columns: str, order: str, video_ids: list[str]
+) -> dict[str, list[dict]]:
+    """``video_id -> [row as a dict of columns]`` of ``table``'s standing rows of these
+    videos, each video's rows in ``order``."""
     if not video_ids:
         return {}
     # The ids are bound as a parameter: a file's name never becomes SQL text.
     sql = f"""
-        SELECT video_id, start_s, end_s, labels[1] AS label, scores[1] AS score
-        FROM ({standing_sql('clips', 'list_contains($ids, video_id)')})
-        ORDER BY video_id, clip_index"""
+        SELECT video_id, {columns}
+        FROM ({standing_sql(table, 'list_contains($ids, video_id)')})
+        ORDER BY video_id, {order}"""
     by_video: dict[str, list[dict]] = {}
     result = summary.con.execute(sql, {"ids": list(video_ids)})
-    for video_id, start_s, end_s, label, score in _fetch(result):
-        row = {"start_s": start_s, "end_s": end_s, "label": label, "score": score}
-        by_video.setdefault(video_id, []).append(row)
+    names = [d[0] for d in result.description][1:]
+    for video_id, *values in _fetch(result):
+        by_video.setdefault(video_id, []).append(dict(zip(names, values)))
     return by_video
+
+
+def _clips_of(summary: Summary, video_ids: list[str]) -> dict[str, list[dict]]:
+    columns = "start_s, end_s, labels[1] AS label, scores[1] AS score"
+    return _by_video(summary, "clips", columns, "clip_index", video_ids)
+
+
+def _shots_of(summary: Summary, video_ids: list[str]) -> dict[str, list[dict]]:
+    """``video_id -> [shot]`` (start_s, end_s, kind; in order) of these videos; no pictures,
+    which keeps the one-page report small (the explorer draws them)."""
+    columns = "shot_index, start_s, end_s, kind"
+    return _by_video(summary, "shots", columns, "shot_index", video_ids)
+
+
+def _shot_bar(shots: list[dict], duration: float) -> str:
+    """A video's shots as a bar under its clip timeline: widths by time, the boundary
+    kind written in each, times in its title."""
+    if not shots:
+        return ""
+    segments = []
+    for shot in shots:
+        width = 100.0 * (shot["end_s"] - shot["start_s"]) / duration
+        kind = html.escape(shot["kind"] or "", True)
+        shade = 88 if shot["shot_index"] % 2 else 78
+        segments.append(
+            f"<div class=shot style='width:{width:.2f}%;background:hsl(0,0%,{shade}%)' "
+            f"title='shot {shot['shot_index']}: {kind} {shot['start_s']:.2f}-"
+            f"{shot['end_s']:.2f}s'>{shot['start_s']:.1f}s {kind}</div>"
+        )
+    return f"<div class='bar shots'>{''.join(segments)}</div>"
 
 
 def _fetch(result) -> Iterator[tuple]:
@@ -313,6 +349,7 @@ def write_html(summary: Summary, output: str, path: str, html_videos: int = 500)
     ).fetchall()
     videos = summary.rows("videos", _VIDEO_COLUMNS, html_videos)
     clips_by_video = _clips_of(summary, [row["video_id"] for row in videos])
+    shots_by_video = _shots_of(summary, [row["video_id"] for row in videos])
     q = html.escape(output)
     parts = [
         "<!doctype html><meta charset=utf-8><title>video-index report</title>",
@@ -320,7 +357,8 @@ def write_html(summary: Summary, output: str, path: str, html_videos: int = 500)
         "td,th{padding:4px 8px;border-bottom:1px solid #ddd;vertical-align:top}"
         ".bar{display:flex;height:18px;min-width:400px}.seg{border-right:1px solid #fff;"
         "overflow:hidden;font-size:10px;color:#fff;white-space:nowrap}"
-        "code{background:#f4f4f4;padding:2px 4px}</style>",
+        "code{background:#f4f4f4;padding:2px 4px}.shot{border-right:1px solid #fff;"
+        "overflow:hidden;font-size:10px;white-space:nowrap;color:#222}</style>",
         f"<h1>video-index: {q}</h1>",
         f"<p>{counts['videos']} videos, {counts['failures']} failures, "
         f"{counts['clips']} clips</p>",
@@ -329,14 +367,16 @@ def write_html(summary: Summary, output: str, path: str, html_videos: int = 500)
         "</table>",
         f"<h2>Videos ({len(videos)} of {counts['videos']}, by video_id)</h2>",
         "<table><tr><th>video</th><th>duration</th><th>top labels</th>"
-        "<th>timeline (top-1 per clip)</th></tr>",
+        "<th>timeline (top-1 per clip; shots below, with the boundary that starts each)</th></tr>",
     ]
     for row in videos:
         duration = max(row["duration_s"] or 0.0, 1e-6)
         timeline = _timeline(clips_by_video.get(row["video_id"], []), duration)
+        shot_bar = _shot_bar(shots_by_video.get(row["video_id"], []), duration)
         parts.append(
             f"<tr><td>{html.escape(row['video_id'])}</td><td>{duration:.1f}s</td>"
-            f"<td>{_top_labels(row, '<br>')}</td><td><div class=bar>{timeline}</div></td></tr>"
+            f"<td>{_top_labels(row, '<br>')}</td>"
+            f"<td><div class=bar>{timeline}</div>{shot_bar}</td></tr>"
         )
     parts.append("</table>")
     if counts["videos"] > len(videos):

@@ -37,7 +37,29 @@ class LocalRunner(PipelineRunner):
         provision_info = fn_runner.ExtendedProvisionInfo(
             beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)
         )
-        return fn_runner.FnApiRunner(provision_info=provision_info).run_pipeline(pipeline, options)
+
+        class _FnApiRunner(fn_runner.FnApiRunner):
+            def run_via_runner_api(self, pipeline_proto, options):
+                _quiet_workers(pipeline_proto)
+                return super().run_via_runner_api(pipeline_proto, options)
+
+        return _FnApiRunner(provision_info=provision_info).run_pipeline(pipeline, options)
+
+
+def _quiet_workers(pipeline_proto) -> None:
+    """multi_processing workers run ``local_worker`` (quiet on Ctrl-C), not Beam's module.
+
+    The FnApiRunner names Beam's worker module in each subprocess environment's command
+    line (``python -m MODULE``); only that module name changes."""
+    from apache_beam.portability import python_urns
+
+    from beam_pipeline import local_worker
+
+    for environment in pipeline_proto.components.environments.values():
+        if environment.urn == python_urns.SUBPROCESS_SDK:
+            environment.payload = environment.payload.replace(
+                f"-m {local_worker.BEAM_WORKER}".encode(), f"-m {local_worker.__name__}".encode()
+            )
 
 
 # Runners whose workers are machines of their own (Google Cloud VMs): they reach
@@ -60,12 +82,13 @@ def unreachable_by_workers(options) -> "str | None":
     given = options.get_all_options()  # the job's own flags, parsed by their subclass
     paths = () if given.get("dry_run") else (("--input", given.get("input")),
                                              ("--output", given.get("output")))  # fmt: skip
-    for flag, value in paths:
-        if value and ("://" not in value or value.startswith("file://")):
-            return (
-                f"{flag} {value} is on this machine; {_runner_name(options)}'s workers "
-                "cannot reach it: give a gs:// URL"
-            )
+    for flag, values in paths:
+        for value in values if isinstance(values, (list, tuple)) else [values]:
+            if value and ("://" not in value or value.startswith("file://")):
+                return (
+                    f"{flag} {value} is on this machine; {_runner_name(options)}'s workers "
+                    "cannot reach it: give a gs:// URL"
+                )
     cloud = options.view_as(GoogleCloudOptions)
     if not (cloud.temp_location or cloud.staging_location):
         return f"{_runner_name(options)} needs --temp_location gs://BUCKET/tmp (a bucket of yours)"

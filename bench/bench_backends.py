@@ -68,19 +68,21 @@ def _decode(spec, stride_s: float, limit: int):
 def model_only(args, spec) -> dict:
     import numpy as np
 
-    from beam_pipeline.models import openvino_ir
     from beam_pipeline.models.agreement import compare, embedding_cosines, predict_in_batches
     from beam_pipeline.models.clip_model import ClipModel
-    from beam_pipeline.models.openvino_model import (
+    from beam_pipeline.models.openvino.calibration import calibration_set
+    from beam_pipeline.models.openvino.compiled import (
         OpenVinoCall,
         OpenVinoEmbeddingCall,
         compile_ir,
     )
+    from beam_pipeline.models.openvino.ir import ensure_ir
+    from beam_pipeline.models.openvino.policy import cpu_capabilities, float_hint
     from transforms.scores import softmax
 
     batch = args.batch_size or spec.max_batch_size
     clips, videos = _decode(spec, args.stride_s, args.clips)
-    caps = openvino_ir.cpu_capabilities()
+    caps = cpu_capabilities()
     # with embeddings, as the job runs by default where the model gives them
     embeddings = spec.embedding_key is not None
     models = {"tensorflow/f32": ClipModel.load(spec, embeddings=embeddings)}
@@ -92,14 +94,14 @@ def model_only(args, spec) -> dict:
         if precision == "int8":
             files = CORPUS[: args.calibration_files]
             uris = [str(SHARED / "media" / name) for name in files]
-            calibration = openvino_ir.calibration_set(spec, uris, args.calibration_clips)
+            calibration = calibration_set(spec, uris, args.calibration_clips)
         started = time.perf_counter()
-        ir = openvino_ir.ensure_ir(spec, batch, precision, calibration)
+        ir = ensure_ir(spec, batch, precision, calibration)
         irs[precision] = {
             "ir_sha256": ir.sha256,
             "prepare_s": round(time.perf_counter() - started, 1),
         }
-        hint = openvino_ir.float_hint(precision, caps)
+        hint = float_hint(precision, caps)
         compiled = compile_ir(ir.path, hint)
         call = OpenVinoCall(spec, ir, precision, compiled)
         vectors = OpenVinoEmbeddingCall(spec, ir, precision, compiled) if embeddings else None

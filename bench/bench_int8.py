@@ -39,7 +39,7 @@ THREE_FILES = (
     "moviepy/chaplin.mp4",
 )
 FAST = {"fast_bias_correction": True}  # NNCF's default; the product's default is False
-# name -> settings over openvino_ir.QUANTIZE_DEFAULTS (and "calibration", default "three")
+# name -> settings over openvino.quantize.QUANTIZE_DEFAULTS (and "calibration", default "three")
 CONFIGS = {
     "baseline": FAST,  # performance, fast bias correction, first + last conv in float
     "mixed": {**FAST, "preset": "mixed"},
@@ -91,10 +91,11 @@ def main() -> None:
 
     import numpy as np
 
-    from beam_pipeline.models import openvino_ir
     from beam_pipeline.models.agreement import compare, decode_clips
     from beam_pipeline.models.clip_model import ClipModel
-    from beam_pipeline.models.openvino_model import OpenVinoCall, compile_ir
+    from beam_pipeline.models.openvino.calibration import calibration_set
+    from beam_pipeline.models.openvino.compiled import OpenVinoCall, compile_ir
+    from beam_pipeline.models.openvino.ir import ensure_ir
     from beam_pipeline.models.registry import resolve_model
     from tests.test_openvino import CRICKET, GATE_CLIPS_PER_VIDEO, GATE_FILES, HELD_OUT_FOLDS
     from transforms.scores import softmax
@@ -158,7 +159,7 @@ def main() -> None:
             }
         )
 
-    float_ir = openvino_ir.ensure_ir(spec, batch, "f32")
+    float_ir = ensure_ir(spec, batch, "f32")
     run("float", float_ir, "bf16", "bf16", {})
     for name in args.configs.split(","):
         started = time.perf_counter()
@@ -166,10 +167,10 @@ def main() -> None:
         which = options.pop("calibration", "three")
         if which not in calibrations:
             uris = [str(SHARED / "media" / n) for n in files[which]]
-            calibrations[which] = openvino_ir.calibration_set(spec, uris)
+            calibrations[which] = calibration_set(spec, uris)
         calibration = calibrations[which]
         try:
-            ir = openvino_ir.ensure_ir(spec, batch, "int8", calibration, quantize_options=options)
+            ir = ensure_ir(spec, batch, "int8", calibration, quantize_options=options)
         except Exception as error:  # noqa: BLE001 - report and go on to the next config
             _emit({"config": name, "error": f"{type(error).__name__}: {error}"})
             continue

@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="f32,bf16")
     args = parser.parse_args()
 
-    from beam_pipeline.models.openvino_model import OpenVinoBackend
+    from beam_pipeline.models.openvino.backend import OpenVinoBackend
     from beam_pipeline.models.registry import resolve_model
     from beam_pipeline.models.stream_model import StreamModel, classify_streams
     from transforms.reading import read_frames

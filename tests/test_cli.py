@@ -250,3 +250,80 @@ def test_ctrl_c_says_interrupted(tmp_path):
     errors = [line for line in rest.splitlines() if not line.startswith("listed ")]
     assert job.returncode == 130, (lines, rest)
     assert errors == ["video-index: interrupted"], errors
+
+
+def test_ctrl_c_in_multi_processing_mode_says_interrupted_once(tmp_path, colour_spec_file):
+    """Ctrl-C reaches the workers too (one process group): no worker's KeyboardInterrupt
+    traceback, no launcher thread's "Worker subprocess exited", only the one line."""
+    import glob
+    import signal
+    import time
+
+    from tests.helpers import RUNNER_MODES
+    from tests.media import COLOURS, write_colour_video
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_colour_video(archive / "red.mkv", COLOURS["red"], 60.0)
+    (tmp_path / "tmp").mkdir()  # where the CLI's progress file will be
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path / "tmp")}
+    job = subprocess.Popen(
+        [sys.executable, "-m", "beam_pipeline", "index", "--input", str(archive), "--output",
+         str(tmp_path / "out"), "--model", str(colour_spec_file),
+         *RUNNER_MODES["multi_processing"]],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a terminal's default
+    )  # fmt: skip
+
+    def listed() -> bool:  # a worker has read the input: the workers are up
+        return any(
+            "listed" in open(path).read()
+            for path in glob.glob(str(tmp_path / "tmp" / "*" / "progress"))
+        )
+
+    while not listed() and job.poll() is None:
+        time.sleep(0.1)
+    assert job.poll() is None, job.communicate()
+    os.killpg(job.pid, signal.SIGINT)
+    _, rest = job.communicate(timeout=300)
+    errors = [line for line in rest.splitlines() if not line.startswith("listed ")]
+    assert job.returncode == 130, rest[-3000:]
+    assert errors == ["video-index: interrupted"], errors
+
+
+def test_the_progress_line_moves_in_multi_processing_mode(tmp_path, colour_spec_file):
+    """On a terminal the line is redrawn from the workers' counts while the job runs:
+    some frame before the last shows a listed video (the workers are other processes)."""
+    import pty
+
+    from tests.helpers import RUNNER_MODES
+    from tests.media import COLOURS, write_colour_video
+
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_colour_video(archive / "red.mkv", COLOURS["red"], 30.0)
+    terminal, job_side = pty.openpty()  # stderr a terminal: the redrawn line, not a log line
+    job = subprocess.Popen(
+        [sys.executable, "-m", "beam_pipeline", "index", "--input", str(archive), "--output",
+         str(tmp_path / "out"), "--model", str(colour_spec_file),
+         *RUNNER_MODES["multi_processing"]],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+        stderr=job_side, text=True,
+    )  # fmt: skip
+    os.close(job_side)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(terminal, 4096)
+        except OSError:  # EIO: the job closed its end
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(terminal)
+    job.communicate(timeout=60)
+    assert job.returncode == 0, shown[-2000:]
+    frames = [f for f in shown.decode().replace("\n", "\r").split("\r") if f.startswith("listed ")]
+    assert frames[-1].startswith("listed 1 | decoded 1 | indexed 1"), frames[-1]
+    assert any(not f.startswith("listed 0 ") for f in frames[:-1]), frames

@@ -174,3 +174,37 @@ def test_every_kind_of_page_loads_without_a_console_error(site, browser) -> None
         page.wait_for_load_state("load")
         assert errors == [], (path, errors)
         page.close()
+
+
+def test_shot_strip_shows_each_shot_and_seeks_the_player(site, browser, tmp_path) -> None:
+    _, site_dir = site
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    errors = _console_errors(page)
+    page.goto((site_dir / "videos" / "00001.html").as_uri())
+    page.wait_for_load_state("load")
+    # green_then_blue cuts from green to blue at 2.4 s: two shots; the others have one.
+    section = page.locator("section.video", has=page.locator("h2", has_text="green_then_blue"))
+    shots = section.locator("ol.shots li.shot")
+    assert shots.count() == 2
+    assert [shots.nth(i).get_attribute("data-kind") for i in range(2)] == ["start", "cut"]
+    assert "2.4" in shots.nth(1).inner_text() and "cut" in shots.nth(1).inner_text()
+    widths = section.locator("li.shot img").evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
+    assert len(widths) == 2 and all(width > 0 for width in widths), widths
+    assert page.locator("ol.shots li.shot").count() == 4
+    # A click on a shot seeks that video's player to the shot's start.
+    start = float(shots.nth(1).get_attribute("data-start"))
+    assert start == pytest.approx(2.4, abs=0.11)
+    shots.nth(1).click()
+    page.wait_for_function(
+        "([s, t]) => Math.abs(document.querySelector(s).currentTime - t) < 0.05",
+        arg=[f"section[data-video='{section.get_attribute('data-video')}'] video", start],
+    )
+    # Filtering clips by label leaves the shot strip of a shown video alone.
+    page.fill("#search", "blue")
+    assert shots.nth(0).is_visible()
+    page.fill("#search", "")
+    section.screenshot(path=str(tmp_path / "shots.png"))
+    if SCREENSHOT:
+        shutil.copy(tmp_path / "shots.png", Path(SCREENSHOT).with_suffix(".shots.png"))
+    assert errors == [], errors
+    page.close()

@@ -14,8 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from beam_pipeline.models import openvino_ir
-from beam_pipeline.models.openvino_ir import BackendError, resolve_precision
+from beam_pipeline.models.openvino import convert
+from beam_pipeline.models.openvino.cache import export_ir, savedmodel_sha256
+from beam_pipeline.models.openvino.calibration import CalibrationSet, calibration_set
+from beam_pipeline.models.openvino.ir import ensure_ir
+from beam_pipeline.models.openvino.policy import (
+    BackendError,
+    auto_int8_holds,
+    cpu_capabilities,
+    float_hint,
+    resolve_precision,
+)
+from beam_pipeline.models.openvino.quantize import QUANTIZE_DEFAULTS, quantize_settings
 from tests.helpers import MEDIA, SHARED
 from tests.media import write_video
 
@@ -30,8 +40,8 @@ def test_auto_is_bf16_where_the_cpu_has_it_else_int8_for_clip_models_else_f32() 
     assert resolve_precision("auto", {"FP32"}) == "f32"
     few = {"sources": [{"uri": f"v{i % 5}.mp4"} for i in range(32)]}
     enough = {"sources": [{"uri": f"v{i % 6}.mp4"} for i in range(32)]}
-    assert openvino_ir.auto_int8_holds(few) == (False, 5)
-    assert openvino_ir.auto_int8_holds(enough) == (True, 6)
+    assert auto_int8_holds(few) == (False, 5)
+    assert auto_int8_holds(enough) == (True, 6)
     with pytest.raises(BackendError, match="only for clip models"):
         resolve_precision("int8", {"FP32", "INT8"}, kind="stream")
 
@@ -45,9 +55,9 @@ def test_bf16_refused_on_a_cpu_without_it() -> None:
 
 
 def test_float_layers_of_int8_run_bf16_only_where_the_cpu_has_it() -> None:
-    assert openvino_ir.float_hint("int8", {"FP32", "BF16", "INT8"}) == "bf16"
-    assert openvino_ir.float_hint("int8", {"FP32", "INT8"}) == "f32"
-    assert openvino_ir.float_hint("f32", {"FP32", "BF16"}) == "f32"
+    assert float_hint("int8", {"FP32", "BF16", "INT8"}) == "bf16"
+    assert float_hint("int8", {"FP32", "INT8"}) == "f32"
+    assert float_hint("f32", {"FP32", "BF16"}) == "f32"
 
 
 # -- IR cache and the compiled model (colour model) ---------------------------------
@@ -61,14 +71,14 @@ def _clips(spec, count: int, seed: int = 0) -> np.ndarray:
 
 def test_float_ir_is_built_once_and_predicts_as_tensorflow(colour_spec, tmp_path) -> None:
     from beam_pipeline.models.clip_model import ClipModel
-    from beam_pipeline.models.openvino_model import OpenVinoCall, compile_ir
+    from beam_pipeline.models.openvino.compiled import OpenVinoCall, compile_ir
 
-    ir = openvino_ir.ensure_ir(colour_spec, 3, "f32", cache_dir=tmp_path)
+    ir = ensure_ir(colour_spec, 3, "f32", cache_dir=tmp_path)
     assert ir.path.is_file() and ir.path.with_suffix(".bin").is_file()
     assert ir.key["input_shape"] == [3, 8, 32, 32, 3]
-    assert ir.key["model_sha256"] == openvino_ir.savedmodel_sha256(colour_spec.source)
+    assert ir.key["model_sha256"] == savedmodel_sha256(colour_spec.source)
     built = ir.path.stat().st_mtime_ns
-    again = openvino_ir.ensure_ir(colour_spec, 3, "bf16", cache_dir=tmp_path)
+    again = ensure_ir(colour_spec, 3, "bf16", cache_dir=tmp_path)
     assert again.path == ir.path and again.path.stat().st_mtime_ns == built  # shared, cached
 
     model = ClipModel(colour_spec, OpenVinoCall(colour_spec, ir, "f32", compile_ir(ir.path, "f32")))
@@ -83,7 +93,7 @@ def test_ir_carries_the_embedding_output_from_the_same_pass(
     colour_embedding_spec_file, tmp_path
 ) -> None:
     from beam_pipeline.models.clip_model import ClipModel
-    from beam_pipeline.models.openvino_model import (
+    from beam_pipeline.models.openvino.compiled import (
         OpenVinoCall,
         OpenVinoEmbeddingCall,
         compile_ir,
@@ -91,7 +101,7 @@ def test_ir_carries_the_embedding_output_from_the_same_pass(
     from beam_pipeline.models.registry import resolve_model
 
     spec = resolve_model(str(colour_embedding_spec_file))
-    ir = openvino_ir.ensure_ir(spec, 2, "f32", cache_dir=tmp_path)
+    ir = ensure_ir(spec, 2, "f32", cache_dir=tmp_path)
     assert ir.key["outputs"] == ["logits", "embedding"]
     compiled = compile_ir(ir.path, "f32")
     clips = _clips(spec, 2, seed=3)
@@ -106,7 +116,7 @@ def test_ir_carries_the_embedding_output_from_the_same_pass(
 
     # a model without an embedding output: a logits-only IR, and a clear refusal
     logits_only = dataclasses.replace(spec, embedding_key=None, embedding_dim=None)
-    plain = openvino_ir.ensure_ir(logits_only, 2, "f32", cache_dir=tmp_path)
+    plain = ensure_ir(logits_only, 2, "f32", cache_dir=tmp_path)
     assert plain.key["outputs"] == ["logits"] and plain.path != ir.path
     with pytest.raises(BackendError, match="no embedding output"):
         OpenVinoEmbeddingCall(spec, plain, "f32", compile_ir(plain.path, "f32"))
@@ -114,24 +124,24 @@ def test_ir_carries_the_embedding_output_from_the_same_pass(
 
 def test_int8_without_calibration_or_cached_ir_is_a_one_line_error(colour_spec, tmp_path):
     with pytest.raises(BackendError, match="no int8 IR"):
-        openvino_ir.ensure_ir(colour_spec, 3, "int8", cache_dir=tmp_path)
+        ensure_ir(colour_spec, 3, "int8", cache_dir=tmp_path)
 
 
 def test_int8_irs_are_keyed_by_their_quantize_settings(colour_spec, tmp_path) -> None:
     clips = _clips(colour_spec, 4)
-    calibration = openvino_ir.CalibrationSet(clips, tuple(("x", i, str(i)) for i in range(4)))
-    default = openvino_ir.ensure_ir(colour_spec, 3, "int8", calibration, cache_dir=tmp_path)
-    mixed = openvino_ir.ensure_ir(
+    calibration = CalibrationSet(clips, tuple(("x", i, str(i)) for i in range(4)))
+    default = ensure_ir(colour_spec, 3, "int8", calibration, cache_dir=tmp_path)
+    mixed = ensure_ir(
         colour_spec, 3, "int8", calibration, tmp_path, quantize_options={"preset": "mixed"}
     )
     assert default.path != mixed.path
-    assert default.key["quantize"] == openvino_ir.QUANTIZE_DEFAULTS
+    assert default.key["quantize"] == QUANTIZE_DEFAULTS
     assert mixed.key["quantize"]["preset"] == "mixed"
     # A worker (no calibration set) takes the IR the default settings name.
-    found = openvino_ir.ensure_ir(colour_spec, 3, "int8", cache_dir=tmp_path)
+    found = ensure_ir(colour_spec, 3, "int8", cache_dir=tmp_path)
     assert found.path == default.path
     with pytest.raises(ValueError, match="unknown quantize settings: bits"):
-        openvino_ir.quantize_settings({"bits": 4})
+        quantize_settings({"bits": 4})
 
 
 def test_an_ir_carried_beside_the_savedmodel_is_used_without_converting(
@@ -143,14 +153,14 @@ def test_an_ir_carried_beside_the_savedmodel_is_used_without_converting(
     model_dir = tmp_path / "model"
     shutil.copytree(colour_spec.source, model_dir)
     spec = dataclasses.replace(colour_spec, source=str(model_dir))
-    ir = openvino_ir.ensure_ir(spec, 3, "f32", cache_dir=tmp_path / "builder")
-    openvino_ir.export_ir(ir, str(model_dir))
+    ir = ensure_ir(spec, 3, "f32", cache_dir=tmp_path / "builder")
+    export_ir(ir, str(model_dir))
 
     def no_conversion(*args):
         raise AssertionError("converted although an IR was carried")
 
-    monkeypatch.setattr(openvino_ir, "_convert", no_conversion)
-    carried = openvino_ir.ensure_ir(spec, 3, "f32", cache_dir=tmp_path / "worker")
+    monkeypatch.setattr(convert, "convert_clip", no_conversion)
+    carried = ensure_ir(spec, 3, "f32", cache_dir=tmp_path / "worker")
     assert carried.path.parent.parent.parent == model_dir / "openvino" or str(
         carried.path
     ).startswith(str(model_dir))
@@ -164,8 +174,8 @@ def test_calibration_set_is_round_robin_over_videos_and_hashed(colour_spec, tmp_
         write_video(path, [np.zeros((48, 48, 3), np.uint8) + np.uint8(colour)] * 40, 10)
         uris.append(str(path))
     uris.append(str(tmp_path / "missing.mp4"))  # a bad video lends nothing
-    first = openvino_ir.calibration_set(colour_spec, uris, count=3)
-    again = openvino_ir.calibration_set(colour_spec, uris, count=3)
+    first = calibration_set(colour_spec, uris, count=3)
+    again = calibration_set(colour_spec, uris, count=3)
     assert [(Path(u).name, i) for u, i, _ in first.sources] == [
         ("v0.mkv", 0),
         ("v1.mkv", 0),
@@ -176,7 +186,7 @@ def test_calibration_set_is_round_robin_over_videos_and_hashed(colour_spec, tmp_
     assert first.clips[0, ..., 0].mean() > 200 and first.clips[1, ..., 1].mean() > 200
     assert json.loads(json.dumps(first.summary()))["clips"] == 3
     with pytest.raises(BackendError, match="no clip"):
-        openvino_ir.calibration_set(colour_spec, [uris[-1]], count=2)
+        calibration_set(colour_spec, [uris[-1]], count=2)
 
 
 # -- the job ------------------------------------------------------------------------
@@ -260,6 +270,78 @@ def test_auto_on_a_cpu_without_bf16_is_int8_only_when_calibration_spans_six_vide
     assert done.stdout.startswith("run auto:"), done.stdout[:500]
 
 
+def test_int8_job_leaves_a_fifo_and_a_crashing_file_out_of_calibration_and_indexes_the_rest(
+    colour_spec_file, tmp_path, monkeypatch
+) -> None:
+    """The launcher's calibration decodes in the isolated decoder under the job's limits:
+    a FIFO (no writer: opening it never returns) times out and a file that crashes the
+    decoder crashes its child; both are left out of calibration in one line, and the
+    job names both as failures and indexes the rest."""
+    import os
+
+    from tests.helpers import index_tables, run_cli
+    from tests.media import COLOURS, write_colour_video
+    from transforms.decode_worker import TEST_FAULTS_ENV
+
+    monkeypatch.setenv(TEST_FAULTS_ENV, "1")
+    monkeypatch.setenv("VIDEO_INDEX_CACHE", str(tmp_path / "cache"))
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    write_colour_video(videos / "blue.mkv", COLOURS["blue"], 2.0)
+    write_colour_video(videos / "red.mkv", COLOURS["red"], 2.0)
+    os.mkfifo(videos / "pipe.mkv")
+    write_colour_video(videos / "x__crash__.mkv", COLOURS["green"], 2.0)
+    out = tmp_path / "out"
+    done = run_cli(
+        "index", f"--input={videos}", f"--output={out}", f"--model={colour_spec_file}",
+        "--backend=openvino", "--precision=int8", "--run-id=r",
+        "--max-decode-s=6",  # generous: on a loaded machine a crash must not time out
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    said = [line for line in done.stderr.splitlines() if "left out" in line]
+    assert said == [
+        "video-index: int8 calibration left out 2 file(s) that did not decode: "
+        "pipe.mkv (DecoderTimedOut), x__crash__.mkv (DecoderCrashed)"
+    ], done.stderr[-3000:]
+    indexed, failures = index_tables(out)
+    assert {v: r["labels"][0] for v, r in indexed.items()} == {"red.mkv": "red", "blue.mkv": "blue"}
+    assert {v: (r["stage"], r["error_type"]) for v, r in failures.items()} == {
+        "pipe.mkv": ("decode", "DecoderTimedOut"),
+        "x__crash__.mkv": ("decode", "DecoderCrashed"),
+    }
+    backend = json.loads((out / "runs" / "r.json").read_text())["backend"]
+    assert backend["precision"] == "int8"
+    assert {Path(s["uri"]).name for s in backend["calibration"]["sources"]} == {
+        "blue.mkv",
+        "red.mkv",
+    }
+    assert [Path(f["uri"]).name for f in backend["calibration"]["left_out"]] == [
+        "pipe.mkv",
+        "x__crash__.mkv",
+    ]
+    assert any("clips of 2 video(s) of the input" in s for s in backend["preparation"]), backend
+
+
+@pytest.mark.skipif(not (SHARED / "models" / "movinet").is_dir(), reason="no MoViNet exports")
+def test_a_model_path_of_another_export_on_openvino_is_one_line(tmp_path) -> None:
+    # The stream model's registered name on the base export: the launcher converts it
+    # for OpenVINO, finds no stream functions, and says so in one line, as TensorFlow's
+    # job does (tests/test_stream.py).
+    from tests.helpers import run_cli
+
+    write_video(tmp_path / "v.mkv", [np.full((40, 40, 3), 200, np.uint8)] * 10, 10)
+    done = run_cli(
+        "index", f"--input={tmp_path / 'v.mkv'}", f"--output={tmp_path / 'out'}",
+        "--model=movinet-a0-stream", f"--model-path={SHARED / 'models/movinet/a0_base'}",
+        "--backend=openvino", "--precision=f32",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr[-3000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("video-index index:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "error: cannot load model movinet-a0-stream from" in errors[0]
+    assert "--model-path must be the model's own SavedModel folder" in errors[0]
+
+
 def test_auto_backend_runs_on_tensorflow_a_model_openvino_cannot_convert(tmp_path, monkeypatch):
     import tensorflow as tf
 
@@ -329,7 +411,7 @@ def test_backend_is_chosen_by_name_and_pickles() -> None:
     import pickle
 
     from beam_pipeline.models.backend import DEFAULT_BACKEND, backend_for
-    from beam_pipeline.models.openvino_model import OpenVinoBackend
+    from beam_pipeline.models.openvino.backend import OpenVinoBackend
 
     assert backend_for("tensorflow", 4) is DEFAULT_BACKEND
     backend = backend_for("openvino", 4, "int8", "ab" * 32)
@@ -409,10 +491,10 @@ MIN_EMBEDDING_COSINE = {"f32": 0.9999, "bf16": 0.999, "int8": 0.99}
 def test_accuracy_gates_against_tensorflow_fp32(precision, i3d_gate_clips, i3d_tf_outputs):
     from beam_pipeline.models.agreement import compare, embedding_cosines, predict_in_batches
     from beam_pipeline.models.clip_model import ClipModel
-    from beam_pipeline.models.openvino_model import OpenVinoBackend
+    from beam_pipeline.models.openvino.backend import OpenVinoBackend
     from transforms.scores import softmax
 
-    capabilities = openvino_ir.cpu_capabilities()
+    capabilities = cpu_capabilities()
     if precision == "bf16" and "BF16" not in capabilities:
         pytest.skip("this CPU has no bf16 (AVX512-BF16 or AMX): --precision bf16 is refused")
     spec, clips, videos = i3d_gate_clips
@@ -420,8 +502,8 @@ def test_accuracy_gates_against_tensorflow_fp32(precision, i3d_gate_clips, i3d_t
     calibration = None
     if precision == "int8":
         uris = [str(MEDIA / name) for name in CALIBRATION_FILES]
-        calibration = openvino_ir.calibration_set(spec, uris)
-    ir = openvino_ir.ensure_ir(spec, batch, precision, calibration)
+        calibration = calibration_set(spec, uris)
+    ir = ensure_ir(spec, batch, precision, calibration)
     # the product's path: the backend finds the IR just built (int8: by its calibration)
     backend = OpenVinoBackend(batch, precision, calibration.sha256 if calibration else None)
     model = ClipModel.load(spec, backend, embeddings=True)
@@ -451,18 +533,18 @@ def test_int8_holds_on_videos_its_calibration_never_saw(
     runs on a CPU without bf16; ``bf16``: what ``--precision int8`` runs here."""
     from beam_pipeline.models.agreement import compare, predict_in_batches
     from beam_pipeline.models.clip_model import ClipModel
-    from beam_pipeline.models.openvino_model import OpenVinoCall, compile_ir
+    from beam_pipeline.models.openvino.compiled import OpenVinoCall, compile_ir
 
-    if float_layers == "bf16" and "BF16" not in openvino_ir.cpu_capabilities():
+    if float_layers == "bf16" and "BF16" not in cpu_capabilities():
         pytest.skip("this CPU has no bf16 (AVX512-BF16 or AMX)")
     spec, clips, videos = i3d_gate_clips
     batch = spec.max_batch_size
     tf_logits, _ = i3d_tf_outputs
     logits = np.zeros_like(tf_logits)
     for fold in HELD_OUT_FOLDS:
-        calibration = openvino_ir.calibration_set(spec, [str(MEDIA / name) for name in fold])
-        assert openvino_ir.auto_int8_holds(calibration.summary()) == (True, 6)
-        ir = openvino_ir.ensure_ir(spec, batch, "int8", calibration)
+        calibration = calibration_set(spec, [str(MEDIA / name) for name in fold])
+        assert auto_int8_holds(calibration.summary()) == (True, 6)
+        ir = ensure_ir(spec, batch, "int8", calibration)
         model = ClipModel(spec, OpenVinoCall(spec, ir, "int8", compile_ir(ir.path, float_layers)))
         unseen = np.array([video not in fold for video in videos])
         logits[unseen] = predict_in_batches(model, clips[unseen], batch)
@@ -516,9 +598,9 @@ def test_stream_model_on_openvino_classifies_as_tensorflow(
     batch of 8 (padded, then shrinking when the shorter ends), every per-second row and
     the final scores as TensorFlow's (random weights: the scores are compared, not the
     labels' meaning)."""
-    from beam_pipeline.models.openvino_model import OpenVinoBackend
+    from beam_pipeline.models.openvino.backend import OpenVinoBackend
 
-    if precision == "bf16" and "BF16" not in openvino_ir.cpu_capabilities():
+    if precision == "bf16" and "BF16" not in cpu_capabilities():
         pytest.skip("this CPU has no bf16 (AVX512-BF16 or AMX)")
     model = OpenVinoBackend(stream_spec.max_batch_size, precision).stream_model(stream_spec)
     assert model.precision == precision and len(model.ir.sha256) == 64

@@ -69,7 +69,9 @@ def test_a_spec_file_without_a_field_the_model_needs_is_one_clear_error(tmp_path
     with pytest.raises(SpecError, match=f"missing '{missing}'") as raised:
         spec_from_file(str(spec_path))
     assert "\n" not in str(raised.value)
-    done = run_cli("index", "--input", str(tmp_path), "--output", str(tmp_path / "o"),
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.mp4").write_bytes(b"x")
+    done = run_cli("index", "--input", str(tmp_path / "in"), "--output", str(tmp_path / "o"),
                    "--model", str(spec_path))  # fmt: skip
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1 and f"missing '{missing}'" in lines[0], lines

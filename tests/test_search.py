@@ -138,3 +138,60 @@ def test_acceptance_on_the_demo_clips(tmp_path):
         **after,
         "raw_videos": 3,
     }
+
+
+@pytest.fixture
+def shot_index(tmp_path):
+    """Video s in three shots, [0, 3), [3, 6), [6, 8); its last two clips lie in colour bars."""
+    from video_index.schemas import clips_schema
+
+    out = str(tmp_path / "shots_out")
+    cricket, golf = "playing cricket", "golf putting"
+    tops = [(cricket, 0.6), (cricket, 0.7), (cricket, 0.8), (cricket, 0.9), (golf, 0.9),
+            (cricket, 0.55), (cricket, 0.99), (cricket, 0.99)]  # fmt: skip
+    shot_of = [0, 0, 0, 1, 1, 1, 2, 2]
+    clips = [
+        {**row, "shot_index": shot_of[i], "cue": "bars" if i >= 6 else None}
+        for i, row in enumerate(clips_of("s", "r1", tops))
+    ]
+    write_rows(out, "clips", clips, "r1-a", clips_schema(shots=True))
+    spans = [(0.0, 3.0, "start"), (3.0, 6.0, "cut"), (6.0, 8.0, "cut")]
+    shots = [
+        {"video_id": "s", "uri": clips[0]["uri"], "shot_index": i, "start_s": a, "end_s": b,
+         "kind": kind, "confidence": 1.0, "thumbnail": b"\xff\xd8", "model": "m", "run_id": "r1"}
+        for i, (a, b, kind) in enumerate(spans)
+    ]  # fmt: skip
+    write_rows(out, "shots", shots, "r1-b")
+    write_rows(out, "videos", [video_row("s", "r1", cricket)], "r1-c")
+    return out
+
+
+def test_search_keeps_events_inside_shots_and_skips_technical_cues(shot_index):
+    events = run_cli("search", shot_index, "cricket", "--format", "json")
+    assert events.returncode == 0, events.stderr
+    found = [(r["start_s"], r["end_s"], r["score"]) for r in json.loads(events.stdout)]
+    # One event per shot (clip 4, golf, bridged), none from the clips in the bars.
+    assert found == [(3.0, 6.0, pytest.approx(0.9)), (0.0, 3.0, pytest.approx(0.8))]
+    clips = run_cli("search", shot_index, "cricket", "--clips", "--format", "json")
+    assert [r["score"] for r in json.loads(clips.stdout)][:1] == [pytest.approx(0.9)]
+
+
+def test_search_ranks_shots_by_their_best_clip(shot_index, index):
+    done = run_cli("search", shot_index, "cricket", "--shots", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    assert "shots, best first" in done.stderr
+    rows = json.loads(done.stdout)
+    assert [(r["shot_index"], r["kind"], r["start_s"], r["end_s"], r["score"]) for r in rows] == [
+        (1, "cut", 3.0, 6.0, pytest.approx(0.9)),
+        (0, "start", 0.0, 3.0, pytest.approx(0.8)),
+    ]  # shot 2's only cricket clips are colour bars
+    assert rows[0]["label"] == "playing cricket" and rows[0]["video_id"] == "s"
+    table = run_cli("search", shot_index, "cricket", "--shots", "--limit", "1")
+    assert [line.split() for line in table.stdout.splitlines()[2:]] == [
+        ["video", "shot", "time", "kind", "label", "score"],
+        ["s", "1", "0:00:03-0:00:06", "cut", "playing", "cricket", "0.900"],
+    ]
+    both = run_cli("search", shot_index, "cricket", "--shots", "--clips")
+    assert both.returncode == 2 and "--clips or --shots" in both.stderr
+    old = run_cli("search", index, "cricket", "--shots")  # clips without shot_index
+    assert old.returncode == 2 and "no shots" in old.stderr and "\n" not in old.stderr.strip()

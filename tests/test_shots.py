@@ -282,3 +282,25 @@ def test_technical_cues_on_lavfi_sources_joined_to_real_clips(tmp_path):
     info = _shots(video.path)
     cues = [(cue.kind, round(cue.start_s, 1), round(cue.end_s, 1)) for cue in info.cues]
     assert cues == [("bars", 0.0, 2.0), ("black", 5.0, 6.2), ("still", 9.2, 12.2)], cues
+
+
+def test_the_html_report_draws_each_videos_shots(tmp_path):
+    from beam_pipeline.report import load_summary, write_html
+    from tests.helpers import video_row
+    from transforms.sink import write_rows
+
+    out = str(tmp_path / "out")
+    row = video_row("v", "r1")
+    spans = [(0.0, 0.25, "start"), (0.25, 0.75, "dissolve"), (0.75, 1.0, "cut")]
+    shots = [
+        {"video_id": "v", "uri": row["uri"], "shot_index": i, "start_s": a, "end_s": b,
+         "kind": kind, "confidence": 1.0, "thumbnail": None, "model": "m", "run_id": "r1"}
+        for i, (a, b, kind) in enumerate(spans)
+    ]  # fmt: skip
+    write_rows(out, "shots", shots, "r1-a")
+    write_rows(out, "videos", [row], "r1-b")
+    write_rows(out, "videos", [video_row("w", "r1")], "r1-c")  # a video without shots
+    write_html(load_summary(out), out, str(tmp_path / "report.html"))
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("class=shot ") == 3 and page.count("class='bar shots'") == 1
+    assert "width:50.00%" in page and "0.2s dissolve" in page and "shot 2: cut 0.75-1.00s" in page

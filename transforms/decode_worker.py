@@ -145,10 +145,11 @@ class IsolatedDecoder:
         sampling: ClipSampling,
         frame_spec: FrameSpec,
         limits: DecodeLimits = DecodeLimits(),
-        shots: bool = False,
+        **flags: bool,
     ) -> "_RemoteVideo":
+        """As ``read_clips(uri, sampling, frame_spec, limits, **flags)`` (``shots``)."""
         clip_bytes = sampling.frames_per_clip * frame_spec.size * frame_spec.size * 3
-        request = (CLIPS, uri, sampling, frame_spec, limits, {"shots": shots})
+        request = (CLIPS, uri, sampling, frame_spec, limits, flags)
         return _RemoteVideo(self, request, clip_bytes)
 
     def read_frames(
@@ -372,16 +373,12 @@ class DecoderPool:
         self._idle: list[IsolatedDecoder] = []
         self._lock = threading.Lock()
 
-    def read_frames(
-        self,
-        uri: str,
-        fps: float,
-        frame_spec: FrameSpec,
-        limits: DecodeLimits = DecodeLimits(),
-    ) -> _RemoteVideo:
+    def read_frames(self, *args, **kwargs) -> _RemoteVideo:
+        """``IsolatedDecoder.read_frames(uri, fps, frame_spec, limits)`` in an idle child,
+        or a new one."""
         with self._lock:
             decoder = self._idle.pop() if self._idle else IsolatedDecoder()
-        video = decoder.read_frames(uri, fps, frame_spec, limits)
+        video = decoder.read_frames(*args, **kwargs)
         video._on_exit = self._give_back
         return video
 

@@ -21,7 +21,7 @@ duration rule: what was decoded is the truth, not the container.
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Any, Iterator, NamedTuple, Optional, Union
 
 import av
 import numpy as np
@@ -57,11 +57,23 @@ class _OpenVideo:
     """``with`` it: ``info`` (the container's ``SourceInfo``) is there before reading;
     after it, ``decode_errors``, ``discontinuities`` and the stream's ``num_frames`` and
     ``duration_s`` (as far as it was decoded; ``read_clips`` also counts packets where
-    decoding stopped early)."""
+    decoding stopped early).
 
-    def __init__(self, uri: str, frame_spec: FrameSpec, limits: DecodeLimits):
+    ``sampling``: how the video is read, a ``ClipSampling`` (``read_clips``) or frames
+    per second (``read_frames``).
+    """
+
+    def __init__(
+        self,
+        uri: str,
+        sampling: Union[ClipSampling, float],
+        frame_spec: FrameSpec,
+        limits: DecodeLimits = DecodeLimits(),
+    ):
         self._reader = VideoReader(uri, limits)
+        self._sampling = sampling
         self._frame_spec = frame_spec
+        self._limits = limits
 
     def __enter__(self):
         self._reader.__enter__()
@@ -127,9 +139,7 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
         limits: DecodeLimits = DecodeLimits(),
         shots: bool = False,
     ):
-        super().__init__(uri, frame_spec, limits)
-        self._sampling = sampling
-        self._limits = limits
+        super().__init__(uri, sampling, frame_spec, limits)
         self._detect_shots = shots
         self._detector: Optional[ShotDetector] = None
         self.num_frames_sampled = 0
@@ -214,22 +224,15 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
 class read_frames(_OpenVideo):  # noqa: N801 - used like a function: `with read_frames(...) as v`
     """``with read_frames(uri, fps, frame_spec, limits) as video: for t, frame in video``.
 
-    Frames ``1 / fps`` apart; a source frame that resampling repeats is converted once.
+    Frames ``1 / fps`` apart (``sampling``: the fps); a source frame that resampling
+    repeats is converted once.
     """
 
-    def __init__(
-        self,
-        uri: str,
-        fps: float,
-        frame_spec: FrameSpec,
-        limits: DecodeLimits = DecodeLimits(),
-    ):
-        super().__init__(uri, frame_spec, limits)
-        self._fps = fps
+    _sampling: float
 
     def __iter__(self) -> Iterator[tuple[Fraction, np.ndarray]]:
         last_source, value = -1, None
-        for sampled in resample(self._reader.frames(), self._fps):
+        for sampled in resample(self._reader.frames(), self._sampling):
             if sampled.source_index != last_source:
                 value = self._prepare(sampled.frame)
                 last_source = sampled.source_index

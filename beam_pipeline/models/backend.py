@@ -1,144 +1,37 @@
-"""The model-call layer: everything between a uint8 batch and a framework's call.
+"""The backends: the objects a model kind's wrapper calls its model through, and the
+one place a ``--backend`` name becomes one.
 
 Beam-free. The clip, stream and sequence wrappers (``clip_model``, ``stream_model``,
-``sequence_model``) hold a model kind's contract (shapes, state, masks); what they
-share about *calling* a loaded model lives here, once:
+``sequence_model``) hold a model kind's contract (shapes, state, masks); finding,
+loading and calling a SavedModel is ``savedmodel``'s. Here:
 
-- :func:`configure_tensorflow`: TF thread pools and GPU memory growth, once a process;
-- :func:`load_saved_model`: a spec's ``source`` (``builtin:``, TF Hub, SavedModel) loaded;
+- :class:`Backend`: what a clip wrapper needs of a backend (``clip_call``);
+- :class:`TensorFlowBackend` (:data:`DEFAULT_BACKEND`): the SavedModel called by TF;
 - :class:`InputRange`: uint8 ``[0, 255]`` → the model's float range, at the model input,
   so frames cross every stage boundary as uint8;
-- :func:`sole_output` / :func:`find_signature`: which tensor of a signature's outputs
-  is the answer, which signature of an export is called.
+- :func:`backend_for`: ``--backend NAME`` → a backend object. OpenVINO's
+  (``models.openvino.backend.OpenVinoBackend``) is imported only when it is named,
+  and nothing of ``models.openvino`` imports this module: one direction.
 
-A backend is a small object that turns a spec into a call of its model; the clip
-wrapper takes whichever backend it is given (:data:`DEFAULT_BACKEND` is TensorFlow).
-A second backend (``openvino_model.OpenVinoBackend``) is another object with
-``clip_call``, chosen in one place (``pipeline``, from ``--backend``) and handed to
-``handler.build_handler``, not a flag inside this one.
+A backend is handed to ``handler.build_handler`` by the pipeline, not a flag inside
+a wrapper.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
-from typing import Any, Callable, Iterable, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
+from beam_pipeline.models.savedmodel import (
+    clip_convention,
+    configure_tensorflow,
+    embedding_convention,
+    load_saved_model,
+)
 from beam_pipeline.models.spec import ModelSpec
 
-__all__ = [
-    "BUILTIN",
-    "Backend",
-    "DEFAULT_BACKEND",
-    "InputRange",
-    "TensorFlowBackend",
-    "backend_for",
-    "clip_convention",
-    "configure_tensorflow",
-    "embedding_convention",
-    "find_signature",
-    "is_builtin",
-    "load_saved_model",
-    "locate_saved_model",
-    "resolve_source",
-    "sole_output",
-]
-
-_LOGGER = logging.getLogger(__name__)
-_TF_CONFIGURED = threading.Lock()
-_tf_configured = False
-
-BUILTIN = "builtin:"  # a spec source built by this package on first use
-
-
-def configure_tensorflow() -> None:
-    """Thread pools sized to the machine and GPU memory growth, once per process.
-
-    Memory growth matters on a GPU worker that runs several SDK threads: without it
-    the first model to load takes the whole card. ``$VIDEO_INDEX_TF_THREADS`` caps the
-    threads of one op (0, the default: every core).
-    """
-    global _tf_configured
-    with _TF_CONFIGURED:
-        if _tf_configured:
-            return
-        _tf_configured = True
-        import tensorflow as tf
-
-        for gpu in tf.config.list_physical_devices("GPU"):
-            try:
-                tf.config.experimental.set_memory_growth(gpu, True)
-            except RuntimeError:  # already initialised in this process
-                pass
-        threads = int(os.environ.get("VIDEO_INDEX_TF_THREADS", "0"))
-        try:
-            # 0 lets TF use every core for one op; decode threads share them.
-            tf.config.threading.set_intra_op_parallelism_threads(threads)
-            tf.config.threading.set_inter_op_parallelism_threads(2)
-        except RuntimeError:
-            pass  # TF already ran an op here (tests); keep its settings
-
-
-def is_builtin(source: str) -> bool:
-    """Whether a spec's ``source`` names a model this package builds (``builtin:NAME``)."""
-    return source.startswith(BUILTIN)
-
-
-def builtin_is_built(source: str) -> bool:
-    """Whether the ``builtin:`` model ``source`` is already in the cache (True for any
-    other source: nothing to build)."""
-    if not is_builtin(source):
-        return True
-    from beam_pipeline.models import i3d
-
-    return i3d.i3d_is_cached()
-
-
-def resolve_source(source: str) -> str:
-    """The loadable path or handle for a spec's ``source``.
-
-    ``builtin:i3d-kinetics-400`` is built into the cache on first use (see
-    ``models.i3d``); raises ValueError for any other ``builtin:`` name.
-    """
-    if not is_builtin(source):
-        return source
-    from beam_pipeline.models import i3d, i3d_weights
-
-    name = source[len(BUILTIN) :]
-    if name != i3d_weights.MODEL_NAME:
-        raise ValueError(f"unknown builtin model {name!r}")
-    return str(i3d.ensure_i3d_savedmodel())
-
-
-def locate_saved_model(source: str) -> str:
-    """A spec's ``source`` as a SavedModel folder: a local or bucket path as it is, a
-    ``builtin:`` model built (``resolve_source``), a TF Hub handle downloaded to hub's
-    cache. Raises OSError (or hub's error) when there is no such model."""
-    path = resolve_source(source)
-    if "://" not in path and not os.path.exists(path):
-        raise FileNotFoundError(f"{path} does not exist")
-    if path.startswith(("https://", "http://")):
-        import tensorflow_hub as hub
-
-        return hub.resolve(path)
-    return path
-
-
-def load_saved_model(source: str) -> Any:
-    """A SavedModel or TF Hub handle, loaded as a TF object."""
-    import tensorflow as tf
-
-    path = resolve_source(source)
-    if path.startswith(("https://", "http://")) or "://" not in path and not os.path.exists(path):
-        import tensorflow_hub as hub
-
-        _LOGGER.info("loading %s through tensorflow_hub", path)
-        return hub.load(path)
-    _LOGGER.info("loading SavedModel %s", path)
-    return tf.saved_model.load(path)
+__all__ = ["Backend", "DEFAULT_BACKEND", "InputRange", "TensorFlowBackend", "backend_for"]
 
 
 class InputRange:
@@ -157,30 +50,6 @@ class InputRange:
         import tensorflow as tf
 
         return tf.cast(tf.convert_to_tensor(frames), tf.float32) * self._scale + self._offset
-
-
-def sole_output(spec: ModelSpec, outputs: Any) -> Any:
-    """The answer among a call's outputs: ``outputs[spec.output_key]``, the only value
-    of a one-entry dict, or ``outputs`` itself when it is not a dict.
-
-    Raises ValueError for a dict of several outputs and no ``output_key``.
-    """
-    if not isinstance(outputs, dict):
-        return outputs
-    if spec.output_key:
-        return outputs[spec.output_key]
-    if len(outputs) != 1:
-        raise ValueError(f"model {spec.name} has outputs {sorted(outputs)}: set output_key")
-    return next(iter(outputs.values()))
-
-
-def find_signature(loaded: Any, names: Iterable[Optional[str]]) -> Optional[Any]:
-    """The first of ``names`` (None entries skipped) among ``loaded.signatures``, or None."""
-    signatures = getattr(loaded, "signatures", {})
-    for name in names:
-        if name and name in signatures:
-            return signatures[name]
-    return None
 
 
 class Backend(Protocol):
@@ -250,72 +119,7 @@ def backend_for(
     if name == DEFAULT_BACKEND.name:
         return DEFAULT_BACKEND
     if name == "openvino":
-        from beam_pipeline.models.openvino_model import OpenVinoBackend
+        from beam_pipeline.models.openvino.backend import OpenVinoBackend
 
         return OpenVinoBackend(batch, precision, calibration_sha256)
     raise ValueError(f"unknown backend {name!r}")
-
-
-def clip_convention(spec: ModelSpec, loaded: Any) -> Callable[[Any], Any]:
-    """One function from a float tensor to the output, whatever shape the export has.
-
-    TF Hub's I3D is a TF1-format module (signature 'default', output 'default');
-    MoViNet base takes a dict ``{'image': x}``; a Keras export is a plain callable.
-    """
-    signature: Optional[Any] = None
-    if spec.signature:
-        signature = loaded.signatures[spec.signature]
-    elif not callable(loaded):
-        signature = find_signature(loaded, ("serving_default", "default"))
-        if signature is None:
-            raise ValueError(f"model {spec.name} is neither callable nor has a signature")
-    if signature is not None:
-        input_key = spec.input_key
-        if input_key is None:
-            _, kwargs = signature.structured_input_signature
-            if len(kwargs) != 1:
-                raise ValueError(
-                    f"model {spec.name} signature takes {sorted(kwargs)}: set input_key"
-                )
-            input_key = next(iter(kwargs))
-        return lambda x: sole_output(spec, signature(**{input_key: x}))
-    if spec.input_key:
-        return lambda x: sole_output(spec, loaded({spec.input_key: x}))
-    return lambda x: sole_output(spec, loaded(x))
-
-
-def embedding_convention(spec: ModelSpec, loaded: Any) -> Callable[[Any], tuple[Any, Any]]:
-    """One function from a float tensor to (logits, embeddings), from one signature call.
-
-    The signature is ``embedding_signature`` (else the spec's ``signature``, else
-    ``serving_default``); the embeddings are its ``embedding_key`` output, the logits
-    its ``output_key`` output or, without one, its other output.
-    """
-    if not spec.embedding_key:
-        raise ValueError(f"model {spec.name} names no embedding output (embedding_key)")
-    name = spec.embedding_signature or spec.signature or "serving_default"
-    signature = find_signature(loaded, (name,))
-    if signature is None:
-        raise ValueError(f"model {spec.name} has no signature {name!r} for its embedding")
-    input_key = spec.input_key
-    if input_key is None:
-        _, kwargs = signature.structured_input_signature
-        if len(kwargs) != 1:
-            raise ValueError(f"model {spec.name} signature takes {sorted(kwargs)}: set input_key")
-        input_key = next(iter(kwargs))
-    outputs = list(signature.structured_outputs)
-    logits_key = spec.output_key
-    if logits_key is None:
-        others = [key for key in outputs if key != spec.embedding_key]
-        if len(others) != 1:
-            raise ValueError(f"model {spec.name} has outputs {sorted(outputs)}: set output_key")
-        logits_key = others[0]
-    for key in (logits_key, spec.embedding_key):
-        if key not in outputs:
-            raise ValueError(f"model {spec.name} signature {name!r} has no output {key!r}")
-
-    def call(x: Any) -> tuple[Any, Any]:
-        result = signature(**{input_key: x})
-        return result[logits_key], result[spec.embedding_key]
-
-    return call

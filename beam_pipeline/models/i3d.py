@@ -149,7 +149,7 @@ def _is_complete_export(export_dir: Path) -> bool:
 def exclusive_lock(lock_path: Path) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``lock_path`` (created, with its folder) for
     the with-block, so one process builds a cached artefact while others wait: the I3D
-    SavedModel here, the OpenVINO IRs in ``openvino_ir``. No lock where ``fcntl`` is absent."""
+    SavedModel here, the OpenVINO IRs in ``openvino.cache``. No lock where ``fcntl`` is absent."""
     try:
         import fcntl
     except ImportError:  # not POSIX: the atomic rename in export still keeps it sane

@@ -11,7 +11,7 @@ import re
 from typing import Optional
 
 from beam_pipeline.models import i3d_weights
-from beam_pipeline.models.backend import BUILTIN
+from beam_pipeline.models.savedmodel import BUILTIN
 from beam_pipeline.models.spec import (
     CLIP,
     STREAM,

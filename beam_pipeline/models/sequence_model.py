@@ -34,8 +34,8 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from beam_pipeline.models.backend import (
-    InputRange,
+from beam_pipeline.models.backend import InputRange
+from beam_pipeline.models.savedmodel import (
     configure_tensorflow,
     find_signature,
     load_saved_model,

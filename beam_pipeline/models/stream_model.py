@@ -34,6 +34,7 @@ from typing import Any, Callable, ContextManager, Optional, Sequence
 import numpy as np
 
 from beam_pipeline.models.backend import InputRange, TensorFlowBackend
+from beam_pipeline.models.savedmodel import stream_convention
 from beam_pipeline.models.spec import ModelSpec
 from beam_pipeline.models.video_handler import (
     DECODE,
@@ -99,61 +100,6 @@ class StreamModel:
             key: tf.gather(value, index) if key in self.per_video_keys else value
             for key, value in states.items()
         }
-
-
-def stream_convention(spec: ModelSpec, loaded: Any):
-    """(init_states(batch) -> states, call(image [B, 1, H, W, 3], states) -> (logits, states)).
-
-    Prefers the restored Keras object (``model.init_states``, ``model({**states,
-    'image': x})``, as in the MoViNet tutorial) over the XLA-compiled ``call``
-    signature: on this 2-core CPU it is as fast at B=1 (36-43 vs 48-54 ms a step) and
-    3x faster at B=8 (92-108 vs 300-325 ms), and the signature recompiles (~5 s) for
-    every new batch size.
-    """
-    import tensorflow as tf
-
-    image_key = spec.input_key or "image"
-    logits_key = spec.output_key or "logits"
-    size = spec.size
-
-    def shape(batch: int):
-        return tf.constant([batch, 1, size, size, 3], tf.int32)
-
-    def split(outputs: Any) -> tuple[Any, States]:
-        if isinstance(outputs, (tuple, list)) and len(outputs) == 2:
-            logits, states = outputs
-            return logits, dict(states)
-        if isinstance(outputs, dict) and logits_key in outputs:
-            states = dict(outputs)
-            return states.pop(logits_key), states
-        raise ValueError(
-            f"model {spec.name}: a stream step must give (logits, states) or a dict "
-            f"with {logits_key!r}"
-        )
-
-    if callable(loaded) and hasattr(loaded, "init_states"):
-        # One graph per step instead of Keras' eager call machinery; reduce_retracing
-        # makes the batch dim unknown after the second size, so a shrinking batch
-        # does not retrace (~2.5 s) at every new size.
-        @tf.function(reduce_retracing=True)
-        def call(x, states):
-            return loaded({**states, image_key: x})
-
-        return (
-            lambda batch: dict(loaded.init_states(shape(batch))),
-            lambda x, states: split(call(x, states)),
-        )
-    signatures = getattr(loaded, "signatures", {})
-    if "init_states" in signatures and "call" in signatures:
-        init_fn, call_fn = signatures["init_states"], signatures["call"]
-        return (
-            lambda batch: dict(init_fn(input_shape=shape(batch))),
-            lambda x, states: split(call_fn(**{**states, image_key: x})),
-        )
-    raise ValueError(
-        f"model {spec.name} is not a stream model: it needs 'init_states' and a call "
-        "that takes the states (signatures 'init_states' and 'call')"
-    )
 
 
 # -- the lockstep loop ---------------------------------------------------------------

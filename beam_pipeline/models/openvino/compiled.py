@@ -1,36 +1,27 @@
-"""The OpenVINO backend: clip and stream models served on the CPU from a cached IR.
+"""A cached IR compiled for the CPU, and the call a clip wrapper makes on it.
 
-Beam-free. ``OpenVinoBackend(batch, precision)`` is a backend object of
-``models.backend`` (chosen once, in ``pipeline``, and handed to the clip handler). Its
-``clip_call(spec)``, run when the handler loads the model on a worker, finds (or
-builds) the cached IR (``openvino_ir``) and compiles it once per worker process for
-that batch shape and precision; every thread of the process shares the compiled model
-with its own infer request. TensorFlow is not imported when the IR is cached, which
-keeps a worker's memory to OpenVINO's.
+Beam-free. ``compile_ir`` compiles an IR once per worker process for its batch shape
+and float precision; every thread of the process shares the compiled model with its
+own infer request (``CompiledIr``). ``OpenVinoCall`` / ``OpenVinoEmbeddingCall`` are
+what ``OpenVinoBackend.clip_call`` gives a ``ClipModel``. TensorFlow is not imported
+here, which keeps a worker's memory to OpenVINO's.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
-from typing import Any, ClassVar, Optional
+from typing import Any, Optional
 
 import numpy as np
 
-from beam_pipeline.models.openvino_ir import (
-    BackendError,
-    IrInfo,
-    ensure_ir,
-    float_hint,
-    resolve_precision,
-    to_model_range,
-)
+from beam_pipeline.models.openvino.cache import IrInfo
+from beam_pipeline.models.openvino.convert import to_model_range
+from beam_pipeline.models.openvino.policy import BackendError
 from beam_pipeline.models.spec import ModelSpec
 
 __all__ = [
     "CompiledIr",
-    "OpenVinoBackend",
     "OpenVinoCall",
     "OpenVinoEmbeddingCall",
     "compile_ir",
@@ -107,7 +98,7 @@ class OpenVinoCall(CompiledIr):
     """
 
     def outputs(self, clips: np.ndarray) -> list[np.ndarray]:
-        """Every output of the IR (``openvino_ir.ir_outputs``: the logits first), float32
+        """Every output of the IR (``convert.ir_outputs``: the logits first), float32
         ``[B, ...]`` each, for uint8 clips ``[B, T, H, W, 3]``."""
         count = clips.shape[0]
         if count > self._batch:
@@ -137,40 +128,3 @@ class OpenVinoEmbeddingCall(OpenVinoCall):
     def __call__(self, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         logits, embeddings = self.outputs(clips)
         return logits, embeddings
-
-
-@dataclasses.dataclass(frozen=True)
-class OpenVinoBackend:
-    """The OpenVINO backend (``models.backend.Backend``): picklable, it travels in the
-    handler and loads on the worker (see module doc).
-
-    ``batch``: the IR's batch (the handler's). ``precision``: as ``--precision``
-    (``auto`` is resolved on the worker's CPU). ``calibration_sha256``: which int8 IR
-    (the launcher built it from the job's input).
-    """
-
-    batch: int
-    precision: str = "auto"
-    calibration_sha256: Optional[str] = None
-    name: ClassVar[str] = "openvino"
-
-    def clip_call(self, spec: ModelSpec) -> OpenVinoCall:
-        return self._clip_call(spec, OpenVinoCall)
-
-    def clip_call_with_embedding(self, spec: ModelSpec) -> OpenVinoEmbeddingCall:
-        """As ``clip_call``, giving ``(logits, embeddings)`` from the same inference."""
-        return self._clip_call(spec, OpenVinoEmbeddingCall)
-
-    def _clip_call(self, spec: ModelSpec, kind: type) -> Any:
-        precision = resolve_precision(self.precision, kind=spec.kind)
-        ir = ensure_ir(spec, self.batch, precision, calibration_sha256=self.calibration_sha256)
-        return kind(spec, ir, precision, compile_ir(ir.path, float_hint(precision)))
-
-    def stream_model(self, spec: ModelSpec) -> Any:
-        """A stream model (``openvino_stream.OpenVinoStreamModel``) at lockstep batch
-        ``batch``; raises BackendError for int8 (clip models only)."""
-        from beam_pipeline.models.openvino_stream import OpenVinoStreamModel, ensure_stream_ir
-
-        precision = resolve_precision(self.precision, kind=spec.kind)
-        ir = ensure_stream_ir(spec, self.batch)
-        return OpenVinoStreamModel(spec, ir, precision, compile_ir(ir.path, float_hint(precision)))
