@@ -218,7 +218,14 @@ def test_a_run_prints_nothing_but_progress_and_the_summary(tmp_path, colour_spec
         timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
-    noise = [line for line in done.stderr.splitlines() if not line.startswith("listed ")]
+    # Abseil's RAW mutex check, printed by gRPC's fork handler straight to the worker's
+    # file descriptor 2 (not a logger we can quiet), shows now and then in
+    # multi_processing mode; it is not an error of the run.
+    noise = [
+        line
+        for line in done.stderr.splitlines()
+        if not line.startswith(("listed ", "[mutex.cc : "))
+    ]
     assert noise == [], noise
 
 

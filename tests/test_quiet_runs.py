@@ -27,7 +27,7 @@ def test_a_bucket_read_prints_no_asyncio_task_noise(gcs_emulator):
 
 
 def test_a_failed_jobs_line_is_its_reason_not_a_traceback_caret():
-    from beam_pipeline.cli import _last_line
+    from beam_pipeline.models.prepare import last_line as _last_line
 
     # How Beam wraps a worker's error: the worker's traceback, text, inside the message.
     embedded = (

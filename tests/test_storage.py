@@ -227,6 +227,7 @@ def video_row(video_id: str, uri: str) -> dict:
         "stream_index": 0,
         "codec": "h264",
         "sample_aspect_ratio": "1:1",
+        "color_transfer": None,
         "num_clips": 1,
         "labels": ["red", "blue"],
         "scores": [0.75, 0.25],

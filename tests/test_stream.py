@@ -117,6 +117,9 @@ class FakeInfo:
 class FakeVideo:
     """A ``read_frames`` stand-in: ``levels`` are the frames' grey levels, 1/5 s apart."""
 
+    shots: tuple = ()
+    cues: tuple = ()
+
     def __init__(self, levels, fail_at: Optional[int] = None):
         self._levels = levels
         self._fail_at = fail_at

@@ -63,6 +63,11 @@ class _OpenVideo:
     per second (``read_frames``).
     """
 
+    # What shot detection found (``read_clips(..., shots=True)`` overrides these);
+    # whole-video models read no shots.
+    shots: tuple = ()
+    cues: tuple = ()
+
     def __init__(
         self,
         uri: str,
