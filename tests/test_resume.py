@@ -14,6 +14,7 @@ import lance
 import pyarrow.parquet as pq
 
 from beam_pipeline.report import current_rows, read_table
+from video_index.table import format_version as table_format_version
 from tests.helpers import REPO
 from tests.media import COLOURS, write_colour_video
 
@@ -55,6 +56,8 @@ def test_rerun_indexes_only_what_changed(tmp_path, colour_spec_file):
         "left_out_by_extension": 0,
     }
 
+    # The run record names the index's table format and its version.
+    assert last_record(out)["format"] == table_format_version()
     second = run(index_cmd(archive, out, colour_spec_file))
     assert last_record(out)["counts"]["skipped_unchanged"] == 4
     assert last_record(out)["counts"]["videos"] == last_record(out)["counts"]["failures"] == 0

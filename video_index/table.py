@@ -45,6 +45,7 @@ from video_index.schemas import CLIPS, CUES, FAILURES, SHOTS, VIDEOS
 from video_index.storage import filesystem, lance_options, retrying
 
 __all__ = [
+    "Damaged",
     "FORMAT",
     "SPECS",
     "TableDamaged",
@@ -56,12 +57,14 @@ __all__ = [
     "format_version",
     "has_tables",
     "compact",
+    "damaged",
     "connect",
     "open_table",
     "snapshot",
     "duckdb_columns",
     "readable_columns",
     "remove_orphans",
+    "repair",
     "settle",
     "supersede",
     "table_uri",
@@ -466,3 +469,102 @@ def has_tables(output: str) -> bool:
         if retrying(fs.exists, path):
             return True
     return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Damaged:
+    """A data file of a table that cannot be read: ``path`` (under the table's
+    ``data/``), its table and Lance fragment id, and the first line of the error."""
+
+    table: str
+    fragment_id: int
+    path: str
+    error: str
+
+
+def damaged(output: str) -> list[Damaged]:
+    """Every data file of the newest versions that cannot be read whole, in table order.
+
+    Reads each fragment through, batch by batch (memory stays that of one batch): a
+    full read of the index, so this is the slow check that ``repair`` and a reader's
+    error message run, not something a reader does on its way. Raises TableDamaged
+    where a table's versions themselves cannot be opened.
+    """
+    found = []
+    for table in SPECS:
+        dataset = open_table(output, table)
+        if dataset is None:
+            continue
+        for fragment in dataset.get_fragments():
+            try:
+                for _ in fragment.to_batches(batch_size=4096):
+                    pass
+            except (OSError, ValueError, pa.ArrowException) as error:
+                files = [f.path for f in fragment.data_files()]
+                path = f"{table_uri(output, table)}/data/{files[0]}" if files else "?"
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                found.append(Damaged(table, fragment.fragment_id, path, first))
+    return found
+
+
+def repair(output: str, running: frozenset[str] = frozenset()) -> dict:
+    """Bring an index with unreadable data files back to working order; returns
+    ``{"removed": [Damaged, ...], "videos_to_redo": N}``.
+
+    Each damaged file leaves its table in a commit of its own (the rows it held are
+    lost: they could not be read; older versions keep the file until cleaned up). Then
+    what depended on them goes, so the standing rows stay whole and the next run indexes
+    those videos again: clips, shots and cues whose video row is gone (every run not
+    ``running``), and videos rows whose clips are no longer all there. Run it when no
+    run is writing to the index, or name the runs that are in ``running``.
+    """
+    removed = damaged(output)
+    by_table: dict[str, list[Damaged]] = {}
+    for item in removed:
+        by_table.setdefault(item.table, []).append(item)
+    for table, items in by_table.items():
+        dataset = open_table(output, table)
+        operation = lance.LanceOperation.Delete(
+            [], [item.fragment_id for item in items], "repair: unreadable data files"
+        )
+        uri = table_uri(output, table)
+        lance.LanceDataset.commit(
+            uri, operation, read_version=dataset.version, storage_options=lance_options(uri)
+        )
+    redo = 0
+    if removed:
+        remove_orphans(output, running=running)
+        redo = _remove_incomplete_videos(output, running)
+        remove_orphans(output, running=running)
+    return {"removed": removed, "videos_to_redo": redo}
+
+
+def _remove_incomplete_videos(output: str, running: frozenset[str]) -> int:
+    """Delete videos rows (of runs not ``running``) with fewer clips than ``num_clips``
+    says: a resumed run then indexes those videos again. Returns how many went."""
+    import duckdb
+
+    videos, clips = open_table(output, "videos"), open_table(output, "clips")
+    if videos is None:
+        return 0
+    con = duckdb.connect()
+    con.register("v", videos.scanner(columns=["video_id", "uri", "run_id", "num_clips"]))
+    if clips is None:
+        con.register("c", SPECS["clips"].schema.empty_table())
+    else:
+        con.register("c", clips.scanner(columns=["video_id", "uri", "run_id"]))
+    short = con.sql(
+        "SELECT v.video_id, v.uri, v.run_id FROM v LEFT JOIN "
+        "(SELECT video_id, uri, run_id, count(*) AS n FROM c GROUP BY ALL) AS c "
+        "USING (video_id, uri, run_id) WHERE coalesce(c.n, 0) < coalesce(v.num_clips, 0) "
+        "ORDER BY ALL"
+    ).fetchall()
+    con.close()
+    by_run: dict[str, list[tuple[str, str]]] = {}
+    for video_id, uri, run in short:
+        if run not in running:
+            by_run.setdefault(run, []).append((video_id, uri))
+    for run, pairs in by_run.items():
+        for where in _video_filters(pairs):
+            videos.delete(f"run_id = {_quote(run)} AND {where}")
+    return sum(len(pairs) for pairs in by_run.values())
