@@ -281,21 +281,37 @@ def remove_orphans(
 
 
 def settle(output: str, run_id: str, ended: frozenset[str] = frozenset()) -> int:
-    """A run's end: ``supersede`` for every video ``run_id`` committed a videos or
-    failures row of, then ``remove_orphans`` of ``run_id`` and the ``ended`` runs (a
-    run still going elsewhere keeps its clips); returns how many orphan rows went.
+    """A run's end: every video with a row of ``run_id``, or rows of more than one run,
+    in ``videos`` and ``failures`` keeps only its newest run's rows in every table
+    (``supersede``; this covers the videos ``run_id`` redid, the clips a killed run left
+    for them, and the videos of a killed run that never settled), then
+    ``remove_orphans`` of ``run_id`` and the ``ended`` runs (a run still going
+    elsewhere keeps its clips); returns how many orphan rows went.
 
     After it a plain reader of each table's newest version counts the standing rows.
     """
-    videos = []
+    import duckdb
+
+    con = duckdb.connect()
+    owners = []
     for table in ("videos", "failures"):
         dataset = open_table(output, table)
         if dataset is not None:
-            where = f"run_id = {_quote(run_id)}"
-            done = dataset.to_table(columns=["video_id", "uri"], filter=where)
-            videos += list(zip(done.column("video_id").to_pylist(), done.column("uri").to_pylist()))
-    if videos:
-        supersede(output, run_id, videos)
+            con.register(table, dataset.scanner(columns=["video_id", "uri", "run_id"]))
+            owners.append(f"SELECT video_id, uri, run_id FROM {table}")
+    repeated = []
+    if owners:
+        # A video that has a row of this run or rows of several runs: its rows of older
+        # runs go everywhere, the clips a killed run left for it among them.
+        repeated = con.sql(
+            f"SELECT video_id, uri FROM ({' UNION ALL '.join(owners)}) GROUP BY ALL "
+            f"HAVING count(DISTINCT run_id) > 1 OR bool_or(run_id = {_quote(run_id)}) "
+            "ORDER BY ALL"
+        ).fetchall()
+    con.close()
+    if repeated:
+        # The newest run among each video's rows wins (run ids sort by start time).
+        supersede(output, "", repeated)
     return remove_orphans(output, only=frozenset(ended) | {run_id})
 
 
