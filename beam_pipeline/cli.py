@@ -302,9 +302,10 @@ def _prepare_tables(config) -> None:
     this run writes. Raises UsageError on a table of another model or a damaged one."""
     from beam_pipeline.pipeline import table_schemas
     from video_index import table as tables
+    from video_index.upgrade import upgrade_if_old
 
     try:
-        written = tables.upgrade_if_old(config.output)
+        written = upgrade_if_old(config.output)
         tables.ensure_tables(config.output, table_schemas(config))
     except (tables.TableMismatch, tables.TableDamaged) as error:
         raise UsageError(str(error)) from None
@@ -428,7 +429,7 @@ def _show(argv: list[str]) -> int:
     parser.add_argument(
         "--export",
         metavar="DIR",
-        help="write the standing rows as DIR/{videos,clips,failures}.parquet",
+        help="write the standing rows as DIR/{videos,clips,shots,cues,failures}.parquet",
     )
     try:
         args = parser.parse_args(argv)

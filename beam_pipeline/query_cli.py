@@ -493,9 +493,10 @@ def _tables_or_upgrade(output: str, prog: str, memory_limit: str = DEFAULT_MEMOR
     """The index's data files; an index in the old Parquet layout is upgraded to the
     tables first (one line says so). Raises CommandError where there is no index."""
     from video_index import table as tables
+    from video_index.upgrade import upgrade_if_old
 
     try:
-        written = tables.upgrade_if_old(output, memory_limit=memory_limit)
+        written = upgrade_if_old(output, memory_limit=memory_limit)
     except (OSError, tables.TableDamaged) as error:
         raise CommandError(str(error).splitlines()[0]) from None
     if written is not None:

@@ -206,7 +206,7 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
     scope = f"run {summary.run_id}" if summary.run_id else "index"
     lines.append(
         f"{scope}: {_count(counts['videos'], 'video')} indexed, {counts['failures']} failed, "
-        f"{_count(counts['clips'], 'clip')} -> {output}/{{videos,clips,failures}}/"
+        f"{_count(counts['clips'], 'clip')} -> {output}"
     )
     if record:
         skipped = record["counts"].get("skipped_unchanged", 0)

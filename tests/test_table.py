@@ -17,6 +17,7 @@ from tests.helpers import write_run_file as write_rows
 from video_index import table as tables
 from video_index.index import current_rows
 from video_index.schemas import clips_schema
+from video_index.upgrade import upgrade
 
 
 def _clips(video: str, run: str, count: int) -> pa.Table:
@@ -120,7 +121,7 @@ def test_upgrade_keeps_exactly_the_standing_rows(tmp_path):
     assert standing["clips"].num_rows == 3 and standing["failures"].num_rows == 0
 
     before = _views(out)
-    written = tables.upgrade(out)
+    written = upgrade(out)
 
     # The old layout here has no shots or cues: their tables are made, empty.
     assert written == {t: standing[t].num_rows if t in standing else 0 for t in tables.SPECS}
@@ -145,7 +146,7 @@ def test_upgrade_keeps_exactly_the_standing_rows(tmp_path):
     embedding = tables.open_table(out, "clips").schema.field("embedding").type
     assert embedding == pa.list_(pa.float16(), 4)
     with pytest.raises(FileExistsError, match="already upgraded"):
-        tables.upgrade(out)
+        upgrade(out)
 
 
 def test_format_version_names_the_format():

@@ -25,20 +25,25 @@ Between a run's commits a plain reader may see one video's new clips beside its 
 row; after ``supersede`` and ``remove_orphans`` every table holds exactly the rows that
 stand, and DuckDB, Polars or pyarrow read them with no rule of ours.
 
-``upgrade(output)`` converts today's layout (``TABLE/*.parquet`` run files, the
-``_compacted.json`` pointer) into these tables with exactly the rows that stand
-(``video_index.query``'s views): the standing rule is then held by the table's rows,
-not by a reader's rule.
+``video_index.upgrade`` converts the old layout (``TABLE/*.parquet`` run files) into
+these tables. This module imports neither ``video_index.index`` nor ``query``: they
+read through it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from datetime import timedelta
 from typing import Optional
 
 import lance
 import pyarrow as pa
+
+# Lance warns at every fork (os.register_at_fork), also at the fork of subprocess's
+# fork-exec, which it does not concern: our processes fork only to exec (the decoders,
+# tools), never to run Lance in the child. Only that message is filtered.
+warnings.filterwarnings("ignore", message="lance is not fork-safe", category=UserWarning)
 import pyarrow.parquet as pq
 
 from video_index.schemas import CLIPS, CUES, FAILURES, SHOTS, VIDEOS
@@ -68,8 +73,6 @@ __all__ = [
     "settle",
     "supersede",
     "table_uri",
-    "upgrade",
-    "upgrade_if_old",
 ]
 
 FORMAT = "lance"
@@ -131,7 +134,7 @@ def open_table(output: str, table: str, version: Optional[int] = None):
         raise TableDamaged(f"cannot open the {table} table at {uri}: {error}") from error
 
 
-def _conform(rows: pa.Table, spec: TableSpec, optional: Optional[dict] = None) -> pa.Table:
+def conform_rows(rows: pa.Table, spec: TableSpec, optional: Optional[dict] = None) -> pa.Table:
     """``rows`` with the spec's columns in order and type, then any optional columns
     (in the types ``optional`` names, where it names them)."""
     optional = optional or {}
@@ -156,7 +159,7 @@ def commit_rows(output: str, table: str, rows: pa.Table) -> None:
     writer's; a table's first commit that loses the race to create it merges instead.
     """
     spec = SPECS[table]
-    rows = _conform(rows, spec)
+    rows = conform_rows(rows, spec)
     if rows.num_rows == 0 and open_table(output, table) is not None:
         return
     dataset = open_table(output, table)
@@ -420,62 +423,6 @@ def compact(output: str, retention_s: float = 7 * 24 * 3600) -> dict[str, int]:
         dataset.cleanup_old_versions(older_than=timedelta(seconds=retention_s))
         files[table] = len(open_table(output, table).get_fragments())
     return files
-
-
-def upgrade(output: str, *, memory_limit: str = "2GB") -> dict[str, int]:
-    """Convert the Parquet layout at ``output`` into Lance tables; returns rows per table.
-
-    Writes the rows that stand now (``video_index.query``'s ``videos``, ``clips`` and
-    ``failures`` views: per ``(video_id, uri)`` the newest run, that run's clips, once)
-    into ``OUTPUT/<table>.lance``, streamed in batches, one table at a time. The Parquet
-    files are left where they are. Raises FileExistsError if a table is already there.
-    """
-    from video_index.index import index_files
-    from video_index.query import connect
-
-    for table in SPECS:
-        if open_table(output, table) is not None:
-            raise FileExistsError(f"{table_uri(output, table)} exists: already upgraded")
-    con = connect(output, memory_limit=memory_limit)
-    fs, _ = filesystem(output)
-    written = {}
-    for table, spec in SPECS.items():
-        # DuckDB reads a fixed-size float16 embedding back as a float list: the optional
-        # columns keep the type the run files wrote (read from their footers).
-        optional = {}
-        for path in index_files(output)[table]:
-            for field in pq.read_schema(path, filesystem=fs):
-                if spec.schema.get_field_index(field.name) < 0:
-                    optional.setdefault(field.name, field.type)
-        reader = con.sql(f"SELECT * FROM {table}").to_arrow_reader(100_000)
-        schema = _conform(reader.schema.empty_table(), spec, optional).schema
-        batches = (_conform(pa.Table.from_batches([b]), spec, optional) for b in reader)
-        source = pa.RecordBatchReader.from_batches(
-            schema, (batch for table_ in batches for batch in table_.to_batches())
-        )
-        uri = table_uri(output, table)
-        dataset = lance.write_dataset(
-            source, uri, schema=schema, storage_options=lance_options(uri)
-        )
-        written[table] = dataset.count_rows()
-    con.close()
-    return written
-
-
-def upgrade_if_old(output: str, *, memory_limit: str = "2GB") -> Optional[dict[str, int]]:
-    """``upgrade(output)`` where ``output`` holds the Parquet layout and no Lance table
-    yet (a run's first meeting with an old index); None where there is nothing to do."""
-    from video_index.index import index_files
-
-    if has_tables(output):
-        return None
-    try:
-        files = index_files(output)
-    except FileNotFoundError:
-        return None
-    if not any(files.values()):
-        return None
-    return upgrade(output, memory_limit=memory_limit)
 
 
 def has_tables(output: str) -> bool:
