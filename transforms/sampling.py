@@ -211,7 +211,7 @@ def _regular_starts(num_frames: int, frames_per_clip: int, stride: int) -> list[
     return starts
 
 
-def spread_starts(last_start: int, max_clips: int) -> list[int]:
+def _spread_starts(last_start: int, max_clips: int) -> list[int]:
     """``max_clips`` starts spread evenly over ``[0, last_start]``, both ends included.
 
     A single clip goes to the middle of the video, the usual single-clip choice.
@@ -242,7 +242,7 @@ def clip_windows(
         return [(0, num_frames)]
     starts = _regular_starts(num_frames, frames_per_clip, stride)
     if max_clips is not None and len(starts) > max_clips:
-        starts = spread_starts(num_frames - frames_per_clip, max_clips)
+        starts = _spread_starts(num_frames - frames_per_clip, max_clips)
     return [(start, start + frames_per_clip) for start in starts]
 
 
@@ -299,7 +299,7 @@ def sliding_windows(
     planned: list[int] | None = None
     if max_clips is not None and expected_frames is not None:
         if len(clip_windows(expected_frames, frames_per_clip, stride)) > max_clips:
-            planned = spread_starts(expected_frames - frames_per_clip, max_clips)
+            planned = _spread_starts(expected_frames - frames_per_clip, max_clips)
     planned_set = set(planned or ())
 
     ring: deque[F] = deque(maxlen=frames_per_clip)
