@@ -43,6 +43,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "similar": _similar,
         "shots": _shots,
         "compact": _compact,
+        "upgrade": _upgrade,
+        "repair": _repair,
     }
     if command not in commands:
         print(
@@ -54,8 +56,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return commands[command](rest)
     except (UsageError, CommandError) as error:
-        print(escape(f"{PROG} {command}: error: {error}"), file=sys.stderr)
-        return 2
+        line = _damaged_index_line(command, rest, error)
+        print(escape(f"{PROG} {command}: error: {line or error}"), file=sys.stderr)
+        return 1 if line else 2
     except JobFailed as error:
         print(escape(f"{PROG} {command}: error: {error}"), file=sys.stderr)
         return 1
@@ -67,6 +70,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # Python from complaining again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as error:
+        line = _damaged_index_line(command, rest, error)
+        if line is None:
+            raise
+        print(escape(f"{PROG} {command}: error: {line}"), file=sys.stderr)
+        return 1
+
+
+# The commands that read an index named by their first argument.
+_READERS = ("show", "query", "search", "similar", "shots", "compact")
+
+
+def _damaged_index_line(command: str, rest: list[str], error: BaseException) -> Optional[str]:
+    """For a reader that failed on a data file Lance cannot read: one line naming the
+    file and the repair (``query_cli.damaged_line``); None for any other error."""
+    if command not in _READERS or not rest or rest[0].startswith("-"):
+        return None
+    if "LanceError" not in str(error) and "lance" not in type(error).__module__:
+        return None
+    from beam_pipeline.query_cli import damaged_line
+
+    return damaged_line(rest[0])
 
 
 _USAGE = f"""usage: {PROG} COMMAND [flags]
@@ -81,7 +106,9 @@ commands:
   labels  "WORDS" [--limit N] [--format json]     the classes nearest in meaning to WORDS
   similar DIR --video ID [--at S] [--limit N]     the clips most like a moment (embeddings)
   shots   DIR --video ID [--format csv|edl|json]  a video's shot list (CMX 3600 EDL for editors)
-  compact DIR                                     rewrite small files into large ones
+  compact DIR                                     fold small files into few; clean old versions
+  upgrade DIR                                     convert an index of the old layout
+  repair  DIR                                     remove unreadable data files (then re-run)
 
 '{PROG} index --help' lists the index flags; Beam flags (--runner, ...) pass through."""
 
@@ -209,6 +236,11 @@ def run_index(config, options, local: bool = True) -> int:
     except PrepareError as error:
         raise UsageError(str(error)) from None
     config = config.prepared(prepared)
+    from apache_beam.options.pipeline_options import TestOptions
+
+    dry_run = options.view_as(TestOptions).dry_run
+    if not dry_run:
+        _prepare_tables(config)
     progress = progress_path = None
     stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix="video-index-") as tmp:
@@ -235,9 +267,7 @@ def run_index(config, options, local: bool = True) -> int:
             if progress is not None:
                 progress.join()
         elapsed = time.time() - started
-    from apache_beam.options.pipeline_options import TestOptions
-
-    if options.view_as(TestOptions).dry_run:
+    if dry_run:
         print(f"{PROG}: dry run: the job was built and translated, not run")
         return 0
     skipped = _counter(result, "manifest_skipped")
@@ -245,6 +275,11 @@ def run_index(config, options, local: bool = True) -> int:
         _counter(result, "manifest_filtered"),
         _string_set(result, "manifest_filtered_names"),
     )
+    from video_index import table as tables
+
+    # The standing rule, in the tables: a changed video's older rows and the orphans of
+    # this and every ended run go, so any engine reads exactly the standing rows.
+    tables.settle(config.output, config.run_id, report.ended_runs(config.output))
     summary = report.load_summary(config.output, run_id=config.run_id)
     record = report.write_run_record(config, summary, elapsed, skipped=skipped, left_out=left_out)
     print(report.format_summary(summary, config.output, record), file=sys.stdout)
@@ -259,6 +294,23 @@ def run_index(config, options, local: bool = True) -> int:
 
         refresh_similar_index(config.output, PROG)
     return 0
+
+
+def _prepare_tables(config) -> None:
+    """Before the workers commit: an index in the old Parquet layout becomes Lance
+    tables (``video_index.table.upgrade``), and every table exists with the columns
+    this run writes. Raises UsageError on a table of another model or a damaged one."""
+    from beam_pipeline.pipeline import table_schemas
+    from video_index import table as tables
+
+    try:
+        written = tables.upgrade_if_old(config.output)
+        tables.ensure_tables(config.output, table_schemas(config))
+    except (tables.TableMismatch, tables.TableDamaged) as error:
+        raise UsageError(str(error)) from None
+    if written is not None:
+        rows = ", ".join(f"{n} {t}" for t, n in written.items())
+        _say(f"upgraded {config.output} to {tables.format_version()} tables: {rows}")
 
 
 class JobFailed(RuntimeError):
@@ -438,6 +490,18 @@ def _similar(argv: list[str]) -> int:
         return similar_cli.run(argv, prog=f"{PROG} similar")
     except similar_cli.SimilarError as error:
         raise UsageError(str(error)) from None
+
+
+def _upgrade(argv: list[str]) -> int:
+    from beam_pipeline.query_cli import upgrade_command
+
+    return upgrade_command(argv, PROG)
+
+
+def _repair(argv: list[str]) -> int:
+    from beam_pipeline.query_cli import repair_command
+
+    return repair_command(argv, PROG)
 
 
 def _shots(argv: list[str]) -> int:

@@ -148,8 +148,13 @@ def connect_tables(tables_at: dict, **options) -> duckdb.DuckDBPyConnection:
     the one version the snapshot opened, so what another process commits meanwhile
     (a run, a compaction) changes nothing this connection reads. ``options`` are
     ``connect_files``'s (``union_by_name`` has no use here: a table has one schema).
-    Columns DuckDB cannot bind (float16 embeddings) are left out of ``raw_*``."""
-    from video_index.table import readable_columns
+
+    A table is registered as its Lance dataset, so DuckDB pushes its projections and
+    filters into Lance. DuckDB cannot bind Arrow float16, so a table with a float16
+    column (the clips' ``embedding``) is registered as a Lance scan that casts those
+    columns to float32 (``video_index.table.duckdb_columns``): the same values, read
+    whole by every query of that table."""
+    from video_index.table import duckdb_columns
 
     options.pop("union_by_name", None)
 
@@ -158,7 +163,8 @@ def connect_tables(tables_at: dict, **options) -> duckdb.DuckDBPyConnection:
         if dataset is None:
             con.register(f"empty_{table}", TABLES[table].empty_table())
             return f"empty_{table}"
-        con.register(f"lance_{table}", dataset.scanner(columns=readable_columns(dataset.schema)))
+        columns = duckdb_columns(dataset.schema)
+        con.register(f"lance_{table}", dataset if columns is None else dataset.scanner(columns=columns))
         return f"lance_{table}"
 
     return _connect(source, **options)
