@@ -406,20 +406,18 @@ def test_the_flag_reaches_the_sampling():
     assert _config().sampling.clips_per_shot is None
 
 
-def test_a_run_indexes_one_clip_per_shot(colour_spec, tmp_path):
-    from apache_beam.testing.test_pipeline import TestPipeline
-
-    from beam_pipeline.pipeline import build_pipeline
-    from tests.helpers import make_config
+def test_a_run_indexes_one_clip_per_shot(colour_spec_file, tmp_path):
+    """``video-index index --clips-per-shot 1`` with the colour model (0.8 s clips)."""
+    from tests.helpers import run_cli
     from video_index.query import connect
 
     archive = tmp_path / "archive"
     archive.mkdir()
     _coloured_shots(archive / "shots.mkv")
     out = tmp_path / "out"
-    config = make_config(colour_spec, str(archive), str(out), shots=True, clips_per_shot=1)
-    with TestPipeline() as p:
-        build_pipeline(p, config)
+    args = ["index", "--input", str(archive), "--output", str(out)]
+    result = run_cli(*args, "--model", str(colour_spec_file), "--clips-per-shot", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
     con = connect(str(out))
     shots = con.execute("SELECT shot_index, start_s, end_s FROM shots ORDER BY 1").fetchall()
     clips = con.execute("SELECT start_s, end_s, shot_index FROM clips ORDER BY 1").fetchall()
