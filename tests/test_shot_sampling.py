@@ -316,6 +316,32 @@ def test_clips_per_shot_needs_shot_detection(tmp_path):
         ClipSampling(16, 8.0, max_clips=3, clips_per_shot=1)
 
 
+def test_a_long_dark_run_is_placed_with_what_is_known_and_stays_bounded(tmp_path):
+    """10 s of black between two shots: its fade boundary (its middle, 8 s) is known
+    only at its end, past ``MAX_SETTLE_S``; the frames are placed before that, so the
+    dark run is one piece there, and its clip lies in the black cue, which events and
+    search skip."""
+    from transforms.rows import cue_of
+
+    frames = []
+    for colour, seconds in [((230, 10, 10), 3.0), ((0, 0, 0), 10.0), ((10, 230, 10), 3.0)]:
+        for i in range(round(seconds * 10)):
+            frame = np.zeros((32, 48, 3), np.uint8)
+            frame[...] = colour
+            if any(colour):
+                frame[12:20, (i * 4) % 40 : (i * 4) % 40 + 8] = 255
+            frames.append(frame)
+    path = write_video(tmp_path / "dark.mkv", frames, 10, "ffv1", "yuv444p")
+    sampling = ClipSampling(16, 8.0, clips_per_shot=1)
+    clips, info = _read(path, sampling)
+    assert [(s.kind, s.start_s) for s in info.shots] == [
+        ("start", 0.0), ("cut", 3.0), ("fade", 8.0), ("cut", 13.0)
+    ]  # fmt: skip
+    spans = [(float(a), float(b)) for a, b, _ in clips]
+    assert spans == [(0.0, 2.0), (7.0, 9.0), (13.0, 15.0)]  # the plan afterwards: 4 clips
+    assert [cue_of(info.cues, a, b) for a, b in spans] == [None, "black", None]
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     from tests.media import shot_corpus
