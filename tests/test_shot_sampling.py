@@ -70,10 +70,10 @@ def test_a_long_shot_gets_at_most_n_clips_near_even_spacing():
 # --- streaming: boundaries settle late; the buffer is bounded -----------------------------
 
 
-def _stream(num_frames, fps, firsts, lag, sampling, seen, spurious=True):
+def _stream(num_frames, fps, firsts, lag, seen):
     """``(t, frame, source_t)`` per sampled frame (``frame`` = its index) and a
-    ``settled`` that reports each first frame ``lag`` frames after it was given, and a
-    start that is not one past its horizon, where it may still change."""
+    ``settled`` that reports each shot's first frame ``lag`` frames after it was given,
+    and, past its horizon (where starts may still change), a start that is none."""
     rate = Fraction(fps)
 
     def frames():
@@ -86,7 +86,7 @@ def _stream(num_frames, fps, firsts, lag, sampling, seen, spurious=True):
             return float("inf"), [float(Fraction(f) / rate) for f in firsts]
         horizon = float(Fraction(seen[0] - lag) / rate)
         starts = [float(Fraction(f) / rate) for f in firsts if Fraction(f) / rate < horizon]
-        if spurious and seen[0] not in firsts:
+        if seen[0] not in firsts:
             starts.append(float(Fraction(seen[0]) / rate))  # unsettled: past the horizon
         return horizon, starts
 
@@ -111,7 +111,7 @@ def test_streaming_agrees_with_the_pure_plan(layout, per_clip, stride, per_shot,
     firsts = [f for f in firsts if f < num_frames]
     fps = 10
     sampling = ClipSampling(per_clip, fps, stride_s=stride / fps, clips_per_shot=per_shot)
-    frames, settled = _stream(num_frames, fps, firsts, lag, sampling, [0])
+    frames, settled = _stream(num_frames, fps, firsts, lag, [0])
     windows = list(shot_windows(frames, sampling, settled))
     expected = shot_clip_windows(firsts, num_frames, per_clip, sampling.stride_frames, per_shot)
     assert [(w.start, w.end) for w in windows] == expected
@@ -120,7 +120,7 @@ def test_streaming_agrees_with_the_pure_plan(layout, per_clip, stride, per_shot,
         assert len(w.frames) == per_clip
         real = [k for _, k, _ in w.frames[: w.end - w.start]]
         assert real == list(range(w.start, w.end))  # then padded, where shorter
-    # Every shot holds the middle of at least one clip, at most `per_shot`.
+    # Every shot at least a clip long holds 1 to `per_shot` clips inside it.
     bounds = [0] + firsts + [num_frames]
     for first, end in zip(bounds, bounds[1:]):
         if num_frames >= per_clip and end - first >= per_clip:
