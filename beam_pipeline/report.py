@@ -147,6 +147,7 @@ def write_run_record(
             "clip_stride_s": config.sampling.stride_s,
             "max_clips_per_video": config.sampling.max_clips,
             "short_video": config.sampling.short_video,
+            "clips_per_shot": config.clips_per_shot,
             "top_k": config.top_k,
             "batch_size": config.batch_size,
             "reindex": config.reindex,
