@@ -58,11 +58,16 @@ def add_index_flags(p: argparse.ArgumentParser) -> None:
         help="segments: clips that may lie between two members of one event "
         f"(default {DEFAULT_MAX_GAP_CLIPS})",
     )
+    add_memory_limit(p, "bigger work spills to disk")
+
+
+def add_memory_limit(p: argparse.ArgumentParser, what: str) -> None:
+    """``--memory-limit SIZE``: DuckDB's memory limit; ``what`` says what it bounds."""
     p.add_argument(
         "--memory-limit",
         type=memory_size,
         default=DEFAULT_MEMORY_LIMIT,
-        help=f"DuckDB's memory limit; bigger work spills to disk (default {DEFAULT_MEMORY_LIMIT})",
+        help=f"DuckDB's memory limit; {what} (default {DEFAULT_MEMORY_LIMIT})",
     )
 
 
@@ -465,12 +470,7 @@ def compact_command(argv: list[str], prog: str) -> int:
         default=7.0,
         help="keep versions this many days for time travel and readers (default 7)",
     )
-    p.add_argument(
-        "--memory-limit",
-        type=memory_size,
-        default=DEFAULT_MEMORY_LIMIT,
-        help="DuckDB's memory limit while an old-layout index is upgraded",
-    )
+    add_memory_limit(p, "used while an index of the old layout is upgraded")
     args = p.parse_args(argv)
     if args.retention_days < 0:
         raise CommandError("--retention-days must be at least 0")
@@ -538,12 +538,7 @@ def upgrade_command(argv: list[str], prog: str) -> int:
     """Convert an index in the old layout (Parquet run files per table) into the
     index's tables, with the same standing rows; the Parquet files are left in place."""
     p = index_parser(f"{prog} upgrade", upgrade_command.__doc__)
-    p.add_argument(
-        "--memory-limit",
-        type=memory_size,
-        default=DEFAULT_MEMORY_LIMIT,
-        help="DuckDB's memory limit while the standing rows are read",
-    )
+    add_memory_limit(p, "used while the standing rows are read")
     args = p.parse_args(argv)
     check_index_path(args.output)
     from video_index import table as tables
