@@ -104,8 +104,9 @@ def check_index_path(output: str) -> None:
         )
 
 
-def open_index(output: str, args: argparse.Namespace, work: Callable):
-    """``work(con)`` on a connection to ``output``; errors become CommandError."""
+def open_index(output: str, args: argparse.Namespace, work: Callable, **options):
+    """``work(con)`` on a connection to ``output`` (``options``: more of
+    ``video_index.query.connect``'s); errors become CommandError."""
     import duckdb
 
     from video_index.query import with_retry
@@ -113,7 +114,7 @@ def open_index(output: str, args: argparse.Namespace, work: Callable):
     check_index_path(output)
 
     try:
-        return with_retry(output, work, **connect_kwargs(args))
+        return with_retry(output, work, **connect_kwargs(args), **options)
     except OSError as error:  # no such index, a file where a folder should be, ...
         raise CommandError(str(error).splitlines()[0]) from None
     except ValueError as error:
@@ -400,7 +401,8 @@ def search_command(argv: list[str], prog: str) -> int:
     args.segment_min_score = args.min_score  # events are built from the clips that pass
 
     def work(con):
-        known = index_classes(con)
+        # The classes the index knows only matter to words; --label names them exactly.
+        known = index_classes(con) if args.query.strip() else set()
         choice = _choose(args.query, known)
         labels = sorted(set(args.label) | set(choice.labels))
         note = sys.stderr if args.format != "table" else sys.stdout
@@ -422,6 +424,19 @@ def search_command(argv: list[str], prog: str) -> int:
         if named:
             print(escape(f"classes matched: {', '.join(named)}"), file=note)
         print(f"{kind}, best first (top-1 score >= {args.min_score:g}):", file=note)
+        from video_index.indexes import label_filter
+        from video_index.table import has_tables
+
+        if has_tables(args.output):
+            # Lance finds the clips of these labels through the table's label index; the
+            # SQL below applies the exact rule to those rows, not to a scan of every clip.
+            prefilter = {"clips": label_filter(labels)}
+            return open_index(args.output, args, lambda con: rank(con, labels, kind, with_shots),
+                              prefilter=prefilter)  # fmt: skip
+        return rank(con, labels, kind, with_shots)
+
+    def rank(con, labels: list[str], kind: str, with_shots: bool) -> int:
+        note = sys.stderr if args.format != "table" else sys.stdout
         result = con.execute(
             search_sql(labels, kind, with_shots),
             {"min_score": args.min_score, "limit": args.limit},

@@ -137,28 +137,42 @@ def connect(output: str, **options) -> duckdb.DuckDBPyConnection:
     )
     from video_index import table as tables
 
+    prefilter = options.pop("prefilter", None)
     if tables.has_tables(output):
-        return connect_tables(tables.snapshot(output), **options)
+        return connect_tables(tables.snapshot(output), prefilter=prefilter, **options)
     fs, _ = fsspec.core.url_to_fs(output)
     return connect_files(fs, index_files(output), **options)
 
 
-def connect_tables(tables_at: dict, **options) -> duckdb.DuckDBPyConnection:
+def connect_tables(
+    tables_at: dict, prefilter: Optional[dict[str, str]] = None, **options
+) -> duckdb.DuckDBPyConnection:
     """The views over the Lance tables of ``video_index.table.snapshot``: each table at
     the one version the snapshot opened, so what another process commits meanwhile
     (a run, a compaction) changes nothing this connection reads. ``options`` are
     ``connect_files``'s (``union_by_name`` has no use here: a table has one schema).
-    Columns DuckDB cannot bind (float16 embeddings) are left out of ``raw_*``."""
+    Columns DuckDB cannot bind (float16 embeddings) are left out of ``raw_*``.
+
+    ``prefilter`` (``table -> Lance SQL filter``, e.g. ``video_index.indexes.label_filter``)
+    narrows ``raw_TABLE`` to the rows Lance finds for the filter, through the table's
+    scalar indexes where it has them (rows added since an index build are scanned). It
+    may only narrow: a query still states its own exact condition, so an index that
+    does not hold changes speed, never rows. ``connect(output, prefilter=...)`` passes
+    it here and drops it for an index not yet upgraded (DuckDB then scans)."""
     from video_index.table import readable_columns
 
     options.pop("union_by_name", None)
+    prefilter = prefilter or {}
 
     def source(con: duckdb.DuckDBPyConnection, table: str) -> str:
         dataset = tables_at.get(table)
         if dataset is None:
             con.register(f"empty_{table}", TABLES[table].empty_table())
             return f"empty_{table}"
-        con.register(f"lance_{table}", dataset.scanner(columns=readable_columns(dataset.schema)))
+        scanner = dataset.scanner(
+            columns=readable_columns(dataset.schema), filter=prefilter.get(table)
+        )
+        con.register(f"lance_{table}", scanner)
         return f"lance_{table}"
 
     return _connect(source, **options)
