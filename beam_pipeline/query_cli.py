@@ -492,6 +492,7 @@ def compact_command(argv: list[str], prog: str) -> int:
         except (OSError, tables.TableDamaged) as error:
             raise CommandError(str(error).splitlines()[0]) from None
         print("compacted: " + ", ".join(f"{t} {n} files" for t, n in files.items()))
+        refresh_similar_index(args.output, f"{prog} compact")
         return 0
     try:
         result = compact(args.output, memory_limit=args.memory_limit)
@@ -532,10 +533,25 @@ def compact_if_many_files(output: str, threshold: int, prog: str) -> None:
 
 
 def refresh_similar_index(output: str, prog: str) -> None:
-    """Keep `similar`'s approximate index in step after a run or a compaction (both
-    change the file list). A failure only warns: `similar` then scans exactly."""
+    """Keep the search indexes in step after a run or a compaction. An index in Lance
+    tables: build the missing label, lookup and vector indexes and fold new rows into
+    the others (``video_index.indexes.ensure_indexes``); the layout before it: rebuild
+    `similar`'s approximate side index where stale. A failure only warns: searches
+    then scan the rows no index covers."""
     from video_index.nearest import refresh_ann_index
+    from video_index.table import has_tables
 
+    if has_tables(output):
+        from video_index.indexes import ensure_indexes
+
+        try:
+            done = ensure_indexes(output)
+        except Exception as error:  # noqa: BLE001 - the index's rows stand either way
+            print(f"{prog}: warning: search indexes not updated: {error}", file=sys.stderr)
+            return
+        if done:
+            print("search indexes: " + ", ".join(f"{k} {v}" for k, v in done.items()))
+        return
     try:
         count = refresh_ann_index(output)
     except Exception as error:  # noqa: BLE001 - the index's rows stand either way

@@ -108,3 +108,19 @@ def test_ensure_indexes_folds_rows_added_since_the_build(index):
     clips = tables.open_table(index, "clips")
     assert clips.stats.index_stats("labels_idx")["num_unindexed_rows"] == 0
     assert indexes.ensure_indexes(index) == {}
+
+
+def test_compact_and_a_runs_end_keep_the_indexes(tmp_path, capsys):
+    from beam_pipeline.query_cli import compact_command, refresh_similar_index
+
+    out = str(tmp_path / "out")
+    rng = random.Random(1)
+    for v in range(3):
+        _commit_video(out, f"v{v}", "r1", rng)
+    refresh_similar_index(out, "video-index")  # what a run's end calls
+    assert "clips.labels LABEL_LIST built" in capsys.readouterr().out
+    _commit_video(out, "v9", "r2", rng)
+    assert compact_command([out], "video-index") == 0
+    clips = tables.open_table(out, "clips")
+    assert clips.stats.index_stats("labels_idx")["num_unindexed_rows"] == 0
+    assert {i.name for i in clips.describe_indices()} == {"labels_idx", "video_id_idx"}
