@@ -424,15 +424,19 @@ def search_command(argv: list[str], prog: str) -> int:
         if named:
             print(escape(f"classes matched: {', '.join(named)}"), file=note)
         print(f"{kind}, best first (top-1 score >= {args.min_score:g}):", file=note)
-        from video_index.indexes import label_filter
+        from video_index.indexes import label_candidates
         from video_index.table import has_tables
 
         if has_tables(args.output):
-            # Lance finds the clips of these labels through the table's label index; the
-            # SQL below applies the exact rule to those rows, not to a scan of every clip.
-            prefilter = {"clips": label_filter(labels)}
-            return open_index(args.output, args, lambda con: rank(con, labels, kind, with_shots),
-                              prefilter=prefilter)  # fmt: skip
+            # Lance finds the clips of these labels through the table's label index, and
+            # their videos' rows by video_id; the SQL below applies the exact rules to
+            # those rows, not to a scan of every clip and video.
+            return open_index(
+                args.output,
+                args,
+                lambda con: rank(con, labels, kind, with_shots),
+                narrow=lambda tables_at: label_candidates(tables_at, labels),
+            )
         return rank(con, labels, kind, with_shots)
 
     def rank(con, labels: list[str], kind: str, with_shots: bool) -> int:

@@ -93,13 +93,21 @@ def test_search_through_the_index_gives_exactly_the_full_scans_rows(capsys, inde
     assert all(row[-1] < 1.0 for row in found)  # the killed run's orphans do not stand
 
 
-def test_prefilter_only_narrows_raw_rows_and_keeps_rows_added_after_the_build(index):
-    con = query.connect(index, prefilter={"clips": indexes.label_filter(["abseiling"])})
+def test_candidates_are_the_rows_of_the_label_and_of_their_videos(index):
+    narrowed = indexes.label_candidates(tables.snapshot(index), ["abseiling"])
+    con = query.connect(index, narrow=lambda tables_at: narrowed)
     keys = "SELECT video_id, clip_index, run_id FROM raw_clips"
-    narrowed = con.execute(f"{keys} ORDER BY ALL").fetchall()
+    candidates = con.execute(f"{keys} ORDER BY ALL").fetchall()
     full = query.connect(index).execute(f"{keys} WHERE labels[1] = 'abseiling' ORDER BY ALL")
-    full = full.fetchall()
-    assert narrowed == full and any(run == "r2" for _, _, run in narrowed)
+    assert candidates == full.fetchall() and any(run == "r2" for _, _, run in candidates)
+    # The videos rows of exactly the candidates' videos (v04's killed-run clips included).
+    videos = sorted({video for video, _, _ in candidates})
+    rows = query.connect(index).execute(
+        "SELECT video_id, run_id FROM raw_videos WHERE list_contains(?, video_id) ORDER BY ALL",
+        [videos],
+    )
+    got = narrowed["videos"].select(["video_id", "run_id"]).to_pylist()
+    assert sorted(tuple(row.values()) for row in got) == rows.fetchall()
 
 
 def test_ensure_indexes_folds_rows_added_since_the_build(index):

@@ -107,7 +107,9 @@ class ClipVectors:
         names = sorted(set(near.column("video_id").to_pylist()))[:3]
         if names:
             listed = ", ".join(repr(name) for name in names)
-            return SimilarError(f"no video {video_id!r} with embedded clips; did you mean {listed}?")
+            return SimilarError(
+                f"no video {video_id!r} with embedded clips; did you mean {listed}?"
+            )
         return SimilarError(
             f"no video {video_id!r} with embedded clips in the index "
             "(--video takes a video_id as `video-index show` lists them)"

@@ -32,7 +32,9 @@ __all__ = [
     "VECTOR_MIN_ROWS",
     "ensure_indexes",
     "ensure_vector_index",
+    "label_candidates",
     "label_filter",
+    "rows_of_videos",
     "vector_index_name",
 ]
 
@@ -52,6 +54,10 @@ VECTOR_MIN_ROWS = 100_000
 VECTOR_ROWS_PER_LIST = 4096
 VECTOR_DIMS_PER_SUB_VECTOR = 16
 VECTOR_MIN_TRAIN_ROWS = 256
+
+
+# ``video_id IN (...)`` lookups: names per filter.
+_IN_CHUNK = 1000
 
 
 def _name(column: str) -> str:
@@ -78,6 +84,45 @@ def label_filter(labels: Sequence[str]) -> str:
         raise ValueError("label_filter needs at least one label")
     names = ", ".join(_quote(label) for label in labels)
     return f"array_has_any(labels, [{names}]) AND labels[1] IN ({names})"
+
+
+def rows_of_videos(dataset, videos: Sequence[str], columns: Optional[list[str]] = None):
+    """The rows of ``dataset`` whose ``video_id`` is one of ``videos`` (a
+    ``pyarrow.Table``; looked up through the ``video_id`` index where there is one)."""
+    import pyarrow as pa
+
+    from video_index.table import readable_columns
+
+    columns = columns or readable_columns(dataset.schema)
+    parts = [dataset.schema.empty_table().select(columns)]
+    names = sorted(set(videos))
+    for start in range(0, len(names), _IN_CHUNK):
+        where = ", ".join(_quote(name) for name in names[start : start + _IN_CHUNK])
+        parts.append(dataset.to_table(columns=columns, filter=f"video_id IN ({where})"))
+    return pa.concat_tables(parts)
+
+
+def label_candidates(tables_at: dict, labels: Sequence[str]) -> dict:
+    """``tables_at`` (``video_index.table.snapshot``) narrowed for a search of
+    ``labels``: ``clips`` holds the clips whose top-1 label is one of them
+    (``label_filter``), and ``videos``, ``failures``, ``shots`` and ``cues`` the rows
+    of those clips' videos, each a ``pyarrow.Table`` read at the snapshot's version.
+
+    The standing rule then needs only those videos' rows: a search reads what its
+    answer is made of, not the archive (``video_index.query.connect(narrow=...)``).
+    """
+    clips = tables_at.get("clips")
+    if clips is None:
+        return tables_at
+    from video_index.table import readable_columns
+
+    found = clips.to_table(columns=readable_columns(clips.schema), filter=label_filter(labels))
+    videos = found.column("video_id").unique().to_pylist()
+    narrowed = {**tables_at, "clips": found}
+    for table in ("videos", "failures", "shots", "cues"):
+        if tables_at.get(table) is not None:
+            narrowed[table] = rows_of_videos(tables_at[table], videos)
+    return narrowed
 
 
 def _indexed(dataset) -> dict[str, str]:

@@ -62,6 +62,11 @@ __all__ = [
 # process peaks near this plus ~0.3 GB. Joins, sorts and windows over it spill.
 DEFAULT_MEMORY_LIMIT = "1GB"
 
+# Lance reads ahead of DuckDB outside its memory_limit (by default up to 2 GiB of I/O
+# buffer); these bounds took `query` of the standing counts at 25M clips from 1.66 to
+# 1.47 GiB peak (bench/bench_index_scale.py).
+_LANCE_SCAN = {"io_buffer_size": 64 << 20, "fragment_readahead": 2, "batch_readahead": 4}
+
 _KEYS = {
     "videos": "video_id, uri",
     "failures": "video_id, uri",
@@ -137,41 +142,41 @@ def connect(output: str, **options) -> duckdb.DuckDBPyConnection:
     )
     from video_index import table as tables
 
-    prefilter = options.pop("prefilter", None)
+    narrow = options.pop("narrow", None)
     if tables.has_tables(output):
-        return connect_tables(tables.snapshot(output), prefilter=prefilter, **options)
+        tables_at = tables.snapshot(output)
+        return connect_tables(narrow(tables_at) if narrow else tables_at, **options)
     fs, _ = fsspec.core.url_to_fs(output)
     return connect_files(fs, index_files(output), **options)
 
 
-def connect_tables(
-    tables_at: dict, prefilter: Optional[dict[str, str]] = None, **options
-) -> duckdb.DuckDBPyConnection:
+def connect_tables(tables_at: dict, **options) -> duckdb.DuckDBPyConnection:
     """The views over the Lance tables of ``video_index.table.snapshot``: each table at
     the one version the snapshot opened, so what another process commits meanwhile
     (a run, a compaction) changes nothing this connection reads. ``options`` are
     ``connect_files``'s (``union_by_name`` has no use here: a table has one schema).
     Columns DuckDB cannot bind (float16 embeddings) are left out of ``raw_*``.
 
-    ``prefilter`` (``table -> Lance SQL filter``, e.g. ``video_index.indexes.label_filter``)
-    narrows ``raw_TABLE`` to the rows Lance finds for the filter, through the table's
-    scalar indexes where it has them (rows added since an index build are scanned). It
-    may only narrow: a query still states its own exact condition, so an index that
-    does not hold changes speed, never rows. ``connect(output, prefilter=...)`` passes
-    it here and drops it for an index not yet upgraded (DuckDB then scans)."""
+    A table may also be given as rows already read (a ``pyarrow.Table``): a search
+    that found its candidate rows through the tables' indexes
+    (``video_index.indexes.label_candidates``) applies the views' exact rules to those
+    rows only. ``connect(output, narrow=f)`` passes ``f(snapshot)`` here; an index not
+    yet upgraded ignores ``narrow`` (DuckDB scans its files)."""
+    import pyarrow as pa
+
     from video_index.table import readable_columns
 
     options.pop("union_by_name", None)
-    prefilter = prefilter or {}
 
     def source(con: duckdb.DuckDBPyConnection, table: str) -> str:
         dataset = tables_at.get(table)
         if dataset is None:
             con.register(f"empty_{table}", TABLES[table].empty_table())
             return f"empty_{table}"
-        scanner = dataset.scanner(
-            columns=readable_columns(dataset.schema), filter=prefilter.get(table)
-        )
+        if isinstance(dataset, pa.Table):
+            con.register(f"rows_{table}", dataset)
+            return f"rows_{table}"
+        scanner = dataset.scanner(columns=readable_columns(dataset.schema), **_LANCE_SCAN)
         con.register(f"lance_{table}", scanner)
         return f"lance_{table}"
 
