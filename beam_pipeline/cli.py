@@ -209,6 +209,11 @@ def run_index(config, options, local: bool = True) -> int:
     except PrepareError as error:
         raise UsageError(str(error)) from None
     config = config.prepared(prepared)
+    from apache_beam.options.pipeline_options import TestOptions
+
+    dry_run = options.view_as(TestOptions).dry_run
+    if not dry_run:
+        _prepare_tables(config)
     progress = progress_path = None
     stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix="video-index-") as tmp:
@@ -235,9 +240,7 @@ def run_index(config, options, local: bool = True) -> int:
             if progress is not None:
                 progress.join()
         elapsed = time.time() - started
-    from apache_beam.options.pipeline_options import TestOptions
-
-    if options.view_as(TestOptions).dry_run:
+    if dry_run:
         print(f"{PROG}: dry run: the job was built and translated, not run")
         return 0
     skipped = _counter(result, "manifest_skipped")
@@ -245,6 +248,11 @@ def run_index(config, options, local: bool = True) -> int:
         _counter(result, "manifest_filtered"),
         _string_set(result, "manifest_filtered_names"),
     )
+    from video_index import table as tables
+
+    # The standing rule, in the tables: a changed video's older rows and the orphans of
+    # this and every ended run go, so any engine reads exactly the standing rows.
+    tables.settle(config.output, config.run_id, report.ended_runs(config.output))
     summary = report.load_summary(config.output, run_id=config.run_id)
     record = report.write_run_record(config, summary, elapsed, skipped=skipped, left_out=left_out)
     print(report.format_summary(summary, config.output, record), file=sys.stdout)
@@ -259,6 +267,23 @@ def run_index(config, options, local: bool = True) -> int:
 
         refresh_similar_index(config.output, PROG)
     return 0
+
+
+def _prepare_tables(config) -> None:
+    """Before the workers commit: an index in the old Parquet layout becomes Lance
+    tables (``video_index.table.upgrade``), and every table exists with the columns
+    this run writes. Raises UsageError on a table of another model or a damaged one."""
+    from beam_pipeline.pipeline import table_schemas
+    from video_index import table as tables
+
+    try:
+        written = tables.upgrade_if_old(config.output)
+        tables.ensure_tables(config.output, table_schemas(config))
+    except (tables.TableMismatch, tables.TableDamaged) as error:
+        raise UsageError(str(error)) from None
+    if written is not None:
+        rows = ", ".join(f"{n} {t}" for t, n in written.items())
+        _say(f"upgraded {config.output} to {tables.format_version()} tables: {rows}")
 
 
 class JobFailed(RuntimeError):

@@ -50,13 +50,19 @@ def build_pipeline(
     rows["ManifestFailures"] = listed["failures"] | "ManifestFailureRows" >> beam.Map(
         lambda failure: ("failures", failure_row(failure, run))
     )
-    embedding_dim = spec.embedding_dim if config.embeddings else None
     rows | "WriteIndex" >> WriteIndex(
         config.output,
         run.run_id,
         flush_s=config.commit_every_s,
-        clips_schema=clips_schema(embedding_dim, config.thumbnails, config.shots),
+        clips_schema=table_schemas(config)["clips"],
     )
+
+
+def table_schemas(config: IndexConfig) -> dict:
+    """``{"clips": schema}``: the clips table's columns this run writes (its optional
+    embedding, thumbnail and shot columns, ``video_index.schemas.clips_schema``)."""
+    embedding_dim = config.spec.embedding_dim if config.embeddings else None
+    return {"clips": clips_schema(embedding_dim, config.thumbnails, config.shots)}
 
 
 def _classify_clips(refs: beam.PCollection, config: IndexConfig, run: RunContext) -> dict:

@@ -474,66 +474,69 @@ def search_command(argv: list[str], prog: str) -> int:
 
 
 def compact_command(argv: list[str], prog: str) -> int:
-    """Rewrite the index's rows into a few large files and delete the small files they
-    replace; readers see the old files or the new, runs may go on meanwhile."""
-    from video_index.compact import CompactionBusy, compact
-
+    """Fold the index's small data files into few, update its search indexes, and
+    remove the files of versions older than the retention window; readers keep their
+    snapshot and runs may go on meanwhile. An index in the old layout is upgraded first."""
     p = index_parser(f"{prog} compact", compact_command.__doc__)
+    p.add_argument(
+        "--retention-days",
+        type=float,
+        default=7.0,
+        help="keep versions this many days for time travel and readers (default 7)",
+    )
     p.add_argument(
         "--memory-limit",
         type=memory_size,
         default=DEFAULT_MEMORY_LIMIT,
-        help="DuckDB's memory limit",
+        help="DuckDB's memory limit while an old-layout index is upgraded",
     )
     args = p.parse_args(argv)
+    if args.retention_days < 0:
+        raise CommandError("--retention-days must be at least 0")
     check_index_path(args.output)
+    before = _tables_or_upgrade(args.output, f"{prog} compact", args.memory_limit)
     from video_index import table as tables
 
-    if tables.has_tables(args.output):
-        # Lance's compaction, index upkeep and clean-up of versions older than a week.
-        try:
-            files = tables.compact(args.output)
-        except (OSError, tables.TableDamaged) as error:
-            raise CommandError(str(error).splitlines()[0]) from None
-        print("compacted: " + ", ".join(f"{t} {n} files" for t, n in files.items()))
-        refresh_similar_index(args.output, f"{prog} compact")
-        return 0
     try:
-        result = compact(args.output, memory_limit=args.memory_limit)
-    except OSError as error:  # no such index, a file where a folder should be, ...
+        files = tables.compact(args.output, retention_s=args.retention_days * 86400)
+    except (OSError, tables.TableDamaged) as error:
         raise CommandError(str(error).splitlines()[0]) from None
-    except CompactionBusy as error:
-        print(f"{prog} compact: {error}; try again when it is done", file=sys.stderr)
-        return 1
-    before, after = sum(result.files_before.values()), sum(result.files_after.values())
-    if not result.rows:
-        print(f"nothing to compact: {before} files, all compacted")
-        return 0
-    rows = ", ".join(f"{n} {t}" for t, n in result.rows.items())
     print(
-        f"compacted {before} files into {after} (generation {result.generation}): {rows}; "
-        f"{result.deleted} files deleted"
+        f"compacted {before} files into {sum(files.values())}: "
+        + ", ".join(f"{t} {n}" for t, n in files.items())
     )
     refresh_similar_index(args.output, f"{prog} compact")
     return 0
 
 
-def compact_if_many_files(output: str, threshold: int, prog: str) -> None:
-    """The job's end: compact when the index has more than ``threshold`` run files."""
-    from video_index.compact import CompactionBusy, compact, run_file_count
+def _tables_or_upgrade(output: str, prog: str, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> int:
+    """The index's data files; an index in the old Parquet layout is upgraded to the
+    tables first (one line says so). Raises CommandError where there is no index."""
+    from video_index import table as tables
 
-    count = run_file_count(output)
-    if count <= threshold:
-        return
     try:
-        result = compact(output)
-    except CompactionBusy as error:
-        print(f"{prog}: not compacted: {error}", file=sys.stderr)
-        return
-    print(
-        f"compacted {count} small files into {sum(result.files_after.values())} "
-        f"(over --compact-after-files {threshold})"
-    )
+        written = tables.upgrade_if_old(output, memory_limit=memory_limit)
+    except (OSError, tables.TableDamaged) as error:
+        raise CommandError(str(error).splitlines()[0]) from None
+    if written is not None:
+        rows = ", ".join(f"{n} {t}" for t, n in written.items())
+        print(f"{prog}: upgraded {output} to {tables.format_version()} tables: {rows}")
+    if not tables.has_tables(output):
+        raise CommandError(f"no index at {output}")
+    return tables.file_count(output)
+
+
+def compact_if_many_files(output: str, threshold: int, prog: str) -> None:
+    """The job's end: compact when the index has more than ``threshold`` data files."""
+    from video_index import table as tables
+
+    count = tables.file_count(output)
+    if count > threshold:
+        files = tables.compact(output)
+        print(
+            f"compacted {count} small files into {sum(files.values())} "
+            f"(over --compact-after-files {threshold})"
+        )
 
 
 def refresh_similar_index(output: str, prog: str) -> None:

@@ -24,6 +24,7 @@ import pyarrow as pa
 from beam_pipeline.terminal import escape
 from video_index.index import current_rows, read_table  # noqa: F401 - re-exported
 from video_index.query import connect, standing_sql
+from video_index.table import format_version as table_format_version
 
 
 @dataclasses.dataclass
@@ -161,6 +162,7 @@ def write_run_record(
         },
         "left_out_examples": list(left_out[1]),
         "elapsed_s": round(elapsed_s, 1),
+        "format": table_format_version(),
         "versions": {
             "python": platform.python_version(),
             "apache_beam": apache_beam.__version__,
@@ -174,6 +176,18 @@ def write_run_record(
     with fs.open(f"{root}/runs/{config.run_id}.json", "w") as f:
         json.dump(record, f, indent=1)
     return record
+
+
+def ended_runs(output: str) -> frozenset[str]:
+    """The run ids that have a run record (``runs/RUN_ID.json``): runs that ended."""
+    fs, root = fsspec.core.url_to_fs(output.rstrip("/"))
+    try:
+        names = fs.ls(f"{root}/runs", detail=False)
+    except FileNotFoundError:
+        return frozenset()
+    return frozenset(
+        name.rsplit("/", 1)[-1][: -len(".json")] for name in names if name.endswith(".json")
+    )
 
 
 def _optional_versions() -> dict:

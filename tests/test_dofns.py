@@ -15,7 +15,7 @@ from transforms.postprocess import _SummariseFn
 from transforms.preprocess import FrameSpec
 from transforms.records import ClipKey, ClipPrediction, DecodeResult, Failure, VideoRef
 from transforms.sampling import ClipSampling
-from transforms.sink import write_rows
+from transforms.sink import commit
 from transforms.video_io import DecodeLimits
 
 
@@ -74,7 +74,7 @@ def test_summarise_fn_hands_unfinished_videos_to_the_fallback():
 def test_skip_fn_skips_only_unchanged_videos(tmp_path):
     row = {"video_id": "v", "uri": "/v.mp4", "stage": "decode", "error_type": "E", "message": "m",
            "size": 10, "version": "7", "model": "m", "run_id": "r1"}  # fmt: skip
-    write_rows(str(tmp_path), "failures", [row], "r1-x")
+    commit(str(tmp_path), "failures", [row])
     fn = _SkipUnchangedFn(str(tmp_path), RunContext("r2", "m"))
     fn.setup()
     assert list(fn.process(VideoRef("v", "/v.mp4", 10, "7"))) == []

@@ -13,14 +13,14 @@ import json
 import pytest
 
 from tests.helpers import clip_row, run_cli, video_row
-from transforms.sink import write_rows
+from transforms.sink import commit
 
 
 @pytest.fixture
 def small_index(tmp_path):
     out = tmp_path / "out"
-    write_rows(str(out), "clips", [clip_row("x", "r1", i) for i in range(3)], "r1-a")
-    write_rows(str(out), "videos", [video_row("x", "r1")], "r1-b")
+    commit(str(out), "clips", [clip_row("x", "r1", i) for i in range(3)])
+    commit(str(out), "videos", [video_row("x", "r1")])
     return out
 
 
@@ -66,8 +66,8 @@ def test_connect_refuses_a_memory_limit_that_is_not_a_size(small_index, tmp_path
 def test_report_of_ids_with_quotes_binds_them(tmp_path):
     out = tmp_path / "out"
     name = "it's'); DROP VIEW clips; --"
-    write_rows(str(out), "clips", [clip_row(name, "r1", i) for i in range(2)], "r1-a")
-    write_rows(str(out), "videos", [video_row(name, "r1")], "r1-b")
+    commit(str(out), "clips", [clip_row(name, "r1", i) for i in range(2)])
+    commit(str(out), "videos", [video_row(name, "r1")])
     page = tmp_path / "report.html"
     done = run_cli("show", str(out), "--html", str(page))
     assert done.returncode == 0, done.stderr
@@ -102,8 +102,8 @@ def _hostile_index(tmp_path):
         outcome = VideoOutcome(ref, info, clips, (HOSTILE_LABEL,), (0.9,))
         for table, row in outcome_rows(outcome, RunContext("r1", "m")):
             tables[table].append(row)
-    write_rows(str(out), "clips", tables["clips"], "r1-a", clips_schema(4))
-    write_rows(str(out), "videos", tables["videos"], "r1-b")
+    commit(str(out), "clips", tables["clips"], clips_schema(4))
+    commit(str(out), "videos", tables["videos"])
     return str(out)
 
 
@@ -247,8 +247,8 @@ def test_pages_of_an_index_holding_a_huge_id_stay_bounded(tmp_path):
 
     out = tmp_path / "out"
     huge = "v" * HUGE
-    write_rows(str(out), "clips", [clip_row(huge, "r1", i) for i in range(2)], "r1-a")
-    write_rows(str(out), "videos", [video_row(huge, "r1"), video_row("small", "r1")], "r1-b")
+    commit(str(out), "clips", [clip_row(huge, "r1", i) for i in range(2)])
+    commit(str(out), "videos", [video_row(huge, "r1"), video_row("small", "r1")])
     written = write_site(str(out), str(tmp_path / "site"))
     assert written["largest_page_bytes"] < 200_000
     shown = run_cli("show", str(out))

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import clip_row, failure_row, run_cli, video_row
-from transforms.sink import write_rows
+from transforms.sink import commit
 from video_index.index import current_rows
 from video_index.query import connect
 from video_index.schemas import clips_schema
@@ -78,11 +78,11 @@ def test_views_agree_with_the_python_rule(tmp_path, history):
             for n in range(commits):
                 stem = f"{run}-{video}-{n}"
                 if clips:
-                    write_rows(out, "clips", clips, stem)
+                    commit(out, "clips", clips)
                 if kind == "video":
-                    write_rows(out, "videos", [video_row(video, run, label=run)], stem)
+                    commit(out, "videos", [video_row(video, run, label=run)])
                 elif kind == "failure":
-                    write_rows(out, "failures", [failure_row(video, run)], stem)
+                    commit(out, "failures", [failure_row(video, run)])
     if not os.path.exists(out):  # every run was killed before committing anything
         with pytest.raises(FileNotFoundError):
             connect(out)
@@ -94,7 +94,7 @@ def test_views_agree_with_the_python_rule(tmp_path, history):
 def test_views_exist_when_tables_are_missing_or_empty(tmp_path):
     out = tmp_path / "out"
     (out / "failures").mkdir(parents=True)  # an empty table folder, and no clips/ at all
-    write_rows(str(out), "videos", [video_row("x", "r1")], "r1-a")
+    commit(str(out), "videos", [video_row("x", "r1")])
     con = connect(str(out))
     assert rows_of(con, "SELECT video_id FROM videos") == [{"video_id": "x"}]
     for view in ("clips", "failures", "segments", "raw_clips"):
@@ -107,11 +107,11 @@ def test_views_exist_when_tables_are_missing_or_empty(tmp_path):
 
 def test_standing_rows_after_a_change_and_a_killed_run(tmp_path):
     out = str(tmp_path)
-    write_rows(out, "clips", [clip_row("x", "r1", i) for i in range(2)], "r1-a")
-    write_rows(out, "videos", [video_row("x", "r1")], "r1-b")
-    write_rows(out, "clips", [clip_row("x", "r2", i) for i in range(3)], "r2-a")  # killed
-    write_rows(out, "clips", [clip_row("x", "r3", i) for i in range(4)], "r3-a")  # changed
-    write_rows(out, "videos", [video_row("x", "r3")], "r3-b")
+    commit(out, "clips", [clip_row("x", "r1", i) for i in range(2)])
+    commit(out, "videos", [video_row("x", "r1")])
+    commit(out, "clips", [clip_row("x", "r2", i) for i in range(3)])  # killed
+    commit(out, "clips", [clip_row("x", "r3", i) for i in range(4)])  # changed
+    commit(out, "videos", [video_row("x", "r3")])
     con = connect(out)
     assert rows_of(con, "SELECT run_id, count(*) AS n FROM clips GROUP BY 1") == [
         {"run_id": "r3", "n": 4}
@@ -131,8 +131,8 @@ def test_a_run_without_embeddings_between_two_with(tmp_path):
         rows = [clip_row(run, run, i) for i in range(2)]
         if schema is not None:
             rows = [{**r, "embedding": [0.5, 0.5]} for r in rows]
-        write_rows(out, "clips", rows, f"{run}-a", schema=schema)
-        write_rows(out, "videos", [video_row(run, run)], f"{run}-b")
+        commit(out, "clips", rows, schema=schema)
+        commit(out, "videos", [video_row(run, run)])
     sql = "SELECT video_id, count(embedding) AS embedded, count(*) AS n FROM clips GROUP BY 1"
     done = run_cli("query", out, sql + " ORDER BY 1", "--format", "json")
     assert done.returncode == 0, done.stderr
@@ -216,9 +216,9 @@ def test_segments_view_agrees_with_merge_events(tmp_path, videos, min_score, max
                  "labels": [label], "scores": [score]}  # fmt: skip
             )
         expected[f"v{v}"] = merge_events(clips, min_score, max_gap)
-        write_rows(out, "videos", [video_row(f"v{v}", "r1")], f"r1-v{v}")
+        commit(out, "videos", [video_row(f"v{v}", "r1")])
     if rows:
-        write_rows(out, "clips", rows, "r1-clips")
+        commit(out, "clips", rows)
     con = connect(out, min_score=min_score, max_gap_clips=max_gap)
     got = {}
     for r in rows_of(con, "SELECT * FROM segments"):
@@ -236,9 +236,9 @@ def test_segments_view_agrees_with_merge_events(tmp_path, videos, min_score, max
 def test_segment_thresholds_are_variables_of_the_connection(tmp_path):
     out = str(tmp_path)
     scores = [0.9, 0.4, 0.9]
-    write_rows(out, "clips", [{**clip_row("x", "r1", i), "scores": [s]}
-                              for i, s in enumerate(scores)], "r1-a")  # fmt: skip
-    write_rows(out, "videos", [video_row("x", "r1")], "r1-b")
+    commit(out, "clips", [{**clip_row("x", "r1", i), "scores": [s]}
+                              for i, s in enumerate(scores)])  # fmt: skip
+    commit(out, "videos", [video_row("x", "r1")])
     con = connect(out)
     assert con.execute("SELECT count(*), max(num_clips) FROM segments").fetchone() == (1, 2)
     con.execute("SET VARIABLE segment_max_gap = 0")
@@ -253,9 +253,9 @@ def test_segment_thresholds_are_variables_of_the_connection(tmp_path):
 @pytest.fixture
 def small_index(tmp_path):
     out = tmp_path / "out"
-    write_rows(str(out), "clips", [clip_row("x", "r1", i) for i in range(3)], "r1-a")
-    write_rows(str(out), "videos", [video_row("x", "r1"), video_row("y", "r1")], "r1-b")
-    write_rows(str(out), "videos", [video_row("y", "r2", label="b")], "r2-b")
+    commit(str(out), "clips", [clip_row("x", "r1", i) for i in range(3)])
+    commit(str(out), "videos", [video_row("x", "r1"), video_row("y", "r1")])
+    commit(str(out), "videos", [video_row("y", "r2", label="b")])
     return out
 
 
@@ -312,11 +312,12 @@ def test_query_without_an_index(tmp_path):
 # --- buckets -----------------------------------------------------------------------------------
 
 
-def test_views_over_a_bucket(store, tmp_path):
+def test_views_over_a_bucket(s3_server, tmp_path):
+    store = s3_server  # gs:// indexes: on real GCS only (tests/test_storage.py index_store)
     out = store.uri(f"query-{uuid.uuid4().hex[:8]}")
-    write_rows(out, "clips", [clip_row("x", "r1", i) for i in range(3)], "r1-a")
-    write_rows(out, "clips", [clip_row("x", "r0", i) for i in range(5)], "r0-a")  # orphans
-    write_rows(out, "videos", [video_row("x", "r1")], "r1-b")
+    commit(out, "clips", [clip_row("x", "r1", i) for i in range(3)])
+    commit(out, "clips", [clip_row("x", "r0", i) for i in range(5)])  # orphans
+    commit(out, "videos", [video_row("x", "r1")])
     assert_views_match_reference(out)
     con = connect(out)
     assert con.execute("SELECT count(*) FROM clips").fetchone() == (3,)

@@ -9,7 +9,7 @@ import pytest
 from beam_pipeline.query_cli import hms
 from tests.helpers import DEMO_MEDIA, clip_row, run_cli, video_row
 from video_index.class_match import match_classes
-from transforms.sink import write_rows
+from transforms.sink import commit
 
 CLASSES = ["playing cricket", "golf putting", "cricket (insect)", "cleaning pool", "Crickets"]
 
@@ -39,18 +39,18 @@ def index(tmp_path):
     out = str(tmp_path / "out")
     cricket, golf = "playing cricket", "golf putting"
     # x was re-indexed by r2: its r1 cricket clips no longer stand.
-    write_rows(out, "clips", clips_of("x", "r1", [(cricket, 0.99)] * 3), "r1-a")
-    write_rows(out, "videos", [video_row("x", "r1", label=cricket)], "r1-b")
-    write_rows(out, "clips", clips_of("x", "r2", [(golf, 0.9)] * 2), "r2-a")
-    write_rows(out, "videos", [video_row("x", "r2", label=golf)], "r2-b")
+    commit(out, "clips", clips_of("x", "r1", [(cricket, 0.99)] * 3))
+    commit(out, "videos", [video_row("x", "r1", label=cricket)])
+    commit(out, "clips", clips_of("x", "r2", [(golf, 0.9)] * 2))
+    commit(out, "videos", [video_row("x", "r2", label=golf)])
     # y: a cricket event over clips 0-2 (clip 1 bridged), then a weak clip.
     tops = [(cricket, 0.8), (golf, 0.6), (cricket, 0.7), (cricket, 0.3)]
-    write_rows(out, "clips", clips_of("y", "r1", tops), "r1-c")
+    commit(out, "clips", clips_of("y", "r1", tops))
     # z: one strong cricket clip.
-    write_rows(out, "clips", clips_of("z", "r1", [(golf, 0.2), (cricket, 0.95)]), "r1-d")
-    write_rows(out, "videos", [video_row("y", "r1", cricket), video_row("z", "r1", golf)], "r1-e")
+    commit(out, "clips", clips_of("z", "r1", [(golf, 0.2), (cricket, 0.95)]))
+    commit(out, "videos", [video_row("y", "r1", cricket), video_row("z", "r1", golf)])
     # A killed run's orphan clips of z: newer, but z has no row from it.
-    write_rows(out, "clips", clips_of("z", "r3", [(cricket, 1.0)] * 2), "r3-a")
+    commit(out, "clips", clips_of("z", "r3", [(cricket, 1.0)] * 2))
     return out
 
 
@@ -131,13 +131,11 @@ def test_acceptance_on_the_demo_clips(tmp_path):
     again = run_cli("index", "--input", str(archive), "--output", out)
     assert again.returncode == 0, again.stderr[-3000:]
     after = json.loads(run_cli("query", out, counts, "--format", "json").stdout)[0]
-    assert after["raw_videos"] == before["raw_videos"] + 1
+    # The changed file's older rows left the table with the run: any reader counts 3.
+    assert after["raw_videos"] == before["raw_videos"] == 3
     assert (after["videos"], after["clips"]) == (3, after["expected"]) == (3, before["clips"])
     assert run_cli("compact", out).returncode == 0
-    assert json.loads(run_cli("query", out, counts, "--format", "json").stdout)[0] == {
-        **after,
-        "raw_videos": 3,
-    }
+    assert json.loads(run_cli("query", out, counts, "--format", "json").stdout)[0] == after
 
 
 @pytest.fixture
@@ -154,15 +152,15 @@ def shot_index(tmp_path):
         {**row, "shot_index": shot_of[i], "cue": "bars" if i >= 6 else None}
         for i, row in enumerate(clips_of("s", "r1", tops))
     ]
-    write_rows(out, "clips", clips, "r1-a", clips_schema(shots=True))
+    commit(out, "clips", clips, clips_schema(shots=True))
     spans = [(0.0, 3.0, "start"), (3.0, 6.0, "cut"), (6.0, 8.0, "cut")]
     shots = [
         {"video_id": "s", "uri": clips[0]["uri"], "shot_index": i, "start_s": a, "end_s": b,
          "kind": kind, "confidence": 1.0, "thumbnail": b"\xff\xd8", "model": "m", "run_id": "r1"}
         for i, (a, b, kind) in enumerate(spans)
     ]  # fmt: skip
-    write_rows(out, "shots", shots, "r1-b")
-    write_rows(out, "videos", [video_row("s", "r1", cricket)], "r1-c")
+    commit(out, "shots", shots)
+    commit(out, "videos", [video_row("s", "r1", cricket)])
     return out
 
 

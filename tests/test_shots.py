@@ -287,7 +287,7 @@ def test_technical_cues_on_lavfi_sources_joined_to_real_clips(tmp_path):
 def test_the_html_report_draws_each_videos_shots(tmp_path):
     from beam_pipeline.report import load_summary, write_html
     from tests.helpers import video_row
-    from transforms.sink import write_rows
+    from transforms.sink import commit
 
     out = str(tmp_path / "out")
     row = video_row("v", "r1")
@@ -297,9 +297,9 @@ def test_the_html_report_draws_each_videos_shots(tmp_path):
          "kind": kind, "confidence": 1.0, "thumbnail": None, "model": "m", "run_id": "r1"}
         for i, (a, b, kind) in enumerate(spans)
     ]  # fmt: skip
-    write_rows(out, "shots", shots, "r1-a")
-    write_rows(out, "videos", [row], "r1-b")
-    write_rows(out, "videos", [video_row("w", "r1")], "r1-c")  # a video without shots
+    commit(out, "shots", shots)
+    commit(out, "videos", [row])
+    commit(out, "videos", [video_row("w", "r1")])  # a video without shots
     write_html(load_summary(out), out, str(tmp_path / "report.html"))
     page = (tmp_path / "report.html").read_text()
     assert page.count("class=shot ") == 3 and page.count("class='bar shots'") == 1

@@ -1,79 +1,39 @@
-"""WriteIndex: ``(table, row)`` pairs → Parquet files under ``OUTPUT/{videos,clips,failures}/``.
+"""WriteIndex: ``(table, row)`` pairs → commits to the index's Lance tables.
 
 Takes PCollections of ``(table, row dict)`` (schemas in ``video_index.schemas``) and
-writes each table as Parquet files through fsspec, so the same code writes to a
-local folder, ``gs://`` or ``s3://``.
+commits them to ``OUTPUT/<table>.lance`` (``video_index.table``) through fsspec-style
+URLs, so the same code writes to a local folder, ``gs://`` or ``s3://``.
 
-A file is written under ``TABLE/_tmp/`` and then moved into place, so a reader
-never sees a half-written file (readers such as ``pyarrow.dataset`` and DuckDB's
-``TABLE/*.parquet`` skip ``_``-prefixed paths). Rows are committed every
-``flush_rows`` rows or ``flush_s`` seconds, not only when a bundle ends, so a
-killed run keeps what it finished. A runner that retries a bundle can commit some
-rows twice; readers keep one row per video (``video_index.index.read_table``).
+Rows are committed every ``flush_rows`` rows or ``flush_s`` seconds, not only when a
+bundle ends, so a killed run keeps what it finished. A commit merges on the table's
+key and ``run_id``: a runner that retries a bundle commits the same rows again and
+nothing changes. The standing rule (a changed video's older rows go) is applied in the
+tables at the end of the run (``video_index.table.settle``).
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 
 import apache_beam as beam
-import fsspec
 import pyarrow as pa
-import pyarrow.parquet as pq
 from apache_beam import pvalue
 
+from video_index import table as tables
 from video_index.schemas import TABLES
 from video_index.storage import retrying
 
 
-def write_rows(
-    output: str, table: str, rows: list[dict], file_stem: str, schema: pa.Schema | None = None
-) -> str:
-    """Write rows as one Parquet file of ``table``, atomically; returns its URI.
+def commit(output: str, table: str, rows: list[dict], schema: pa.Schema | None = None) -> None:
+    """Commit ``rows`` to ``table`` of the index at ``output`` (``video_index.table.commit_rows``).
 
     ``schema`` (default ``TABLES[table]``) may add optional columns, such as
-    ``schemas.clips_schema`` does.
-
-    The write to ``_tmp/`` and the move into place are retried together on transient
-    storage errors (``video_index.storage.retrying``). A retry rewrites the temporary
-    file whole and moves it onto the same final name, which only this call uses, so
-    a retried commit still leaves exactly one complete file.
+    ``schemas.clips_schema`` does. A commit that fails on a transient storage error is
+    retried whole (``video_index.storage.retrying``): rows it already committed are
+    skipped by the merge, so a retry never doubles them.
     """
-    schema = schema or TABLES[table]
-    fs, root = fsspec.core.url_to_fs(output.rstrip("/"))
-    table_dir = f"{root}/{table}"
-    tmp_path = f"{table_dir}/_tmp/{file_stem}.parquet"
-    final_path = f"{table_dir}/{file_stem}.parquet"
-    arrow_table = pa.Table.from_pylist(rows, schema=schema)
-
-    def commit(path: str) -> None:
-        fs.makedirs(f"{table_dir}/_tmp", exist_ok=True)
-        with fs.open(tmp_path, "wb") as f:
-            pq.write_table(arrow_table, f, compression="zstd")
-        try:
-            fs.mv(tmp_path, path)
-        except FileNotFoundError:
-            # A move whose answer was lost, retried inside the storage client, finds
-            # its source gone: it is committed if the final file is there instead.
-            fs.invalidate_cache()
-            if fs.exists(tmp_path) or not fs.exists(path):
-                raise
-
-    retrying(commit, final_path)
-    return final_path
-
-
-def ensure_tables(output: str) -> None:
-    """Give every table that has no Parquet file yet an empty one with its schema.
-
-    So ``TABLE/*.parquet`` globs (DuckDB, pandas) and ``pyarrow.dataset(TABLE)`` read
-    every table after every run, e.g. ``failures/`` of a run where nothing failed.
-    """
-    fs, root = fsspec.core.url_to_fs(output.rstrip("/"))
-    for table in TABLES:
-        if not retrying(fs.glob, f"{root}/{table}/*.parquet"):
-            write_rows(output, table, [], "empty")
+    rows_table = pa.Table.from_pylist(rows, schema=schema or TABLES[table])
+    retrying(tables.commit_rows, output, table, rows_table)
 
 
 # Commit order within a flush: a video's clips and shots before its row, so that a
@@ -82,7 +42,7 @@ _COMMIT_ORDER = ("clips", "shots", "cues", "failures", "videos")
 
 
 class _WriteIndexFn(beam.DoFn):
-    """Buffers (table, row) pairs; commits one file per table every flush."""
+    """Buffers (table, row) pairs; commits each table's rows every flush."""
 
     def __init__(self, output: str, run_id: str, flush_rows: int, flush_s: float, schemas: dict):
         self._output = output
@@ -90,11 +50,6 @@ class _WriteIndexFn(beam.DoFn):
         self._flush_rows = flush_rows
         self._flush_s = flush_s
         self._schemas = schemas
-
-    def setup(self):
-        # One writer id per DoFn instance: file names never collide across workers.
-        self._writer = uuid.uuid4().hex[:12]
-        self._files = 0
 
     def start_bundle(self):
         self._rows: dict[str, list[dict]] = {table: [] for table in _COMMIT_ORDER}
@@ -118,15 +73,13 @@ class _WriteIndexFn(beam.DoFn):
         for table in _COMMIT_ORDER:
             rows = self._rows[table]
             if rows:
-                stem = f"{self._run_id}-{self._writer}-{self._files:05d}"
-                write_rows(self._output, table, rows, stem, self._schemas.get(table))
-                self._files += 1
+                commit(self._output, table, rows, self._schemas.get(table))
                 self._rows[table] = []
         self._buffered = 0
 
 
 class WriteIndex(beam.PTransform):
-    """Named collections of ``(table, row)`` → Parquet tables under ``output``.
+    """Named collections of ``(table, row)`` → the Lance tables under ``output``.
 
     One writer per collection, fused with the step that made it: a merge (Flatten)
     in front of the writer would make Beam's local runner hold every row until the
@@ -151,12 +104,6 @@ class WriteIndex(beam.PTransform):
 
     def expand(self, rows: dict[str, pvalue.PCollection]) -> pvalue.PDone:
         pipeline = next(iter(rows.values())).pipeline
-        # At the start of the run, so even a run that dies leaves readable tables.
-        _ = (
-            pipeline
-            | "Tables" >> beam.Create([self._output])
-            | "EnsureTables" >> beam.Map(ensure_tables)
-        )
         for name, table_rows in rows.items():
             _ = table_rows | f"Write{name}" >> beam.ParDo(
                 _WriteIndexFn(

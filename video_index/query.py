@@ -62,11 +62,6 @@ __all__ = [
 # process peaks near this plus ~0.3 GB. Joins, sorts and windows over it spill.
 DEFAULT_MEMORY_LIMIT = "1GB"
 
-# Lance reads ahead of DuckDB outside its memory_limit (by default up to 2 GiB of I/O
-# buffer); these bounds took `query` of the standing counts at 25M clips from 1.66 to
-# 1.47 GiB peak (bench/bench_index_scale.py).
-_LANCE_SCAN = {"io_buffer_size": 64 << 20, "fragment_readahead": 2, "batch_readahead": 4}
-
 _KEYS = {
     "videos": "video_id, uri",
     "failures": "video_id, uri",
@@ -155,7 +150,12 @@ def connect_tables(tables_at: dict, **options) -> duckdb.DuckDBPyConnection:
     the one version the snapshot opened, so what another process commits meanwhile
     (a run, a compaction) changes nothing this connection reads. ``options`` are
     ``connect_files``'s (``union_by_name`` has no use here: a table has one schema).
-    Columns DuckDB cannot bind (float16 embeddings) are left out of ``raw_*``.
+
+    A table is registered as its Lance dataset, so DuckDB pushes its projections and
+    filters into Lance. DuckDB cannot bind Arrow float16, so a table with a float16
+    column (the clips' ``embedding``) is registered as a Lance scan that casts those
+    columns to float32 (``video_index.table.duckdb_columns``): the same values, read
+    whole by every query of that table.
 
     A table may also be given as rows already read (a ``pyarrow.Table``): a search
     that found its candidate rows through the tables' indexes
@@ -164,7 +164,7 @@ def connect_tables(tables_at: dict, **options) -> duckdb.DuckDBPyConnection:
     yet upgraded ignores ``narrow`` (DuckDB scans its files)."""
     import pyarrow as pa
 
-    from video_index.table import readable_columns
+    from video_index.table import duckdb_columns
 
     options.pop("union_by_name", None)
 
@@ -176,8 +176,9 @@ def connect_tables(tables_at: dict, **options) -> duckdb.DuckDBPyConnection:
         if isinstance(dataset, pa.Table):
             con.register(f"rows_{table}", dataset)
             return f"rows_{table}"
-        scanner = dataset.scanner(columns=readable_columns(dataset.schema), **_LANCE_SCAN)
-        con.register(f"lance_{table}", scanner)
+        columns = duckdb_columns(dataset.schema)
+        source = dataset if columns is None else dataset.scanner(columns=columns)
+        con.register(f"lance_{table}", source)
         return f"lance_{table}"
 
     return _connect(source, **options)

@@ -347,3 +347,28 @@ def open_input(uri: str, mode: str = "rb", **kwargs: Any):
 def _open(uri: str, mode: str, kwargs: dict):
     fs, path = filesystem(uri)
     return fs.open(path, mode, **kwargs)
+
+
+def lance_options(uri: str) -> dict[str, str]:
+    """Lance's ``storage_options`` for ``uri``: what fsspec and botocore take from the
+    environment that Lance's object store (Rust ``object_store``) does not.
+
+    Lance reads credentials and ``AWS_ENDPOINT_URL_S3``/``AWS_ENDPOINT_URL`` itself, but
+    refuses a plain-``http://`` endpoint (an S3-compatible store on a private network,
+    MinIO, moto) unless told ``allow_http``: for ``s3://`` with such an endpoint, this
+    gives ``{"aws_endpoint": URL, "allow_http": "true"}``. Empty for local paths, for
+    ``gs://`` (Lance uses application-default credentials, as gcsfs does) and where
+    nothing is set.
+    """
+    if not uri.startswith(("s3://", "s3a://")):
+        return {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return {}
+    options = {"aws_endpoint": endpoint}
+    if endpoint.startswith("http://"):
+        options["allow_http"] = "true"
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        options["aws_region"] = region
+    return options

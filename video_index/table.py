@@ -42,20 +42,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from video_index.schemas import CLIPS, CUES, FAILURES, SHOTS, VIDEOS
-from video_index.storage import filesystem, retrying
+from video_index.storage import filesystem, lance_options, retrying
 
 __all__ = [
     "FORMAT",
     "SPECS",
     "TableDamaged",
+    "TableMismatch",
     "TableSpec",
     "commit_rows",
+    "ensure_tables",
+    "file_count",
     "format_version",
     "has_tables",
     "compact",
     "connect",
     "open_table",
     "snapshot",
+    "duckdb_columns",
     "readable_columns",
     "remove_orphans",
     "settle",
@@ -119,7 +123,7 @@ def open_table(output: str, table: str, version: Optional[int] = None):
     if not retrying(fs.exists, path):
         return None
     try:
-        return lance.dataset(uri, version=version)
+        return lance.dataset(uri, version=version, storage_options=lance_options(uri))
     except (ValueError, OSError) as error:
         raise TableDamaged(f"cannot open the {table} table at {uri}: {error}") from error
 
@@ -155,7 +159,8 @@ def commit_rows(output: str, table: str, rows: pa.Table) -> None:
     dataset = open_table(output, table)
     if dataset is None:
         try:
-            lance.write_dataset(rows, table_uri(output, table), mode="create")
+            uri = table_uri(output, table)
+            lance.write_dataset(rows, uri, mode="create", storage_options=lance_options(uri))
             return
         except (OSError, ValueError):
             dataset = open_table(output, table)  # another writer created it first
@@ -169,6 +174,52 @@ def commit_rows(output: str, table: str, rows: pa.Table) -> None:
         dataset = open_table(output, table)
     on = [*spec.key, "run_id"]
     dataset.merge_insert(on).when_not_matched_insert_all().execute(rows)
+
+
+class TableMismatch(ValueError):
+    """A table holds a column of another type than a run writes (say embeddings of
+    another width, from another model)."""
+
+
+def ensure_tables(output: str, schemas: Optional[dict[str, pa.Schema]] = None) -> None:
+    """Create every table of ``SPECS`` that does not exist yet, empty, and add to each
+    the optional columns ``schemas[table]`` names (nulls in older rows).
+
+    Called once by a run's launcher before any worker commits, so the workers' commits
+    never change a schema, and every table is readable (by any engine) after any run,
+    ``failures`` of a run where nothing failed too. Raises TableMismatch where a column
+    exists with another type (one line naming table, column and both types), and
+    TableDamaged where a table cannot be opened.
+    """
+    schemas = schemas or {}
+    for table, spec in SPECS.items():
+        schema = schemas.get(table, spec.schema)
+        dataset = open_table(output, table)
+        if dataset is None:
+            commit_rows(output, table, schema.empty_table())
+            continue
+        for field in schema:
+            index = dataset.schema.get_field_index(field.name)
+            if index >= 0 and dataset.schema.field(index).type != field.type:
+                raise TableMismatch(
+                    f"{table_uri(output, table)} has {field.name} as "
+                    f"{dataset.schema.field(index).type}, this run writes {field.type} "
+                    "(another model's index: give another --output)"
+                )
+        missing = [f for f in schema if dataset.schema.get_field_index(f.name) < 0]
+        if missing:
+            dataset.add_columns(missing)
+
+
+def file_count(output: str) -> int:
+    """Data files (Lance fragments) over all tables of the newest versions: what
+    ``compact`` folds into few. Each commit of a run adds one per table it writes."""
+    total = 0
+    for table in SPECS:
+        dataset = open_table(output, table)
+        if dataset is not None:
+            total += len(dataset.get_fragments())
+    return total
 
 
 def _quote(text: str) -> str:
@@ -285,17 +336,39 @@ def snapshot(output: str) -> dict:
     return {table: open_table(output, table) for table in SPECS}
 
 
-def readable_columns(schema: pa.Schema) -> list[str]:
-    # DuckDB cannot bind an Arrow float16 column, even one a query never reads.
-    def half(t: pa.DataType) -> bool:
-        return t == pa.float16() or (hasattr(t, "value_type") and half(t.value_type))
+def _half(t: pa.DataType) -> bool:
+    return t == pa.float16() or (hasattr(t, "value_type") and _half(t.value_type))
 
-    return [f.name for f in schema if not half(f.type)]
+
+def readable_columns(schema: pa.Schema) -> list[str]:
+    """The columns of ``schema`` DuckDB can bind: all but float16 ones (DuckDB 2.0
+    refuses an Arrow source with any float16 column, even one a query never reads)."""
+    return [f.name for f in schema if not _half(f.type)]
+
+
+def duckdb_columns(schema: pa.Schema) -> Optional[dict[str, str]]:
+    """None where DuckDB can bind ``schema`` as it is; else a Lance projection of every
+    column in which float16 (scalars, lists, fixed-size lists of them) becomes float32,
+    for ``LanceDataset.scanner(columns=...)``."""
+    if not any(_half(f.type) for f in schema):
+        return None
+
+    def wider(t: pa.DataType) -> str:
+        if t == pa.float16():
+            return "Float32"
+        if pa.types.is_fixed_size_list(t):
+            return f"FixedSizeList({t.list_size}, {wider(t.value_type)})"
+        return f"List({wider(t.value_type)})"
+
+    return {
+        f.name: f"arrow_cast({f.name}, '{wider(f.type)}')" if _half(f.type) else f.name
+        for f in schema
+    }
 
 
 def connect(tables_at: dict):
     """A DuckDB connection with a view per table of ``tables_at`` (from ``snapshot``):
-    its rows at that version, float16 columns left out; an absent table is empty."""
+    its rows at that version, float16 columns as float32; an absent table is empty."""
     import duckdb
 
     con = duckdb.connect()
@@ -303,7 +376,8 @@ def connect(tables_at: dict):
         if dataset is None:
             source = SPECS[table].schema.empty_table()
         else:
-            source = dataset.scanner(columns=readable_columns(dataset.schema))
+            columns = duckdb_columns(dataset.schema)
+            source = dataset if columns is None else dataset.scanner(columns=columns)
         con.register(table, source)
     return con
 
@@ -360,13 +434,16 @@ def upgrade(output: str, *, memory_limit: str = "2GB") -> dict[str, int]:
         source = pa.RecordBatchReader.from_batches(
             schema, (batch for table_ in batches for batch in table_.to_batches())
         )
-        dataset = lance.write_dataset(source, table_uri(output, table), schema=schema)
+        uri = table_uri(output, table)
+        dataset = lance.write_dataset(
+            source, uri, schema=schema, storage_options=lance_options(uri)
+        )
         written[table] = dataset.count_rows()
     con.close()
     return written
 
 
-def upgrade_if_old(output: str) -> Optional[dict[str, int]]:
+def upgrade_if_old(output: str, *, memory_limit: str = "2GB") -> Optional[dict[str, int]]:
     """``upgrade(output)`` where ``output`` holds the Parquet layout and no Lance table
     yet (a run's first meeting with an old index); None where there is nothing to do."""
     from video_index.index import index_files
@@ -379,7 +456,7 @@ def upgrade_if_old(output: str) -> Optional[dict[str, int]]:
         return None
     if not any(files.values()):
         return None
-    return upgrade(output)
+    return upgrade(output, memory_limit=memory_limit)
 
 
 def has_tables(output: str) -> bool:
