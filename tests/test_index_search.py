@@ -81,7 +81,9 @@ def test_the_label_index_answers_the_search_filter(index):
 
 @pytest.mark.parametrize("labels", [["playing cricket"], ["massaging person's head", "yoga"]])
 @pytest.mark.parametrize("kind", ["clips", "events"])
-def test_search_through_the_index_gives_exactly_the_full_scans_rows(capsys, index, labels, kind):
+def test_search_through_the_index_gives_exactly_the_full_scans_rows(
+    capsys, index, labels, kind, video_rows_by
+):
     flags = [a for label in labels for a in ("--label", label)]
     found = _search(capsys, index, *flags, *(["--clips"] if kind == "clips" else []))
     assert found == _scanned(index, labels, kind)
@@ -93,7 +95,15 @@ def test_search_through_the_index_gives_exactly_the_full_scans_rows(capsys, inde
     assert all(row[-1] < 1.0 for row in found)  # the killed run's orphans do not stand
 
 
-def test_candidates_are_the_rows_of_the_label_and_of_their_videos(index):
+@pytest.fixture(params=["lookup", "pass"])
+def video_rows_by(request, monkeypatch):
+    """Both ways ``rows_of_videos`` finds a video's rows: index lookups, or a pass."""
+    if request.param == "pass":
+        monkeypatch.setattr(indexes, "_IN_LOOKUP_MAX", 0)
+    return request.param
+
+
+def test_candidates_are_the_rows_of_the_label_and_of_their_videos(index, video_rows_by):
     narrowed = indexes.label_candidates(tables.snapshot(index), ["abseiling"])
     con = query.connect(index, narrow=lambda tables_at: narrowed)
     keys = "SELECT video_id, clip_index, run_id FROM raw_clips"
