@@ -135,3 +135,19 @@ def test_build_index_on_lance_and_errors(tmp_path, capsys):
         ClipVectors(out).query_clip("1", 0.0)
     with pytest.raises(similar_cli.SimilarError, match="outside video 'v1'"):
         ClipVectors(out).query_clip("v1", 99.0)
+
+
+def test_clips_without_embeddings_are_skipped_and_named(tmp_path):
+    out = str(tmp_path / "out")
+    rng = np.random.default_rng(1)
+    _commit(out, "a", "r1", _vectors(rng, rng.standard_normal(DIM), 3))
+    schema = clips_schema(embedding_dim=DIM)
+    bare = [{**clip_row("b", "r1", i), "embedding": None} for i in range(3)]
+    tables.commit_rows(out, "clips", pa.Table.from_pylist(bare, schema=schema))
+    tables.commit_rows(out, "videos", pa.Table.from_pylist([video_row("b", "r1")]))
+    source = ClipVectors(out)
+    query = source.query_clip("a", 0.5).embedding
+    for exact in (False, True):
+        assert {n.video_id for n in source.neighbours(query, 10, exact=exact)} == {"a"}
+    with pytest.raises(similar_cli.SimilarError, match="'b' has no embedded clips"):
+        source.query_clip("b", 0.5)

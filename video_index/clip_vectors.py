@@ -104,7 +104,12 @@ class ClipVectors:
         near = self.clips.to_table(
             columns=["video_id"], filter=f"video_id LIKE {_quote(pattern)}", limit=50
         )
-        names = sorted(set(near.column("video_id").to_pylist()))[:3]
+        names = sorted(set(near.column("video_id").to_pylist()) - {video_id})[:3]
+        if video_id in near.column("video_id").to_pylist():
+            return SimilarError(
+                f"video {video_id!r} has no embedded clips (indexed with --no-embeddings, or "
+                "by a model that gives none)"
+            )
         if names:
             listed = ", ".join(repr(name) for name in names)
             return SimilarError(
