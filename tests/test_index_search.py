@@ -142,3 +142,15 @@ def test_compact_and_a_runs_end_keep_the_indexes(tmp_path, capsys):
     clips = tables.open_table(out, "clips")
     assert clips.stats.index_stats("labels_idx")["num_unindexed_rows"] == 0
     assert {i.name for i in clips.describe_indices()} == {"labels_idx", "video_id_idx"}
+
+
+def test_candidates_leave_the_thumbnails_out(tmp_path, capsys):
+    out = str(tmp_path / "out")
+    rows = [{**clip_row("v", "r1", i), "labels": ["yoga"], "scores": [0.8], "thumbnail": b"jpeg"}
+            for i in range(3)]  # fmt: skip
+    tables.commit_rows(out, "clips", pa.Table.from_pylist(rows))
+    tables.commit_rows(out, "videos", pa.Table.from_pylist([video_row("v", "r1")]))
+    indexes.ensure_indexes(out)
+    narrowed = indexes.label_candidates(tables.snapshot(out), ["yoga"])
+    assert narrowed["clips"].num_rows == 3 and "thumbnail" not in narrowed["clips"].column_names
+    assert _search(capsys, out, "--label", "yoga", "--clips") == _scanned(out, ["yoga"], "clips")

@@ -88,7 +88,7 @@ def label_filter(labels: Sequence[str]) -> str:
 
 def rows_of_videos(dataset, videos: Sequence[str], columns: Optional[list[str]] = None):
     """The rows of ``dataset`` whose ``video_id`` is one of ``videos`` (a
-    ``pyarrow.Table`` of ``columns``, default those DuckDB reads).
+    ``pyarrow.Table`` of ``columns``, default those DuckDB binds less binary ones).
 
     A few videos are looked up through the ``video_id`` index (``IN``); many are found
     by one pass over the ``video_id`` column and read by position: at 15,000 of 1M
@@ -96,9 +96,7 @@ def rows_of_videos(dataset, videos: Sequence[str], columns: Optional[list[str]] 
     """
     import pyarrow.compute as pc
 
-    from video_index.table import readable_columns
-
-    columns = columns or readable_columns(dataset.schema)
+    columns = columns or _search_columns(dataset.schema)
     names = sorted(set(videos))
     if len(names) <= _IN_LOOKUP_MAX:
         where = ", ".join(_quote(name) for name in names) or "NULL"
@@ -108,11 +106,22 @@ def rows_of_videos(dataset, videos: Sequence[str], columns: Optional[list[str]] 
     return dataset.take(positions.to_numpy(), columns=columns)
 
 
+def _search_columns(schema) -> list[str]:
+    """What a search reads of a table: the columns DuckDB binds, less the pictures
+    (``thumbnail``: kilobytes a row, and no search ranks by them)."""
+    import pyarrow as pa
+
+    from video_index.table import readable_columns
+
+    return [c for c in readable_columns(schema) if not pa.types.is_binary(schema.field(c).type)]
+
+
 def label_candidates(tables_at: dict, labels: Sequence[str]) -> dict:
     """``tables_at`` (``video_index.table.snapshot``) narrowed for a search of
     ``labels``: ``clips`` holds the clips whose top-1 label is one of them
     (``label_filter``), and ``videos``, ``failures``, ``shots`` and ``cues`` the rows
-    of those clips' videos, each a ``pyarrow.Table`` read at the snapshot's version.
+    of those clips' videos, each a ``pyarrow.Table`` read at the snapshot's version
+    (without float16 and binary columns: embeddings and thumbnails).
 
     The standing rule then needs only those videos' rows: a search reads what its
     answer is made of, not the archive (``video_index.query.connect(narrow=...)``).
@@ -120,9 +129,7 @@ def label_candidates(tables_at: dict, labels: Sequence[str]) -> dict:
     clips = tables_at.get("clips")
     if clips is None:
         return tables_at
-    from video_index.table import readable_columns
-
-    found = clips.to_table(columns=readable_columns(clips.schema), filter=label_filter(labels))
+    found = clips.to_table(columns=_search_columns(clips.schema), filter=label_filter(labels))
     videos = found.column("video_id").unique().to_pylist()
     narrowed = {**tables_at, "clips": found}
     for table in ("videos", "failures", "shots", "cues"):
