@@ -21,7 +21,8 @@ Then each measurement runs in its own process (``/usr/bin/time -v``: wall second
 peak RSS): ``video-index search`` by label (events and ``--clips``) through the Lance
 prefilter, and the same search's SQL over a full scan of the clips (the code before the
 prefilter) side by side, as a ratio; ``video-index query`` (standing counts, the
-segments of one label) and ``video-index show``; ``video-index similar`` (approximate,
+segments of one label) and ``video-index show``, on both indexes (the second's clips
+carry embeddings); ``video-index similar`` (approximate,
 and ``--exact``); and, in one process, recall@10 of the approximate search against the
 exact one and the median latency of each over 50 query clips (10 of them committed
 after the index build). Results as JSON at the end.
@@ -334,6 +335,8 @@ def measure(root: Path, args) -> dict:
     if args.vector_clips:
         commands.update(
             {
+                "query counts, clips with embeddings": [*vi, "query", vectors, counts_sql, *json_],
+                "show, clips with embeddings": [*vi, "show", vectors],
                 "similar": similar,
                 "similar --exact": [*similar, "--exact"],
                 "similar recall and latency": [
@@ -349,7 +352,7 @@ def measure(root: Path, args) -> dict:
             own["full_scan_s"] = result["s"]
             own["full_scan_rss_mib"] = result["rss_mib"]
             own["ratio_to_full_scan"] = round(own["s"] / result["s"], 3)
-        if name == "query counts":
+        if name.startswith("query counts"):
             result["counts"] = json.loads(result["stdout"])[0]
         if name in ("similar recall and latency", "search --label, in one process"):
             result.update(json.loads(result["stdout"].strip().splitlines()[-1]))
