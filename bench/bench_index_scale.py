@@ -144,7 +144,7 @@ def _write(uri: str, schema: pa.Schema, tables, mode: str = "create") -> None:
     import lance
 
     # Batches of the size a run's commits have: Lance picks a page's encoding per batch,
-    # and one batch of 250,000 list rows takes 2.7x the bytes and reads 10x slower.
+    # and one batch of 250,000 list rows takes 2.7x the bytes and reads 5-10x slower.
     batches = (batch for table in tables for batch in table.to_batches(max_chunksize=8192))
     reader = pa.RecordBatchReader.from_batches(schema, batches)
     lance.write_dataset(reader, uri, schema=schema, mode=mode)
