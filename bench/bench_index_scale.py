@@ -173,7 +173,7 @@ def build_labels(out: Path, videos: int, per_video: int, batch: int) -> dict:
     _write(table_uri(str(out), "failures"), FAILURES, [rows.failures(failed, RUN_A)])
     written_s = time.monotonic() - started
     started = time.monotonic()
-    built = ensure_indexes(str(out), vectors=False)
+    built = ensure_indexes(str(out), vectors=False, min_rows=0)
     index_s = time.monotonic() - started
     tail = ids[late]
     late_clips = (rows.clips(c, RUN_B) for c in _chunks(tail, batch))
@@ -224,7 +224,7 @@ def build_vectors(out: Path, clips: int, per_video: int, dim: int, batch: int) -
     _write(table_uri(str(out), "videos"), VIDEOS, [rows.videos(ids[:videos], RUN_A)])
     written_s = time.monotonic() - started
     started = time.monotonic()
-    built = ensure_indexes(str(out), vectors=True)
+    built = ensure_indexes(str(out), vectors=True, min_rows=0)
     index_s = time.monotonic() - started
     _write(table_uri(str(out), "clips"), schema, clip_tables(ids[videos:], RUN_B), "append")
     _write(table_uri(str(out), "videos"), VIDEOS, [rows.videos(ids[videos:], RUN_B)], "append")

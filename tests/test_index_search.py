@@ -49,7 +49,7 @@ def index(tmp_path):
     rng = random.Random(7)
     for v in range(30):
         _commit_video(out, f"v{v:02d}", "r1", rng)
-    built = indexes.ensure_indexes(out)
+    built = indexes.ensure_indexes(out, min_rows=0)
     assert built["clips.labels"] == "LABEL_LIST built"
     # After the build: new videos, a re-run of v03 (its r1 rows deleted by supersede),
     # and a killed run's orphan clips of v04 (no videos row: they do not stand).
@@ -121,14 +121,14 @@ def test_candidates_are_the_rows_of_the_label_and_of_their_videos(index, video_r
 
 
 def test_ensure_indexes_folds_rows_added_since_the_build(index):
-    done = indexes.ensure_indexes(index)
+    done = indexes.ensure_indexes(index, min_rows=0)
     assert done["clips.labels"] == "LABEL_LIST updated"
     clips = tables.open_table(index, "clips")
     assert clips.stats.index_stats("labels_idx")["num_unindexed_rows"] == 0
-    assert indexes.ensure_indexes(index) == {}
+    assert indexes.ensure_indexes(index, min_rows=0) == {}
 
 
-def test_compact_and_a_runs_end_keep_the_indexes(tmp_path, capsys):
+def test_compact_and_a_runs_end_keep_the_indexes(tmp_path, capsys, monkeypatch):
     from beam_pipeline.query_cli import compact_command, refresh_similar_index
 
     out = str(tmp_path / "out")
@@ -136,6 +136,9 @@ def test_compact_and_a_runs_end_keep_the_indexes(tmp_path, capsys):
     for v in range(3):
         _commit_video(out, f"v{v}", "r1", rng)
     refresh_similar_index(out, "video-index")  # what a run's end calls
+    assert capsys.readouterr().out == ""  # 18 clips: below the size worth an index
+    monkeypatch.setattr(indexes, "SCALAR_MIN_ROWS", 18)
+    refresh_similar_index(out, "video-index")
     assert "clips.labels LABEL_LIST built" in capsys.readouterr().out
     _commit_video(out, "v9", "r2", rng)
     assert compact_command([out], "video-index") == 0
@@ -150,7 +153,7 @@ def test_candidates_leave_the_thumbnails_out(tmp_path, capsys):
             for i in range(3)]  # fmt: skip
     tables.commit_rows(out, "clips", pa.Table.from_pylist(rows))
     tables.commit_rows(out, "videos", pa.Table.from_pylist([video_row("v", "r1")]))
-    indexes.ensure_indexes(out)
+    indexes.ensure_indexes(out, min_rows=0)
     narrowed = indexes.label_candidates(tables.snapshot(out), ["yoga"])
     assert narrowed["clips"].num_rows == 3 and "thumbnail" not in narrowed["clips"].column_names
     assert _search(capsys, out, "--label", "yoga", "--clips") == _scanned(out, ["yoga"], "clips")
