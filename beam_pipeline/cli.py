@@ -43,6 +43,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "similar": _similar,
         "shots": _shots,
         "compact": _compact,
+        "upgrade": _upgrade,
+        "repair": _repair,
     }
     if command not in commands:
         print(
@@ -54,8 +56,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return commands[command](rest)
     except (UsageError, CommandError) as error:
-        print(escape(f"{PROG} {command}: error: {error}"), file=sys.stderr)
-        return 2
+        line = _damaged_index_line(command, rest, error)
+        print(escape(f"{PROG} {command}: error: {line or error}"), file=sys.stderr)
+        return 1 if line else 2
     except JobFailed as error:
         print(escape(f"{PROG} {command}: error: {error}"), file=sys.stderr)
         return 1
@@ -67,6 +70,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # Python from complaining again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as error:
+        line = _damaged_index_line(command, rest, error)
+        if line is None:
+            raise
+        print(escape(f"{PROG} {command}: error: {line}"), file=sys.stderr)
+        return 1
+
+
+# The commands that read an index named by their first argument.
+_READERS = ("show", "query", "search", "similar", "shots", "compact")
+
+
+def _damaged_index_line(command: str, rest: list[str], error: BaseException) -> Optional[str]:
+    """For a reader that failed on a data file Lance cannot read: one line naming the
+    file and the repair (``query_cli.damaged_line``); None for any other error."""
+    if command not in _READERS or not rest or rest[0].startswith("-"):
+        return None
+    if "LanceError" not in str(error) and "lance" not in type(error).__module__:
+        return None
+    from beam_pipeline.query_cli import damaged_line
+
+    return damaged_line(rest[0])
 
 
 _USAGE = f"""usage: {PROG} COMMAND [flags]
@@ -81,7 +106,9 @@ commands:
   labels  "WORDS" [--limit N] [--format json]     the classes nearest in meaning to WORDS
   similar DIR --video ID [--at S] [--limit N]     the clips most like a moment (embeddings)
   shots   DIR --video ID [--format csv|edl|json]  a video's shot list (CMX 3600 EDL for editors)
-  compact DIR                                     rewrite small files into large ones
+  compact DIR                                     fold small files into few; clean old versions
+  upgrade DIR                                     convert an index of the old layout
+  repair  DIR                                     remove unreadable data files (then re-run)
 
 '{PROG} index --help' lists the index flags; Beam flags (--runner, ...) pass through."""
 
@@ -275,9 +302,10 @@ def _prepare_tables(config) -> None:
     this run writes. Raises UsageError on a table of another model or a damaged one."""
     from beam_pipeline.pipeline import table_schemas
     from video_index import table as tables
+    from video_index.upgrade import upgrade_if_old
 
     try:
-        written = tables.upgrade_if_old(config.output)
+        written = upgrade_if_old(config.output)
         tables.ensure_tables(config.output, table_schemas(config))
     except (tables.TableMismatch, tables.TableDamaged) as error:
         raise UsageError(str(error)) from None
@@ -401,7 +429,7 @@ def _show(argv: list[str]) -> int:
     parser.add_argument(
         "--export",
         metavar="DIR",
-        help="write the standing rows as DIR/{videos,clips,failures}.parquet",
+        help="write the standing rows as DIR/{videos,clips,shots,cues,failures}.parquet",
     )
     try:
         args = parser.parse_args(argv)
@@ -463,6 +491,18 @@ def _similar(argv: list[str]) -> int:
         return similar_cli.run(argv, prog=f"{PROG} similar")
     except similar_cli.SimilarError as error:
         raise UsageError(str(error)) from None
+
+
+def _upgrade(argv: list[str]) -> int:
+    from beam_pipeline.query_cli import upgrade_command
+
+    return upgrade_command(argv, PROG)
+
+
+def _repair(argv: list[str]) -> int:
+    from beam_pipeline.query_cli import repair_command
+
+    return repair_command(argv, PROG)
 
 
 def _shots(argv: list[str]) -> int:

@@ -114,6 +114,14 @@ class VideoIndexOptions(PipelineOptions):
         )
         _flag(
             parser,
+            "clips-per-shot",
+            type=int,
+            default=None,
+            help="place clips inside shots, at most N per shot: one centred on a shot "
+            "shorter than a clip, windows at the stride in longer ones (docs/shots.md)",
+        )
+        _flag(
+            parser,
             "top-k",
             type=int,
             default=5,
@@ -223,7 +231,7 @@ class IndexConfig:
     """One validated run of ``video-index index``: what the stages are built from.
 
     ``spec`` is the model; the clip flags (``clip_stride_s``, ``max_clips_per_video``,
-    ``short_video``) are kept as given and joined with the spec's facts in
+    ``short_video``, ``clips_per_shot``) are kept as given and joined with the spec's facts in
     ``sampling``, so no model fact is copied here.
     """
 
@@ -238,6 +246,7 @@ class IndexConfig:
     clip_stride_s: Optional[float] = None
     max_clips_per_video: Optional[int] = None
     short_video: str = "loop"
+    clips_per_shot: Optional[int] = None  # clips placed inside shots (transforms.shot_sampling)
     reindex: bool = False
     retry_failed: bool = False
     commit_every_s: float = 20.0
@@ -283,6 +292,7 @@ class IndexConfig:
             stride_s=self.clip_stride_s,
             max_clips=self.max_clips_per_video,
             short_video=self.short_video,
+            clips_per_shot=self.clips_per_shot,
         )
 
     @classmethod
@@ -312,9 +322,10 @@ class IndexConfig:
         except FileNotFoundError as error:
             raise ConfigError(f"cannot read {error.filename or error}") from None
         if spec.kind != CLIP:
+            clip_flags = ("clip_stride_s", "max_clips_per_video", "short_video", "clips_per_shot")
             given = [
                 f"--{name.replace('_', '-')}"
-                for name in ("clip_stride_s", "max_clips_per_video", "short_video")
+                for name in clip_flags
                 if getattr(opts, name) is not None
             ]
             if given:
@@ -323,8 +334,15 @@ class IndexConfig:
                     f"{spec.kind} model, which takes whole videos, not clips"
                 )
         short_video = opts.short_video or SHORT_VIDEO_POLICIES[0]
+        if opts.clips_per_shot is not None:
+            if opts.no_shots:
+                raise ConfigError("--clips-per-shot places clips in shots: drop --no-shots")
+            if opts.max_clips_per_video is not None:
+                raise ConfigError("--clips-per-shot and --max-clips-per-video: give one of them")
         try:
-            spec.clip_sampling(opts.clip_stride_s, opts.max_clips_per_video, short_video)
+            spec.clip_sampling(
+                opts.clip_stride_s, opts.max_clips_per_video, short_video, opts.clips_per_shot
+            )
         except ValueError as error:
             field, _, reason = str(error).partition(" ")
             flag = _CLIP_FLAGS.get(field, field).replace("_", "-")
@@ -361,6 +379,7 @@ class IndexConfig:
             clip_stride_s=opts.clip_stride_s,
             max_clips_per_video=opts.max_clips_per_video,
             short_video=short_video,
+            clips_per_shot=opts.clips_per_shot,
             reindex=bool(opts.reindex),
             retry_failed=bool(opts.retry_failed),
             commit_every_s=opts.commit_every_s,

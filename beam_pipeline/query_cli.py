@@ -513,9 +513,10 @@ def _tables_or_upgrade(output: str, prog: str, memory_limit: str = DEFAULT_MEMOR
     """The index's data files; an index in the old Parquet layout is upgraded to the
     tables first (one line says so). Raises CommandError where there is no index."""
     from video_index import table as tables
+    from video_index.upgrade import upgrade_if_old
 
     try:
-        written = tables.upgrade_if_old(output, memory_limit=memory_limit)
+        written = upgrade_if_old(output, memory_limit=memory_limit)
     except (OSError, tables.TableDamaged) as error:
         raise CommandError(str(error).splitlines()[0]) from None
     if written is not None:
@@ -566,3 +567,64 @@ def refresh_similar_index(output: str, prog: str) -> None:
         return
     if count is not None:
         print(f"approximate index of {count} clips: {output.rstrip('/')}/_similar/")
+
+
+def upgrade_command(argv: list[str], prog: str) -> int:
+    """Convert an index in the old layout (Parquet run files per table) into the
+    index's tables, with the same standing rows; the Parquet files are left in place."""
+    p = index_parser(f"{prog} upgrade", upgrade_command.__doc__)
+    p.add_argument(
+        "--memory-limit",
+        type=memory_size,
+        default=DEFAULT_MEMORY_LIMIT,
+        help="DuckDB's memory limit while the standing rows are read",
+    )
+    args = p.parse_args(argv)
+    check_index_path(args.output)
+    from video_index import table as tables
+
+    if tables.has_tables(args.output):
+        print(f"{args.output} is already in {tables.format_version()} tables: nothing to do")
+        return 0
+    _tables_or_upgrade(args.output, f"{prog} upgrade", args.memory_limit)
+    return 0
+
+
+def repair_command(argv: list[str], prog: str) -> int:
+    """Remove the data files that cannot be read, with the rows that depended on them,
+    so every command works again; the next run indexes those videos again. Run it
+    while no run writes to the index."""
+    p = index_parser(f"{prog} repair", repair_command.__doc__)
+    args = p.parse_args(argv)
+    check_index_path(args.output)
+    from video_index import table as tables
+
+    try:
+        result = tables.repair(args.output)
+    except tables.TableDamaged as error:
+        raise CommandError(str(error).splitlines()[0]) from None
+    if not result["removed"]:
+        print(f"no damaged data files in {args.output}: nothing to do")
+        return 0
+    for item in result["removed"]:
+        print(escape(f"removed {item.path} ({item.table}: {item.error})"))
+    print(f"{result['videos_to_redo']} videos lost rows: the next run indexes them again")
+    return 0
+
+
+def damaged_line(output: str) -> str | None:
+    """One line naming the index's first unreadable data file and the command that
+    repairs it, or None where every data file reads (the error was something else)."""
+    from video_index import table as tables
+
+    try:
+        found = tables.damaged(output)
+    except Exception:  # noqa: BLE001 - the caller reports its own error then
+        return None
+    if not found:
+        return None
+    more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+    return (
+        f"{found[0].path} cannot be read ({found[0].error}){more}: "
+        f"`video-index repair {output}` removes it, and the next run indexes its videos again"
+    )

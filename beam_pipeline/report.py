@@ -147,6 +147,7 @@ def write_run_record(
             "clip_stride_s": config.sampling.stride_s,
             "max_clips_per_video": config.sampling.max_clips,
             "short_video": config.sampling.short_video,
+            "clips_per_shot": config.clips_per_shot,
             "top_k": config.top_k,
             "batch_size": config.batch_size,
             "reindex": config.reindex,
@@ -206,7 +207,7 @@ def format_summary(summary: Summary, output: str, record: Optional[dict], limit:
     scope = f"run {summary.run_id}" if summary.run_id else "index"
     lines.append(
         f"{scope}: {_count(counts['videos'], 'video')} indexed, {counts['failures']} failed, "
-        f"{_count(counts['clips'], 'clip')} -> {output}/{{videos,clips,failures}}/"
+        f"{_count(counts['clips'], 'clip')} -> {output}"
     )
     if record:
         skipped = record["counts"].get("skipped_unchanged", 0)

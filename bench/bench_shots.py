@@ -3,6 +3,7 @@
     python bench/bench_shots.py accuracy
     python bench/bench_shots.py cost [--rounds 3]
     python bench/bench_shots.py job [--rounds 2] [--model i3d-kinetics-400]
+    python bench/bench_shots.py placement [--rounds 1]
 
 accuracy: on the edited videos the tests use (``tests.media.shot_corpus``: real clips of
 ../shared/media joined with hard cuts, fades through black, one-second cross-dissolves,
@@ -19,6 +20,12 @@ file and round; the corpus is bench_index's real clips plus a 1080p one.
 job: CPU seconds (user + system, the job's process and its children) of the whole
 job, ``video-index index`` on the default model over that corpus, with shots and with
 ``--no-shots``, alternated per round; prints the shots' share of the job's CPU.
+
+placement: ``read_clips`` with shots, the plain plan against ``--clips-per-shot`` 1
+and 3, on the edited videos, the cost corpus and a 2-minute one-shot video: CPU
+seconds (alternated per file and round), and in a separate pass the peak of memory
+Python's allocators hold while reading each file (tracemalloc, which sees numpy's
+arrays: the frames held back and the clips); clips per mode.
 """
 
 from __future__ import annotations
@@ -108,6 +115,71 @@ def cost(args) -> dict:
     return {"per_file": rows, "corpus_with_shots_over_without": round(on / off, 3)}
 
 
+def placement(args) -> dict:
+    import dataclasses
+    import tracemalloc
+
+    from beam_pipeline.models.registry import registered
+    from tests.media import clip_frames, shot_corpus, write_edited_video
+    from transforms.reading import read_clips
+
+    spec = registered()[args.model]
+    plain = spec.clip_sampling()
+    modes = {
+        "plain": plain,
+        "clips_per_shot_1": dataclasses.replace(plain, clips_per_shot=1),
+        "clips_per_shot_3": dataclasses.replace(plain, clips_per_shot=3),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        files = [str(v.path) for v in shot_corpus(Path(tmp), MEDIA)]
+        files += [str(MEDIA / name) for name in COST_CORPUS]
+        # One 2-minute shot: the hand-held street clip played forward and back 6 times.
+        street = clip_frames(MEDIA / "mmaction2" / "test_video_structuralize.mp4", 10)
+        long_shot = (street + street[::-1]) * 6
+        files.append(str(write_edited_video(Path(tmp) / "long_shot.mp4", [long_shot], []).path))
+
+        def read(path, sampling) -> int:
+            with read_clips(path, sampling, spec.frame_spec(), shots=True) as reader:
+                return sum(1 for _ in reader)
+
+        cpu: dict[str, list[float]] = {mode: [] for mode in modes}
+        clips: dict[str, int] = {mode: 0 for mode in modes}
+        for round_ in range(args.rounds):
+            totals = dict.fromkeys(modes, 0.0)
+            for path in files:
+                for mode, sampling in modes.items():  # alternated per file
+                    started = time.process_time()
+                    count = read(path, sampling)
+                    totals[mode] += time.process_time() - started
+                    if round_ == 0:
+                        clips[mode] += count
+            for mode in modes:
+                cpu[mode].append(totals[mode])
+        peak_mb: dict[str, list[float]] = {mode: [] for mode in modes}
+        tracemalloc.start()
+        for path in files:
+            for mode, sampling in modes.items():
+                tracemalloc.reset_peak()
+                base = tracemalloc.get_traced_memory()[0]
+                read(path, sampling)
+                peak_mb[mode].append((tracemalloc.get_traced_memory()[1] - base) / 2**20)
+        tracemalloc.stop()
+    plain_cpu = statistics.median(cpu["plain"])
+    return {
+        "files": len(files),
+        "clips": clips,
+        "cpu_s": {mode: [round(s, 1) for s in cpu[mode]] for mode in modes},
+        "cpu_over_plain": {
+            mode: round(statistics.median(cpu[mode]) / plain_cpu, 3) for mode in modes
+        },
+        "peak_mb_median_per_file": {
+            mode: round(statistics.median(peak_mb[mode]), 1) for mode in modes
+        },
+        "peak_mb_max": {mode: round(max(peak_mb[mode]), 1) for mode in modes},
+        "peak_mb_long_shot": {mode: round(peak_mb[mode][-1], 1) for mode in modes},
+    }
+
+
 def _cpu_of(cmd: list[str]) -> float:
     """User + system CPU seconds of a command and its children (wait4's rusage)."""
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -141,12 +213,14 @@ def job(args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["accuracy", "cost", "job"])
+    parser.add_argument("what", choices=["accuracy", "cost", "job", "placement"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--model", default="i3d-kinetics-400")
     args = parser.parse_args()
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    result = {"accuracy": accuracy, "cost": cost, "job": job}[args.what](args)
+    result = {"accuracy": accuracy, "cost": cost, "job": job, "placement": placement}[args.what](
+        args
+    )
     print(json.dumps(result, indent=2))
 
 

@@ -69,6 +69,10 @@ from tests.helpers import REPO, run_cli
             "--max-clips-per-video, --short-video: only for clip models; "
             "movinet-a0-stream is a stream model",
         ),
+        (
+            ["index", "--input", ".", "--output", "x", "--clips-per-shot", "0"],
+            "--clips-per-shot must be >= 1, got 0",
+        ),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(args, message):

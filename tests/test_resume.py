@@ -14,6 +14,7 @@ import lance
 import pyarrow.parquet as pq
 
 from beam_pipeline.report import current_rows, read_table
+from video_index.table import format_version as table_format_version
 from tests.helpers import REPO
 from tests.media import COLOURS, write_colour_video
 
@@ -55,6 +56,8 @@ def test_rerun_indexes_only_what_changed(tmp_path, colour_spec_file):
         "left_out_by_extension": 0,
     }
 
+    # The run record names the index's table format and its version.
+    assert last_record(out)["format"] == table_format_version()
     second = run(index_cmd(archive, out, colour_spec_file))
     assert last_record(out)["counts"]["skipped_unchanged"] == 4
     assert last_record(out)["counts"]["videos"] == last_record(out)["counts"]["failures"] == 0
@@ -150,3 +153,39 @@ def test_a_killed_run_resumes_to_a_complete_index(tmp_path, colour_spec_file):
     # commits: a reader with no rule of ours counts each clip once.
     assert committed(out, "clips") == 10 * len(names)
     assert committed(out, "videos") + committed(out, "failures") == len(names) + 1
+
+
+def test_two_runs_into_one_index_at_once_count_each_video_once(tmp_path, colour_spec_file):
+    """Both runs index every video (neither sees the other's rows when it starts): once
+    both have ended, a plain reader counts each video and its clips once."""
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    names = [f"v{i}.mkv" for i in range(6)]
+    for i, name in enumerate(names):
+        write_colour_video(archive / name, list(COLOURS.values())[i % 3], 2.0)
+    (archive / "broken.mkv").write_text("not a video")
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cmd = index_cmd(archive, out, colour_spec_file, "--commit-every-s", "0")
+    procs = [
+        subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()[-3000:]
+    records = [json.loads(p.read_text()) for p in (out / "runs").glob("*.json")]
+    assert len(records) == 2
+    videos = lance.dataset(str(out / "videos.lance")).to_table().to_pylist()
+    failures = lance.dataset(str(out / "failures.lance")).to_table().to_pylist()
+    assert sorted(r["video_id"] for r in videos) == names
+    assert [r["video_id"] for r in failures] == ["broken.mkv"]
+    # Each video's clips are those of the run whose row stands, once.
+    clips = lance.dataset(str(out / "clips.lance")).to_table(columns=["video_id", "run_id"])
+    assert clips.num_rows == sum(r["num_clips"] for r in videos)
+    assert {r["run_id"] for r in videos} <= {r["run_id"] for r in records}
+    by_video = {r["video_id"]: r["run_id"] for r in videos}
+    assert all(
+        run == by_video[video]
+        for video, run in zip(*(clips.column(c).to_pylist() for c in ("video_id", "run_id")))
+    )

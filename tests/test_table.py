@@ -17,6 +17,7 @@ from tests.helpers import write_run_file as write_rows
 from video_index import table as tables
 from video_index.index import current_rows
 from video_index.schemas import clips_schema
+from video_index.upgrade import upgrade
 
 
 def _clips(video: str, run: str, count: int) -> pa.Table:
@@ -120,7 +121,7 @@ def test_upgrade_keeps_exactly_the_standing_rows(tmp_path):
     assert standing["clips"].num_rows == 3 and standing["failures"].num_rows == 0
 
     before = _views(out)
-    written = tables.upgrade(out)
+    written = upgrade(out)
 
     # The old layout here has no shots or cues: their tables are made, empty.
     assert written == {t: standing[t].num_rows if t in standing else 0 for t in tables.SPECS}
@@ -145,7 +146,7 @@ def test_upgrade_keeps_exactly_the_standing_rows(tmp_path):
     embedding = tables.open_table(out, "clips").schema.field("embedding").type
     assert embedding == pa.list_(pa.float16(), 4)
     with pytest.raises(FileExistsError, match="already upgraded"):
-        tables.upgrade(out)
+        upgrade(out)
 
 
 def test_format_version_names_the_format():
@@ -345,3 +346,60 @@ def test_the_compact_command_compacts_an_index_in_lance_tables(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "clips 1" in done.stdout
     assert tables.open_table(out, "clips").count_rows() == 6
+
+
+# A run's writer as the sink commits: per video its clips, then its row; then settle.
+_RUN = """
+import sys
+from tests.helpers import clip_row, video_row
+from transforms.sink import commit
+from video_index import table
+out, run = sys.argv[1], sys.argv[2]
+done = set(sys.argv[3].split(",")) if sys.argv[3] else set()
+for i in range(8):
+    video = f"v{i}"
+    if video in done:
+        continue
+    commit(out, "clips", [clip_row(video, run, j) for j in range(3)])
+    commit(out, "videos", [{**video_row(video, run), "num_clips": 3}])
+table.settle(out, run)
+"""
+
+
+def test_a_run_killed_at_any_moment_then_resumed_counts_every_row_once(tmp_path):
+    """Killed at ten moments (one more commit each time), then resumed as a run does:
+    it redoes the videos with no row and settles. A plain reader then counts exactly
+    the standing rows."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import REPO
+
+    for moment in range(10):
+        out = str(tmp_path / f"out{moment}")
+        tables.commit_rows(out, "clips", _clips("v0", "r0", 5))  # an older run's rows
+        tables.commit_rows(out, "videos", pa.Table.from_pylist([video_row("v0", "r0")]))
+        child = subprocess.Popen([sys.executable, "-c", _RUN, out, "r1", ""], cwd=REPO)
+        # Wait for this moment's commit (each adds a version to one table), then kill.
+        while child.poll() is None:
+            versions = sum(
+                t.version for t in tables.snapshot(out).values() if t is not None
+            )
+            if versions >= 2 + moment * 2:
+                break
+            time.sleep(0.01)
+        child.kill()
+        child.wait()
+        done = tables.open_table(out, "videos").to_table(filter="run_id = 'r1'")
+        indexed = ",".join(done.column("video_id").to_pylist())
+        resumed = subprocess.run(
+            [sys.executable, "-c", _RUN, out, "r2", indexed], cwd=REPO, timeout=300
+        )
+        assert resumed.returncode == 0
+        videos = tables.open_table(out, "videos").to_table()
+        clips = tables.open_table(out, "clips").to_table(columns=["video_id", "run_id"])
+        assert sorted(videos.column("video_id").to_pylist()) == [f"v{i}" for i in range(8)]
+        assert clips.num_rows == 8 * 3, moment
+        runs = dict(zip(videos.column("video_id").to_pylist(), videos.column("run_id").to_pylist()))
+        assert all(runs[v] == r for v, r in zip(*(c.to_pylist() for c in clips.columns))), moment

@@ -20,6 +20,8 @@ duration rule: what was decoded is the truth, not the container.
 
 from __future__ import annotations
 
+import functools
+import math
 from fractions import Fraction
 from typing import Any, Iterator, NamedTuple, Optional, Union
 
@@ -30,6 +32,7 @@ from av.video.reformatter import VideoReformatter
 from transforms.preprocess import FrameSpec, centre_crop, resize_dims
 from transforms.records import VideoInfo, VideoRef
 from transforms.sampling import ClipSampling, resample, sample_clips
+from transforms.shot_sampling import shot_windows
 from transforms.shots import ShotDetector, detect_size, thumbnail_size
 from transforms.video_io import (
     DecodeLimits,
@@ -126,7 +129,9 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
     Besides the facts of every open video, ``num_frames_sampled``: frames resampling
     gave, up to the last clip's end, repeats counted; with ``shots=True``, ``shots``
     (``transforms.shots``: every decoded frame, shrunk to a 64 px wide BGR copy by a
-    scaler of its own, goes through the shot detector; no second decode).
+    scaler of its own, goes through the shot detector; no second decode). With
+    ``sampling.clips_per_shot`` (which needs ``shots=True``) the clips are placed
+    inside the shots as the detector settles them (``transforms.shot_sampling``).
 
     With a clip cap (``sampling.max_clips``) decoding stops after the last clip kept,
     so the stream's length is first read from its packet timestamps
@@ -145,7 +150,10 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
         shots: bool = False,
     ):
         super().__init__(uri, sampling, frame_spec, limits)
+        if sampling.clips_per_shot is not None and not shots:
+            raise ValueError("clips_per_shot places clips in shots: it needs shots=True")
         self._detect_shots = shots
+        self._frames_ended = False
         self._detector: Optional[ShotDetector] = None
         self.num_frames_sampled = 0
         self.length: Optional[StreamLength] = None
@@ -165,6 +173,11 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
         if self._detect_shots:
             self._detector = ShotDetector(float(self.info.fps or 0))
             frames = self._through_detector(frames)
+        windows = None
+        if self._sampling.clips_per_shot is not None:
+            windows = functools.partial(
+                shot_windows, sampling=self._sampling, settled=self._settled_starts
+            )
         clips = sample_clips(
             frames,
             self._sampling,
@@ -172,6 +185,7 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
                 float(self.length.duration_s) if self.length else self.info.duration_s
             ),
             prepare=self._prepare,
+            windows=windows,
         )
         for clip in clips:
             self.num_frames_sampled = clip.end_index
@@ -191,6 +205,14 @@ class read_clips(_OpenVideo):  # noqa: N801 - used like a function: `with read_c
 
             self._detector.push(float(decoded.t), small.to_ndarray(), picture)
             yield decoded
+        self._frames_ended = True
+
+    def _settled_starts(self, stretch_ended: bool) -> tuple[float, list[float]]:
+        """``transforms.shot_sampling.Settled`` from the detector: after the video's
+        last frame, every boundary; at a pause's start, those found so far."""
+        if stretch_ended and self._frames_ended:
+            return math.inf, [b.t for b in self._detector.boundaries()[1:]]
+        return self._detector.settled_starts()
 
     @property
     def shots(self) -> tuple:

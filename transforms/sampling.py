@@ -78,6 +78,9 @@ class ClipSampling:
       first frame until the clip is full (0 1 2 0 1 2 0 1), which keeps motion in the
       clip; ``"repeat_last"`` holds the last frame (0 1 2 2 2 2 2 2), which is what a
       frozen end of video looks like.
+    - ``clips_per_shot``: place clips inside shots instead of over the whole video (at
+      most this many per shot; ``transforms.shot_sampling``); ``None``: the plain plan.
+      Not with ``max_clips``.
     """
 
     frames_per_clip: int
@@ -85,6 +88,7 @@ class ClipSampling:
     stride_s: float | None = None
     max_clips: int | None = None
     short_video: str = "loop"
+    clips_per_shot: int | None = None
 
     def __post_init__(self) -> None:
         if self.frames_per_clip < 1:
@@ -98,6 +102,11 @@ class ClipSampling:
             raise ValueError(
                 f"short_video must be one of {SHORT_VIDEO_POLICIES}, " f"got {self.short_video!r}"
             )
+        if self.clips_per_shot is not None:
+            if self.clips_per_shot < 1:
+                raise ValueError(f"clips_per_shot must be >= 1, got {self.clips_per_shot}")
+            if self.max_clips is not None:
+                raise ValueError("clips_per_shot cannot be combined with max_clips")
 
     @property
     def rate(self) -> Fraction:
@@ -343,12 +352,17 @@ class ClipFrames(NamedTuple, Generic[G]):
     frames: tuple[G, ...]
 
 
+# Cuts one stretch's sampled ``(t, prepared frame, source_t)`` triples into windows.
+WindowPlan = Callable[[Iterator[tuple[Fraction, G, Fraction]]], Iterator[Window]]
+
+
 def sample_clips(
     frames: Iterable[tuple[Fraction, F]],
     sampling: ClipSampling,
     *,
     expected_duration_s: float | None = None,
     prepare: Callable[[F], G] | None = None,
+    windows: WindowPlan | None = None,
 ) -> Iterator[ClipFrames[G]]:
     """Resample ``frames`` to ``sampling.fps`` and cut them into clips.
 
@@ -356,7 +370,11 @@ def sample_clips(
     source frame that resampling keeps (repeats reuse the result) and never for frames
     resampling drops, so an expensive conversion only runs where it is needed.
     ``expected_duration_s`` (usually the container's duration) lets ``max_clips`` spread
-    clips over the whole video; see :func:`sliding_windows`.
+    clips over the whole video; see :func:`sliding_windows`. ``windows`` replaces the
+    plain plan (:func:`sliding_windows` with the sampling's settings): it cuts one
+    stretch's sampled frames, ``(t, prepared, source_t)`` triples (``t`` the target
+    time, ``source_t`` the source frame's), into windows of them (:class:`Window`)
+    (``transforms.shot_sampling.shot_windows`` places them inside shots).
     """
     period = 1 / sampling.rate
     stride = sampling.stride_frames
@@ -376,6 +394,7 @@ def sample_clips(
             expected_duration_s if stretch == 0 else None,
             prepare,
             first,
+            windows,
         )
         base = next_index
         for clip in clips:
@@ -400,12 +419,13 @@ def _sample_stretch(
     expected_duration_s: float | None,
     prepare: Callable[[F], G] | None,
     first: dict,
+    windows: WindowPlan | None = None,
 ) -> Iterator[ClipFrames[G]]:
     """``sample_clips`` of one stretch without pauses; clip and frame numbers from 0.
     Puts the stretch's first sampled time in ``first["t"]``."""
     period = 1 / sampling.rate
 
-    def prepared() -> Iterator[tuple[Fraction, G]]:
+    def prepared() -> Iterator[tuple[Fraction, G, Fraction]]:
         last_source = -1
         value: G
         for sampled in resample(frames, sampling.rate):
@@ -414,17 +434,20 @@ def _sample_stretch(
                 raw = sampled.frame
                 value = prepare(raw) if prepare is not None else raw  # type: ignore
                 last_source = sampled.source_index
-            yield sampled.t, value
+            yield sampled.t, value, sampled.source_t
 
-    windows = sliding_windows(
-        prepared(),
-        sampling.frames_per_clip,
-        sampling.stride_frames,
-        max_clips=max_clips,
-        short_video=sampling.short_video,
-        expected_frames=expected_frame_count(expected_duration_s, sampling.rate),
-    )
-    for window in windows:
+    if windows is None:
+        planned = sliding_windows(
+            prepared(),
+            sampling.frames_per_clip,
+            sampling.stride_frames,
+            max_clips=max_clips,
+            short_video=sampling.short_video,
+            expected_frames=expected_frame_count(expected_duration_s, sampling.rate),
+        )
+    else:
+        planned = windows(prepared())
+    for window in planned:
         real = window.end - window.start
         yield ClipFrames(
             index=window.index,
@@ -432,5 +455,5 @@ def _sample_stretch(
             end_s=window.frames[real - 1][0] + period,
             start_index=window.start,
             end_index=window.end,
-            frames=tuple(value for _, value in window.frames),
+            frames=tuple(value for _, value, _ in window.frames),
         )

@@ -30,6 +30,8 @@ flat in practice however long the video.
 
 from __future__ import annotations
 
+import bisect
+import math
 from array import array
 from collections import deque
 from dataclasses import dataclass
@@ -140,6 +142,7 @@ class ShotDetector:
         self._pictures = _Pictures()
         self._cue_run: Optional[tuple[str, float]] = None  # (kind, start_s) of this run
         self._cues: list[Cue] = []
+        self._merge_cache: tuple[tuple, tuple] = ((), ([], []))
 
     def push(
         self, t: float, frame: np.ndarray, picture: Optional[Callable[[], np.ndarray]] = None
@@ -170,16 +173,53 @@ class ShotDetector:
         end = len(self._times)
         self._check_cuts(end + self._flash_frames)
         self._end_dissolve()
-        start = ShotBoundary(self._times[0] if end else 0.0, "start", 1.0)
+        return list(self._merged()[0])
+
+    def settled_starts(self) -> tuple[float, list[float]]:
+        """``(horizon_s, starts)`` while frames are still being pushed: ``starts`` are
+        the times (seconds, in order) of the boundaries found so far after the video's
+        start; later frames add or remove none before ``horizon_s`` (those at or past
+        it may still change). Do not modify the list.
+
+        The horizon trails the newest frame by what is still undecided: a cut waiting
+        out ``flash_s``, PySceneDetect's window, a dissolve still running, a dark run
+        (its fade boundary goes to its middle), less twice ``min_shot_s``, since a
+        boundary found later can drop one that close before it and so bring back
+        another. About 1.5 s after a cut; as long as half a dark run in one."""
+        count = len(self._times)
+        if count == 0:
+            return -math.inf, []
+        undecided = [count - self._cuts.window_width, *self._pending_cuts]
+        undecided.append(self._dissolve[1] if self._dissolve else count - self._half)
+        if self._fades.last_fade["type"] == "out" and self._fades.last_fade["frame"] is not None:
+            undecided.append(self._fades.last_fade["frame"].frame_num)
+        earliest = min(max(0, min(undecided)), count - 1)
+        horizon = self._times[earliest] - 2 * self._settings.min_shot_s
+        return horizon, self._merged()[1]
+
+    def _merged(self) -> tuple[list[ShotBoundary], list[float]]:
+        """The boundaries found so far, ``start`` first, close ones merged; and the
+        times of those after ``start``. Rebuilt only when a boundary was found."""
+        key = (len(self._found), len(self._times) > 0)  # _found only grows
+        if self._merge_cache[0] == key:
+            return self._merge_cache[1]
+        start = ShotBoundary(self._times[0] if self._times else 0.0, "start", 1.0)
         merged: list[ShotBoundary] = []
+        kept: list[float] = []  # the times of `merged`, sorted
         # A gradual transition and a cut found within it are one boundary: the
         # transition. Otherwise keep the earlier of two closer than min_shot_s.
         priority = {"fade": 0, "dissolve": 1, "cut": 2}
         ranked = sorted(self._found, key=lambda b: (priority[b.kind], b.t))
         for boundary in ranked:
-            if all(abs(boundary.t - kept.t) >= self._settings.min_shot_s for kept in merged):
+            at = bisect.bisect_left(kept, boundary.t)
+            near = kept[max(0, at - 1) : at + 1]
+            if all(abs(boundary.t - t) >= self._settings.min_shot_s for t in near):
                 merged.append(boundary)
-        return [start] + sorted(b for b in merged if b.t > start.t)
+                kept.insert(at, boundary.t)
+        after = sorted(b for b in merged if b.t > start.t)
+        result = ([start] + after, [b.t for b in after])
+        self._merge_cache = (key, result)
+        return result
 
     def shots(self, end_s: float) -> list[Shot]:
         """The video's shots after its last frame, covering ``[first frame, end_s)``

@@ -25,26 +25,32 @@ Between a run's commits a plain reader may see one video's new clips beside its 
 row; after ``supersede`` and ``remove_orphans`` every table holds exactly the rows that
 stand, and DuckDB, Polars or pyarrow read them with no rule of ours.
 
-``upgrade(output)`` converts today's layout (``TABLE/*.parquet`` run files, the
-``_compacted.json`` pointer) into these tables with exactly the rows that stand
-(``video_index.query``'s views): the standing rule is then held by the table's rows,
-not by a reader's rule.
+``video_index.upgrade`` converts the old layout (``TABLE/*.parquet`` run files) into
+these tables. This module imports neither ``video_index.index`` nor ``query``: they
+read through it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from datetime import timedelta
 from typing import Optional
 
 import lance
 import pyarrow as pa
+
+# Lance warns at every fork (os.register_at_fork), also at the fork of subprocess's
+# fork-exec, which it does not concern: our processes fork only to exec (the decoders,
+# tools), never to run Lance in the child. Only that message is filtered.
+warnings.filterwarnings("ignore", message="lance is not fork-safe", category=UserWarning)
 import pyarrow.parquet as pq
 
 from video_index.schemas import CLIPS, CUES, FAILURES, SHOTS, VIDEOS
 from video_index.storage import filesystem, lance_options, retrying
 
 __all__ = [
+    "Damaged",
     "FORMAT",
     "SPECS",
     "TableDamaged",
@@ -56,17 +62,17 @@ __all__ = [
     "format_version",
     "has_tables",
     "compact",
+    "damaged",
     "connect",
     "open_table",
     "snapshot",
     "duckdb_columns",
     "readable_columns",
     "remove_orphans",
+    "repair",
     "settle",
     "supersede",
     "table_uri",
-    "upgrade",
-    "upgrade_if_old",
 ]
 
 FORMAT = "lance"
@@ -128,7 +134,7 @@ def open_table(output: str, table: str, version: Optional[int] = None):
         raise TableDamaged(f"cannot open the {table} table at {uri}: {error}") from error
 
 
-def _conform(rows: pa.Table, spec: TableSpec, optional: Optional[dict] = None) -> pa.Table:
+def conform_rows(rows: pa.Table, spec: TableSpec, optional: Optional[dict] = None) -> pa.Table:
     """``rows`` with the spec's columns in order and type, then any optional columns
     (in the types ``optional`` names, where it names them)."""
     optional = optional or {}
@@ -153,7 +159,7 @@ def commit_rows(output: str, table: str, rows: pa.Table) -> None:
     writer's; a table's first commit that loses the race to create it merges instead.
     """
     spec = SPECS[table]
-    rows = _conform(rows, spec)
+    rows = conform_rows(rows, spec)
     if rows.num_rows == 0 and open_table(output, table) is not None:
         return
     dataset = open_table(output, table)
@@ -278,21 +284,37 @@ def remove_orphans(
 
 
 def settle(output: str, run_id: str, ended: frozenset[str] = frozenset()) -> int:
-    """A run's end: ``supersede`` for every video ``run_id`` committed a videos or
-    failures row of, then ``remove_orphans`` of ``run_id`` and the ``ended`` runs (a
-    run still going elsewhere keeps its clips); returns how many orphan rows went.
+    """A run's end: every video with a row of ``run_id``, or rows of more than one run,
+    in ``videos`` and ``failures`` keeps only its newest run's rows in every table
+    (``supersede``; this covers the videos ``run_id`` redid, the clips a killed run left
+    for them, and the videos of a killed run that never settled), then
+    ``remove_orphans`` of ``run_id`` and the ``ended`` runs (a run still going
+    elsewhere keeps its clips); returns how many orphan rows went.
 
     After it a plain reader of each table's newest version counts the standing rows.
     """
-    videos = []
+    import duckdb
+
+    con = duckdb.connect()
+    owners = []
     for table in ("videos", "failures"):
         dataset = open_table(output, table)
         if dataset is not None:
-            where = f"run_id = {_quote(run_id)}"
-            done = dataset.to_table(columns=["video_id", "uri"], filter=where)
-            videos += list(zip(done.column("video_id").to_pylist(), done.column("uri").to_pylist()))
-    if videos:
-        supersede(output, run_id, videos)
+            con.register(table, dataset.scanner(columns=["video_id", "uri", "run_id"]))
+            owners.append(f"SELECT video_id, uri, run_id FROM {table}")
+    repeated = []
+    if owners:
+        # A video that has a row of this run or rows of several runs: its rows of older
+        # runs go everywhere, the clips a killed run left for it among them.
+        repeated = con.sql(
+            f"SELECT video_id, uri FROM ({' UNION ALL '.join(owners)}) GROUP BY ALL "
+            f"HAVING count(DISTINCT run_id) > 1 OR bool_or(run_id = {_quote(run_id)}) "
+            "ORDER BY ALL"
+        ).fetchall()
+    con.close()
+    if repeated:
+        # The newest run among each video's rows wins (run ids sort by start time).
+        supersede(output, "", repeated)
     return remove_orphans(output, only=frozenset(ended) | {run_id})
 
 
@@ -403,62 +425,6 @@ def compact(output: str, retention_s: float = 7 * 24 * 3600) -> dict[str, int]:
     return files
 
 
-def upgrade(output: str, *, memory_limit: str = "2GB") -> dict[str, int]:
-    """Convert the Parquet layout at ``output`` into Lance tables; returns rows per table.
-
-    Writes the rows that stand now (``video_index.query``'s ``videos``, ``clips`` and
-    ``failures`` views: per ``(video_id, uri)`` the newest run, that run's clips, once)
-    into ``OUTPUT/<table>.lance``, streamed in batches, one table at a time. The Parquet
-    files are left where they are. Raises FileExistsError if a table is already there.
-    """
-    from video_index.index import index_files
-    from video_index.query import connect
-
-    for table in SPECS:
-        if open_table(output, table) is not None:
-            raise FileExistsError(f"{table_uri(output, table)} exists: already upgraded")
-    con = connect(output, memory_limit=memory_limit)
-    fs, _ = filesystem(output)
-    written = {}
-    for table, spec in SPECS.items():
-        # DuckDB reads a fixed-size float16 embedding back as a float list: the optional
-        # columns keep the type the run files wrote (read from their footers).
-        optional = {}
-        for path in index_files(output)[table]:
-            for field in pq.read_schema(path, filesystem=fs):
-                if spec.schema.get_field_index(field.name) < 0:
-                    optional.setdefault(field.name, field.type)
-        reader = con.sql(f"SELECT * FROM {table}").to_arrow_reader(100_000)
-        schema = _conform(reader.schema.empty_table(), spec, optional).schema
-        batches = (_conform(pa.Table.from_batches([b]), spec, optional) for b in reader)
-        source = pa.RecordBatchReader.from_batches(
-            schema, (batch for table_ in batches for batch in table_.to_batches())
-        )
-        uri = table_uri(output, table)
-        dataset = lance.write_dataset(
-            source, uri, schema=schema, storage_options=lance_options(uri)
-        )
-        written[table] = dataset.count_rows()
-    con.close()
-    return written
-
-
-def upgrade_if_old(output: str, *, memory_limit: str = "2GB") -> Optional[dict[str, int]]:
-    """``upgrade(output)`` where ``output`` holds the Parquet layout and no Lance table
-    yet (a run's first meeting with an old index); None where there is nothing to do."""
-    from video_index.index import index_files
-
-    if has_tables(output):
-        return None
-    try:
-        files = index_files(output)
-    except FileNotFoundError:
-        return None
-    if not any(files.values()):
-        return None
-    return upgrade(output, memory_limit=memory_limit)
-
-
 def has_tables(output: str) -> bool:
     """Whether ``output`` holds the index as Lance tables (any of them)."""
     for table in SPECS:
@@ -466,3 +432,102 @@ def has_tables(output: str) -> bool:
         if retrying(fs.exists, path):
             return True
     return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Damaged:
+    """A data file of a table that cannot be read: ``path`` (under the table's
+    ``data/``), its table and Lance fragment id, and the first line of the error."""
+
+    table: str
+    fragment_id: int
+    path: str
+    error: str
+
+
+def damaged(output: str) -> list[Damaged]:
+    """Every data file of the newest versions that cannot be read whole, in table order.
+
+    Reads each fragment through, batch by batch (memory stays that of one batch): a
+    full read of the index, so this is the slow check that ``repair`` and a reader's
+    error message run, not something a reader does on its way. Raises TableDamaged
+    where a table's versions themselves cannot be opened.
+    """
+    found = []
+    for table in SPECS:
+        dataset = open_table(output, table)
+        if dataset is None:
+            continue
+        for fragment in dataset.get_fragments():
+            try:
+                for _ in fragment.to_batches(batch_size=4096):
+                    pass
+            except (OSError, ValueError, pa.ArrowException) as error:
+                files = [f.path for f in fragment.data_files()]
+                path = f"{table_uri(output, table)}/data/{files[0]}" if files else "?"
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                found.append(Damaged(table, fragment.fragment_id, path, first))
+    return found
+
+
+def repair(output: str, running: frozenset[str] = frozenset()) -> dict:
+    """Bring an index with unreadable data files back to working order; returns
+    ``{"removed": [Damaged, ...], "videos_to_redo": N}``.
+
+    Each damaged file leaves its table in a commit of its own (the rows it held are
+    lost: they could not be read; older versions keep the file until cleaned up). Then
+    what depended on them goes, so the standing rows stay whole and the next run indexes
+    those videos again: clips, shots and cues whose video row is gone (every run not
+    ``running``), and videos rows whose clips are no longer all there. Run it when no
+    run is writing to the index, or name the runs that are in ``running``.
+    """
+    removed = damaged(output)
+    by_table: dict[str, list[Damaged]] = {}
+    for item in removed:
+        by_table.setdefault(item.table, []).append(item)
+    for table, items in by_table.items():
+        dataset = open_table(output, table)
+        operation = lance.LanceOperation.Delete(
+            [], [item.fragment_id for item in items], "repair: unreadable data files"
+        )
+        uri = table_uri(output, table)
+        lance.LanceDataset.commit(
+            uri, operation, read_version=dataset.version, storage_options=lance_options(uri)
+        )
+    redo = 0
+    if removed:
+        remove_orphans(output, running=running)
+        redo = _remove_incomplete_videos(output, running)
+        remove_orphans(output, running=running)
+    return {"removed": removed, "videos_to_redo": redo}
+
+
+def _remove_incomplete_videos(output: str, running: frozenset[str]) -> int:
+    """Delete videos rows (of runs not ``running``) with fewer clips than ``num_clips``
+    says: a resumed run then indexes those videos again. Returns how many went."""
+    import duckdb
+
+    videos, clips = open_table(output, "videos"), open_table(output, "clips")
+    if videos is None:
+        return 0
+    con = duckdb.connect()
+    con.register("v", videos.scanner(columns=["video_id", "uri", "run_id", "num_clips"]))
+    if clips is None:
+        con.register("c", SPECS["clips"].schema.empty_table())
+    else:
+        con.register("c", clips.scanner(columns=["video_id", "uri", "run_id"]))
+    short = con.sql(
+        "SELECT v.video_id, v.uri, v.run_id FROM v LEFT JOIN "
+        "(SELECT video_id, uri, run_id, count(*) AS n FROM c GROUP BY ALL) AS c "
+        "USING (video_id, uri, run_id) WHERE coalesce(c.n, 0) < coalesce(v.num_clips, 0) "
+        "ORDER BY ALL"
+    ).fetchall()
+    con.close()
+    by_run: dict[str, list[tuple[str, str]]] = {}
+    for video_id, uri, run in short:
+        if run not in running:
+            by_run.setdefault(run, []).append((video_id, uri))
+    for run, pairs in by_run.items():
+        for where in _video_filters(pairs):
+            videos.delete(f"run_id = {_quote(run)} AND {where}")
+    return sum(len(pairs) for pairs in by_run.values())

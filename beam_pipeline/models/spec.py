@@ -150,6 +150,7 @@ class ModelSpec:
         stride_s: Optional[float] = None,
         max_clips: Optional[int] = None,
         short_video: str = "loop",
+        clips_per_shot: Optional[int] = None,
     ) -> ClipSampling:
         return ClipSampling(
             frames_per_clip=self.frames_per_clip,
@@ -157,6 +158,7 @@ class ModelSpec:
             stride_s=stride_s,
             max_clips=max_clips,
             short_video=short_video,
+            clips_per_shot=clips_per_shot,
         )
 
     def frame_spec(self) -> FrameSpec:
