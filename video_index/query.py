@@ -177,8 +177,8 @@ def connect_tables(tables_at: dict, **options) -> duckdb.DuckDBPyConnection:
             con.register(f"rows_{table}", dataset)
             return f"rows_{table}"
         columns = duckdb_columns(dataset.schema)
-        source = dataset if columns is None else dataset.scanner(columns=columns)
-        con.register(f"lance_{table}", source)
+        scan = dataset if columns is None else dataset.scanner(columns=columns)
+        con.register(f"lance_{table}", scan)
         return f"lance_{table}"
 
     return _connect(source, **options)
