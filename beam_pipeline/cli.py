@@ -85,6 +85,10 @@ _READERS = ("show", "query", "search", "similar", "shots", "compact")
 def _damaged_index_line(command: str, rest: list[str], error: BaseException) -> Optional[str]:
     """For a reader that failed on a data file Lance cannot read: one line naming the
     file and the repair (``query_cli.damaged_line``); None for any other error."""
+    from video_index.table import TableDamaged
+
+    if isinstance(error, TableDamaged):  # its versions lost: never read as empty
+        return f"{str(error).splitlines()[0]}; the other tables are untouched"
     if command not in _READERS or not rest or rest[0].startswith("-"):
         return None
     if "LanceError" not in str(error) and "lance" not in type(error).__module__:

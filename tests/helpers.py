@@ -157,3 +157,11 @@ def write_run_file(output: str, table: str, rows: list[dict], file_stem: str, sc
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=schema or TABLES[table]), path)
     return str(path)
+
+
+def table_rows(out, table: str) -> list[dict]:
+    """Every row of the index's ``table`` at its newest version, as a plain reader
+    (Lance alone, no rule of ours) sees it."""
+    import lance
+
+    return lance.dataset(f"{out}/{table}.lance").to_table().to_pylist()

@@ -26,7 +26,7 @@ from beam_pipeline.models.openvino.policy import (
     resolve_precision,
 )
 from beam_pipeline.models.openvino.quantize import QUANTIZE_DEFAULTS, quantize_settings
-from tests.helpers import MEDIA, SHARED
+from tests.helpers import MEDIA, SHARED, table_rows
 from tests.media import write_video
 
 # -- precision -----------------------------------------------------------------------
@@ -220,16 +220,14 @@ def test_index_on_openvino_records_backend_precision_and_ir(
     assert record["backend"]["backend_requested"] == "openvino"
     assert record["backend"]["precision_requested"] == "f32"
     assert len(record["backend"]["ir_sha256"]) == 64
-    import pyarrow.parquet as pq
 
-    clips = pq.read_table(out / "clips").to_pylist()
+    clips = table_rows(out, "clips")
     assert clips and all(row["labels"][0] == "red" for row in clips)
 
 
 def test_index_on_openvino_stores_embeddings_that_similar_ranks(
     colour_embedding_spec_file, tmp_path, monkeypatch
 ) -> None:
-    import pyarrow.parquet as pq
 
     from tests.helpers import run_cli
 
@@ -239,7 +237,7 @@ def test_index_on_openvino_stores_embeddings_that_similar_ranks(
         "--backend=openvino", "--precision=f32",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    rows = pq.read_table(out / "clips").to_pylist()
+    rows = table_rows(out, "clips")
     assert rows and all(len(row["embedding"]) == 6 for row in rows)
     red = next(row for row in rows if row["uri"].endswith("/red.mkv"))
     # the embedding's first half is the clip's mean RGB in [0, 1] (after the codec)

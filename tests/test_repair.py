@@ -78,3 +78,22 @@ def test_upgrade_converts_an_old_index_with_the_same_standing_rows(tmp_path):
     assert again.returncode == 0 and "already in lance" in again.stdout
     done = run_cli("upgrade", str(tmp_path / "none"))
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_table_whose_versions_are_lost_is_an_error_never_an_empty_index(tmp_path):
+    """A copy or sync that skipped ``_versions/``: every command says which table in one
+    line, nothing reads as empty, and compaction deletes nothing."""
+    import shutil
+
+    out = str(tmp_path / "out")
+    three_videos(out)
+    data = sorted((Path(tables.table_uri(out, "clips")) / "data").iterdir())
+    shutil.rmtree(Path(tables.table_uri(out, "clips")) / "_versions")
+    for command in (["show", out], ["query", out, "SELECT count(*) FROM clips"],
+                    ["compact", out], ["search", out, "--label", "a"]):  # fmt: skip
+        done = run_cli(*command)
+        assert done.returncode in (1, 2), done.stdout
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+        assert "clips table" in lines[0] and "cannot open" in lines[0]
+    assert sorted((Path(tables.table_uri(out, "clips")) / "data").iterdir()) == data

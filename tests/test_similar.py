@@ -15,9 +15,9 @@ from pathlib import Path
 
 import av
 import cv2
+import lance
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers import run_cli
@@ -166,7 +166,7 @@ def similar_columns() -> tuple[str, ...]:
 
 @pytest.mark.slow
 def test_clip_table_holds_embeddings_and_thumbnails(index: Path) -> None:
-    table = pq.ParquetDataset(str(index / "clips")).read()
+    table = lance.dataset(str(index / "clips.lance")).to_table()
     embedding = table.schema.field("embedding").type
     assert pa.types.is_fixed_size_list(embedding) and embedding.list_size == 1024
     assert embedding.value_type == pa.float16()

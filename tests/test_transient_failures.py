@@ -14,7 +14,7 @@ import pickle
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import run_cli, table_rows
 from tests.media import COLOURS, write_colour_video
 from transforms.decode_worker import TEST_FAULTS_ENV, DecoderCrashed, DecoderTimedOut
 from transforms.records import Failure
@@ -81,7 +81,6 @@ def _index(archive, out, spec, *flags, faults=False, monkeypatch=None):
 def test_rerun_retries_transient_failures_and_retry_failed_any(
     tmp_path, colour_spec_file, monkeypatch
 ):
-    import pyarrow.dataset as ds
 
     archive = tmp_path / "archive"
     archive.mkdir()
@@ -92,7 +91,7 @@ def test_rerun_retries_transient_failures_and_retry_failed_any(
 
     _, first = _index(archive, out, colour_spec_file, faults=True, monkeypatch=monkeypatch)
     assert (first["counts"]["videos"], first["counts"]["failures"]) == (1, 2)
-    rows = {r["video_id"]: r for r in ds.dataset(out / "failures").to_table().to_pylist()}
+    rows = {r["video_id"]: r for r in table_rows(out, "failures")}
     assert rows["a__crash__.mkv"]["transient"] is True
     assert rows["broken.mkv"]["transient"] is False
 
