@@ -60,7 +60,8 @@ def run(argv: Sequence[str], prog: str = "video-index similar") -> int:
     if args.build_index:
         if lance:
             done = ensure_vector_index(args.output, min_rows=0)
-            print(f"vector index of {args.output}/clips.lance: {done or 'up to date'}")
+            done = done or "nothing to build (up to date, or too few embedded clips to train)"
+            print(f"vector index of {args.output}/clips.lance: {done}")
             return 0
         count = build_ann_index(args.output)
         print(f"approximate index of {count} clips written under {args.output}/_similar/")
