@@ -109,8 +109,9 @@ def check_index_path(output: str) -> None:
         )
 
 
-def open_index(output: str, args: argparse.Namespace, work: Callable):
-    """``work(con)`` on a connection to ``output``; errors become CommandError."""
+def open_index(output: str, args: argparse.Namespace, work: Callable, **options):
+    """``work(con)`` on a connection to ``output`` (``options``: more of
+    ``video_index.query.connect``'s); errors become CommandError."""
     import duckdb
 
     from video_index.query import with_retry
@@ -118,7 +119,7 @@ def open_index(output: str, args: argparse.Namespace, work: Callable):
     check_index_path(output)
 
     try:
-        return with_retry(output, work, **connect_kwargs(args))
+        return with_retry(output, work, **connect_kwargs(args), **options)
     except OSError as error:  # no such index, a file where a folder should be, ...
         raise CommandError(str(error).splitlines()[0]) from None
     except ValueError as error:
@@ -405,7 +406,8 @@ def search_command(argv: list[str], prog: str) -> int:
     args.segment_min_score = args.min_score  # events are built from the clips that pass
 
     def work(con):
-        known = index_classes(con)
+        # The classes the index knows only matter to words; --label names them exactly.
+        known = index_classes(con) if args.query.strip() else set()
         choice = _choose(args.query, known)
         labels = sorted(set(args.label) | set(choice.labels))
         note = sys.stderr if args.format != "table" else sys.stdout
@@ -427,6 +429,23 @@ def search_command(argv: list[str], prog: str) -> int:
         if named:
             print(escape(f"classes matched: {', '.join(named)}"), file=note)
         print(f"{kind}, best first (top-1 score >= {args.min_score:g}):", file=note)
+        from video_index.indexes import label_candidates
+        from video_index.table import has_tables
+
+        if has_tables(args.output):
+            # Lance finds the clips of these labels through the table's label index, and
+            # their videos' rows by video_id; the SQL below applies the exact rules to
+            # those rows, not to a scan of every clip and video.
+            return open_index(
+                args.output,
+                args,
+                lambda con: rank(con, labels, kind, with_shots),
+                narrow=lambda tables_at: label_candidates(tables_at, labels),
+            )
+        return rank(con, labels, kind, with_shots)
+
+    def rank(con, labels: list[str], kind: str, with_shots: bool) -> int:
+        note = sys.stderr if args.format != "table" else sys.stdout
         result = con.execute(
             search_sql(labels, kind, with_shots),
             {"min_score": args.min_score, "limit": args.limit},
@@ -486,6 +505,7 @@ def compact_command(argv: list[str], prog: str) -> int:
         f"compacted {before} files into {sum(files.values())}: "
         + ", ".join(f"{t} {n}" for t, n in files.items())
     )
+    refresh_similar_index(args.output, f"{prog} compact")
     return 0
 
 
@@ -521,10 +541,25 @@ def compact_if_many_files(output: str, threshold: int, prog: str) -> None:
 
 
 def refresh_similar_index(output: str, prog: str) -> None:
-    """Keep `similar`'s approximate index in step after a run or a compaction (both
-    change the file list). A failure only warns: `similar` then scans exactly."""
+    """Keep the search indexes in step after a run or a compaction. An index in Lance
+    tables: build the missing label, lookup and vector indexes and fold new rows into
+    the others (``video_index.indexes.ensure_indexes``); the layout before it: rebuild
+    `similar`'s approximate side index where stale. A failure only warns: searches
+    then scan the rows no index covers."""
     from video_index.nearest import refresh_ann_index
+    from video_index.table import has_tables
 
+    if has_tables(output):
+        from video_index.indexes import ensure_indexes
+
+        try:
+            done = ensure_indexes(output)
+        except Exception as error:  # noqa: BLE001 - the index's rows stand either way
+            print(f"{prog}: warning: search indexes not updated: {error}", file=sys.stderr)
+            return
+        if done:
+            print("search indexes: " + ", ".join(f"{k} {v}" for k, v in done.items()))
+        return
     try:
         count = refresh_ann_index(output)
     except Exception as error:  # noqa: BLE001 - the index's rows stand either way

@@ -2,19 +2,25 @@
 
 Prints the nearest standing clips across the archive by cosine similarity of their
 embeddings to the clip of ``ID`` at ``SECONDS`` (or to the video's mean embedding),
-the query's own video left out unless ``--include-same-video``. Uses the approximate
-index (``video_index.nearest``) where one is in step with the tables, else an exact
-DuckDB scan; ``--exact`` forces the scan, ``--build-index`` (re)builds the index.
+the query's own video left out unless ``--include-same-video``. An index in Lance
+tables is searched by Lance (``video_index.clip_vectors``) through the clips table's
+vector index, rows committed since its build exactly; ``--exact`` compares every
+embedding; ``--build-index`` builds or updates the vector index. An index not yet
+upgraded (``video-index upgrade``) keeps the faiss side index (``video_index.nearest``)
+where it is in step with the files, else an exact DuckDB scan.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from typing import Optional, Sequence
 
 from beam_pipeline.query_cli import write_rows
 from beam_pipeline.terminal import escape
+from video_index.clip_vectors import ClipVectors
+from video_index.indexes import ensure_vector_index
 from video_index.nearest import (
     SimilarError,
     ann_neighbours,
@@ -25,6 +31,7 @@ from video_index.nearest import (
     query_clip,
     query_embedding,
 )
+from video_index.table import has_tables
 
 FORMATS = ("table", "json", "csv")
 _COLUMNS = ("video_id", "uri", "clip_index", "start_s", "end_s", "similarity")
@@ -46,10 +53,16 @@ def run(argv: Sequence[str], prog: str = "video-index similar") -> int:
     parser.add_argument("--include-same-video", action="store_true")
     parser.add_argument("--exact", action="store_true", help="exact scan, even with an index")
     parser.add_argument(
-        "--build-index", action="store_true", help="(re)build the approximate index and exit"
+        "--build-index", action="store_true", help="build or update the vector index and exit"
     )
     args = parser.parse_args(argv)
+    lance = has_tables(args.output)
     if args.build_index:
+        if lance:
+            done = ensure_vector_index(args.output, min_rows=0)
+            done = done or "nothing to build (up to date, or too few embedded clips to train)"
+            print(f"vector index of {args.output}/clips.lance: {done}")
+            return 0
         count = build_ann_index(args.output)
         print(f"approximate index of {count} clips written under {args.output}/_similar/")
         return 0
@@ -57,23 +70,28 @@ def run(argv: Sequence[str], prog: str = "video-index similar") -> int:
         raise SimilarError("--video is required")
     if args.limit < 1:
         raise SimilarError("--limit must be at least 1")
-    con = connect(args.output)
+    # An index in Lance tables: Lance reads the embeddings and keeps the vector index
+    # (rows since its build searched exactly). The layout before it: DuckDB and faiss.
+    source = ClipVectors(args.output) if lance else connect(args.output)
     if args.at is None:
-        query = query_embedding(con, args.video)
+        query = (source.query_embedding if lance else partial(query_embedding, source))(
+            args.video
+        )
         described = f"the mean embedding of video {args.video}"
     else:
-        clip = query_clip(con, args.video, args.at)
+        clip = (source.query_clip if lance else partial(query_clip, source))(args.video, args.at)
         query = clip.embedding
         described = (
             f"clip {clip.clip_index} of video {args.video} "
             f"({clip.start_s:.2f}-{clip.end_s:.2f} s, holding --at {args.at:g})"
         )
     exclude = None if args.include_same_video else args.video
-    why_not = "--exact" if args.exact else ann_state(args.output)
-    if why_not is None:
+    if lance:
+        found = source.neighbours(query, args.limit, exclude, exact=args.exact)
+    elif not args.exact and ann_state(args.output) is None:
         found = ann_neighbours(args.output, query, args.limit, exclude)
     else:
-        found = exact_neighbours(con, query, args.limit, exclude)
+        found = exact_neighbours(source, query, args.limit, exclude)
     # What the query is: in the table's first line; on stderr beside json and csv, whose
     # stdout stays rows only, as query and search write them.
     header = f"clips most like {described}:"

@@ -137,8 +137,10 @@ def connect(output: str, **options) -> duckdb.DuckDBPyConnection:
     )
     from video_index import table as tables
 
+    narrow = options.pop("narrow", None)
     if tables.has_tables(output):
-        return connect_tables(tables.snapshot(output), **options)
+        tables_at = tables.snapshot(output)
+        return connect_tables(narrow(tables_at) if narrow else tables_at, **options)
     fs, _ = fsspec.core.url_to_fs(output)
     return connect_files(fs, index_files(output), **options)
 
@@ -153,7 +155,15 @@ def connect_tables(tables_at: dict, **options) -> duckdb.DuckDBPyConnection:
     filters into Lance. DuckDB cannot bind Arrow float16, so a table with a float16
     column (the clips' ``embedding``) is registered as a Lance scan that casts those
     columns to float32 (``video_index.table.duckdb_columns``): the same values, read
-    whole by every query of that table."""
+    whole by every query of that table.
+
+    A table may also be given as rows already read (a ``pyarrow.Table``): a search
+    that found its candidate rows through the tables' indexes
+    (``video_index.indexes.label_candidates``) applies the views' exact rules to those
+    rows only. ``connect(output, narrow=f)`` passes ``f(snapshot)`` here; an index not
+    yet upgraded ignores ``narrow`` (DuckDB scans its files)."""
+    import pyarrow as pa
+
     from video_index.table import duckdb_columns
 
     options.pop("union_by_name", None)
@@ -163,8 +173,12 @@ def connect_tables(tables_at: dict, **options) -> duckdb.DuckDBPyConnection:
         if dataset is None:
             con.register(f"empty_{table}", TABLES[table].empty_table())
             return f"empty_{table}"
+        if isinstance(dataset, pa.Table):
+            con.register(f"rows_{table}", dataset)
+            return f"rows_{table}"
         columns = duckdb_columns(dataset.schema)
-        con.register(f"lance_{table}", dataset if columns is None else dataset.scanner(columns=columns))
+        scan = dataset if columns is None else dataset.scanner(columns=columns)
+        con.register(f"lance_{table}", scan)
         return f"lance_{table}"
 
     return _connect(source, **options)
