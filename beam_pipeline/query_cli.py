@@ -288,6 +288,31 @@ def _sql_list(values: Sequence[str]) -> str:
     return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
 
 
+def _check_labels(con, labels: Sequence[str]) -> None:
+    """Raises CommandError for a ``--label`` that no model of the index has (a typo or
+    another case would otherwise read as "no moments"); checked only where every model
+    of the index is a registered one, whose classes are known without a scan."""
+    if not labels:
+        return
+    import difflib
+
+    from beam_pipeline.models.registry import registered
+
+    models = {m for (m,) in con.execute("SELECT DISTINCT model FROM raw_videos").fetchall()}
+    specs = registered()
+    if not models or not models <= set(specs):
+        return
+    classes = sorted({label for m in models for label in specs[m].labels})
+    for label in labels:
+        if label not in classes:
+            close = difflib.get_close_matches(label.lower(), classes, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise CommandError(
+                f"--label {label!r} is not a class of this index's model{hint}; "
+                "`video-index labels WORDS` lists classes by meaning"
+            )
+
+
 def index_classes(con) -> set[str]:
     """Class names the index knows: its registered models' label lists and every label
     in the videos' top-k (which covers models of one's own)."""
@@ -406,6 +431,7 @@ def search_command(argv: list[str], prog: str) -> int:
     args.segment_min_score = args.min_score  # events are built from the clips that pass
 
     def work(con):
+        _check_labels(con, args.label)
         # The classes the index knows only matter to words; --label names them exactly.
         known = index_classes(con) if args.query.strip() else set()
         choice = _choose(args.query, known)
@@ -593,6 +619,9 @@ def repair_command(argv: list[str], prog: str) -> int:
     args = p.parse_args(argv)
     check_index_path(args.output)
     from video_index import table as tables
+
+    if not tables.has_tables(args.output):
+        raise CommandError(f"no index at {args.output} (or one of the old layout: upgrade it)")
 
     try:
         result = tables.repair(args.output)

@@ -57,6 +57,8 @@ def test_a_damaged_data_file_is_named_in_one_line_and_repair_restores_the_index(
     assert set(indexed_versions(out, "m")) == {"/a", "/c"}
     again = run_cli("repair", out)
     assert again.returncode == 0 and "nothing to do" in again.stdout
+    nothing = run_cli("repair", str(Path(out).parent / "nope"))
+    assert nothing.returncode == 2 and "no index at" in nothing.stderr
 
 
 def test_upgrade_converts_an_old_index_with_the_same_standing_rows(tmp_path):

@@ -116,6 +116,9 @@ def test_acceptance_on_the_demo_clips(tmp_path):
     found = run_cli("search", out, "cricket", "--format", "json")
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)[0]["video_id"] == "v_CricketShot_g04_c01_rgb.gif"
+    # A --label that is no class of the model is an error, not "no moments".
+    typo = run_cli("search", out, "--label", "Playing Crickett")
+    assert typo.returncode == 2 and "did you mean 'playing cricket'" in typo.stderr
     sql = ("SELECT s.start_s, s.end_s, v.duration_s FROM segments s JOIN videos v USING "
            "(video_id) WHERE video_id = 'test.mp4' AND label = 'cleaning pool'")  # fmt: skip
     events = json.loads(run_cli("query", out, sql, "--format", "json").stdout)
