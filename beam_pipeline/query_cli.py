@@ -285,7 +285,9 @@ def hms(seconds: float, up: bool = False) -> str:
 
 
 def _sql_list(values: Sequence[str]) -> str:
-    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
+    from video_index.table import sql_string
+
+    return "(" + ", ".join(sql_string(v) for v in values) + ")"
 
 
 def _check_labels(con, labels: Sequence[str]) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 
 from video_index.nearest import Neighbour, QueryClip, SimilarError, _normalised
 from video_index.schemas import EMBEDDING
-from video_index.table import snapshot
+from video_index.table import snapshot, sql_string
 
 __all__ = ["ClipVectors", "NPROBES", "REFINE_FACTOR"]
 
@@ -40,10 +40,6 @@ __all__ = ["ClipVectors", "NPROBES", "REFINE_FACTOR"]
 NPROBES = 40
 REFINE_FACTOR = 20
 _ROW_COLUMNS = ["video_id", "uri", "clip_index", "start_s", "end_s", "run_id"]
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 class ClipVectors:
@@ -75,7 +71,7 @@ class ClipVectors:
         newest: dict[tuple[str, str], str] = {}
         names = sorted(videos)
         for start in range(0, len(names), 500):
-            where = f"video_id IN ({', '.join(_quote(v) for v in names[start:start + 500])})"
+            where = f"video_id IN ({', '.join(sql_string(v) for v in names[start:start + 500])})"
             for dataset in self._owners:
                 rows = dataset.to_table(columns=["video_id", "uri", "run_id"], filter=where)
                 for video_id, uri, run in zip(*(c.to_pylist() for c in rows.columns)):
@@ -92,7 +88,7 @@ class ClipVectors:
         """The standing clips of ``video_id`` with their embeddings, by clip_index."""
         found = self.clips.to_table(
             columns=[*_ROW_COLUMNS, EMBEDDING],
-            filter=f"video_id = {_quote(video_id)} AND {EMBEDDING} IS NOT NULL",
+            filter=f"video_id = {sql_string(video_id)} AND {EMBEDDING} IS NOT NULL",
         )
         rows = self._standing(found.to_pylist())
         if not rows:
@@ -103,7 +99,7 @@ class ClipVectors:
         """As ``video_index.nearest``'s: naming ids that end with ``video_id``."""
         pattern = "%" + video_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         near = self.clips.to_table(
-            columns=["video_id"], filter=f"video_id LIKE {_quote(pattern)}", limit=50
+            columns=["video_id"], filter=f"video_id LIKE {sql_string(pattern)}", limit=50
         )
         names = sorted(set(near.column("video_id").to_pylist()) - {video_id})[:3]
         if video_id in near.column("video_id").to_pylist():
@@ -163,7 +159,7 @@ class ClipVectors:
         """
         wanted = limit
         if exclude_video is not None:
-            wanted += self.clips.count_rows(filter=f"video_id = {_quote(exclude_video)}")
+            wanted += self.clips.count_rows(filter=f"video_id = {sql_string(exclude_video)}")
         total = self.clips.count_rows()
         while True:
             found = self._search(query, min(wanted, total), exact)

@@ -25,7 +25,7 @@ import math
 from typing import Optional, Sequence
 
 from video_index.schemas import EMBEDDING
-from video_index.table import open_table
+from video_index.table import open_table, sql_string
 
 __all__ = [
     "SCALAR_INDEXES",
@@ -73,10 +73,6 @@ def vector_index_name() -> str:
     return _name(EMBEDDING)
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def label_filter(labels: Sequence[str]) -> str:
     """The Lance filter of clips whose top-1 label is one of ``labels``.
 
@@ -86,7 +82,7 @@ def label_filter(labels: Sequence[str]) -> str:
     """
     if not labels:
         raise ValueError("label_filter needs at least one label")
-    names = ", ".join(_quote(label) for label in labels)
+    names = ", ".join(sql_string(label) for label in labels)
     return f"array_has_any(labels, [{names}]) AND labels[1] IN ({names})"
 
 
@@ -103,7 +99,7 @@ def rows_of_videos(dataset, videos: Sequence[str], columns: Optional[list[str]] 
     columns = columns or _search_columns(dataset.schema)
     names = sorted(set(videos))
     if len(names) <= _IN_LOOKUP_MAX:
-        where = ", ".join(_quote(name) for name in names) or "NULL"
+        where = ", ".join(sql_string(name) for name in names) or "NULL"
         return dataset.to_table(columns=columns, filter=f"video_id IN ({where})")
     ids = dataset.to_table(columns=["video_id"]).column("video_id")
     positions = pc.indices_nonzero(pc.is_in(ids, value_set=pc.unique(pc.cast(names, ids.type))))

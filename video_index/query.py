@@ -164,21 +164,16 @@ def connect_tables(tables_at: dict, **options) -> duckdb.DuckDBPyConnection:
     yet upgraded ignores ``narrow`` (DuckDB scans its files)."""
     import pyarrow as pa
 
-    from video_index.table import duckdb_columns
+    from video_index.table import duckdb_source
 
     options.pop("union_by_name", None)
 
     def source(con: duckdb.DuckDBPyConnection, table: str) -> str:
         dataset = tables_at.get(table)
-        if dataset is None:
-            con.register(f"empty_{table}", TABLES[table].empty_table())
-            return f"empty_{table}"
         if isinstance(dataset, pa.Table):
             con.register(f"rows_{table}", dataset)
             return f"rows_{table}"
-        columns = duckdb_columns(dataset.schema)
-        scan = dataset if columns is None else dataset.scanner(columns=columns)
-        con.register(f"lance_{table}", scan)
+        con.register(f"lance_{table}", duckdb_source(table, dataset))
         return f"lance_{table}"
 
     return _connect(source, **options)

@@ -66,7 +66,9 @@ __all__ = [
     "connect",
     "open_table",
     "snapshot",
+    "sql_string",
     "duckdb_columns",
+    "duckdb_source",
     "readable_columns",
     "remove_orphans",
     "repair",
@@ -160,9 +162,9 @@ def commit_rows(output: str, table: str, rows: pa.Table) -> None:
     """
     spec = SPECS[table]
     rows = conform_rows(rows, spec)
-    if rows.num_rows == 0 and open_table(output, table) is not None:
-        return
     dataset = open_table(output, table)
+    if rows.num_rows == 0 and dataset is not None:
+        return
     if dataset is None:
         try:
             uri = table_uri(output, table)
@@ -228,7 +230,9 @@ def file_count(output: str) -> int:
     return total
 
 
-def _quote(text: str) -> str:
+def sql_string(text: str) -> str:
+    """``text`` as an SQL string literal (single quotes doubled), for Lance filters and
+    DuckDB."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -236,7 +240,7 @@ def _video_filters(videos: list[tuple[str, str]], chunk: int = 500):
     """SQL filters, each matching up to ``chunk`` of the ``(video_id, uri)`` pairs exactly."""
     for start in range(0, len(videos), chunk):
         pairs = ", ".join(
-            f"{_quote(video_id)} || chr(0) || {_quote(uri)}"
+            f"{sql_string(video_id)} || chr(0) || {sql_string(uri)}"
             for video_id, uri in videos[start : start + chunk]
         )
         yield f"concat(video_id, chr(0), uri) IN ({pairs})"
@@ -268,7 +272,7 @@ def supersede(output: str, run_id: str, videos: list[tuple[str, str]]) -> None:
             continue
         for run, pairs in by_run.items():
             for where in _video_filters(pairs):
-                dataset.delete(f"run_id < {_quote(run)} AND {where}")
+                dataset.delete(f"run_id < {sql_string(run)} AND {where}")
 
 
 def remove_orphans(
@@ -296,26 +300,37 @@ def settle(output: str, run_id: str, ended: frozenset[str] = frozenset()) -> int
     import duckdb
 
     con = duckdb.connect()
-    owners = []
-    for table in ("videos", "failures"):
-        dataset = open_table(output, table)
-        if dataset is not None:
-            con.register(table, dataset.scanner(columns=["video_id", "uri", "run_id"]))
-            owners.append(f"SELECT video_id, uri, run_id FROM {table}")
-    repeated = []
-    if owners:
-        # A video that has a row of this run or rows of several runs: its rows of older
-        # runs go everywhere, the clips a killed run left for it among them.
-        repeated = con.sql(
-            f"SELECT video_id, uri FROM ({' UNION ALL '.join(owners)}) GROUP BY ALL "
-            f"HAVING count(DISTINCT run_id) > 1 OR bool_or(run_id = {_quote(run_id)}) "
-            "ORDER BY ALL"
-        ).fetchall()
+    # A video that has a row of this run or rows of several runs: its rows of older
+    # runs go everywhere, the clips a killed run left for it among them.
+    repeated = con.sql(
+        f"SELECT video_id, uri FROM ({_owner_rows(con, output)}) GROUP BY ALL "
+        f"HAVING count(DISTINCT run_id) > 1 OR bool_or(run_id = {sql_string(run_id)}) "
+        "ORDER BY ALL"
+    ).fetchall()
     con.close()
     if repeated:
         # The newest run among each video's rows wins (run ids sort by start time).
         supersede(output, "", repeated)
     return remove_orphans(output, only=frozenset(ended) | {run_id})
+
+
+_OWNER_KEYS = ("video_id", "uri", "run_id")
+
+
+def _owner_rows(con, output: str) -> str:
+    """Registers the ``videos`` and ``failures`` tables' key columns with ``con``;
+    returns the SQL of their rows' ``(video_id, uri, run_id)``, one table after the
+    other (no rows where neither exists)."""
+    selects = []
+    for table in ("videos", "failures"):
+        dataset = open_table(output, table)
+        if dataset is not None:
+            con.register(table, dataset.scanner(columns=list(_OWNER_KEYS)))
+            selects.append(f"SELECT video_id, uri, run_id FROM {table}")
+    return " UNION ALL ".join(selects) or (
+        "SELECT NULL::VARCHAR AS video_id, NULL::VARCHAR AS uri, NULL::VARCHAR AS run_id "
+        "WHERE false"
+    )
 
 
 def _remove_orphans(
@@ -326,19 +341,12 @@ def _remove_orphans(
     parts = open_table(output, table)
     if parts is None:
         return 0
-    keys = ["video_id", "uri", "run_id"]
     con = duckdb.connect()
-    con.register("parts", parts.scanner(columns=keys))
-    ended = []
-    for owner in ("videos", "failures"):
-        dataset = open_table(output, owner)
-        if dataset is not None:
-            con.register(owner, dataset.scanner(columns=keys))
-            ended.append(f"SELECT video_id, uri, run_id FROM {owner}")
-    rows = " UNION ALL ".join(ended) or "SELECT NULL AS video_id, NULL AS uri, NULL AS run_id"
+    con.register("parts", parts.scanner(columns=list(_OWNER_KEYS)))
     orphans = con.sql(
         f"SELECT DISTINCT c.video_id, c.uri, c.run_id FROM parts AS c "
-        f"ANTI JOIN ({rows}) AS v USING (video_id, uri, run_id) ORDER BY ALL"
+        f"ANTI JOIN ({_owner_rows(con, output)}) AS v USING (video_id, uri, run_id) "
+        "ORDER BY ALL"
     ).fetchall()
     con.close()
     by_run: dict[str, list[tuple[str, str]]] = {}
@@ -348,7 +356,7 @@ def _remove_orphans(
     before = parts.count_rows()
     for run, pairs in by_run.items():
         for where in _video_filters(pairs):
-            parts.delete(f"run_id = {_quote(run)} AND {where}")
+            parts.delete(f"run_id = {sql_string(run)} AND {where}")
     return before - open_table(output, table).count_rows() if by_run else 0
 
 
@@ -388,6 +396,17 @@ def duckdb_columns(schema: pa.Schema) -> Optional[dict[str, str]]:
     }
 
 
+def duckdb_source(table: str, dataset):
+    """What to register with DuckDB for ``table`` at ``dataset`` (a ``LanceDataset``,
+    None where the table does not exist): the dataset itself (DuckDB pushes projections
+    and filters into Lance), a scan casting float16 columns to float32 where it has any
+    (``duckdb_columns``), or an empty table of the spec's schema."""
+    if dataset is None:
+        return SPECS[table].schema.empty_table()
+    columns = duckdb_columns(dataset.schema)
+    return dataset if columns is None else dataset.scanner(columns=columns)
+
+
 def connect(tables_at: dict):
     """A DuckDB connection with a view per table of ``tables_at`` (from ``snapshot``):
     its rows at that version, float16 columns as float32; an absent table is empty."""
@@ -395,12 +414,7 @@ def connect(tables_at: dict):
 
     con = duckdb.connect()
     for table, dataset in tables_at.items():
-        if dataset is None:
-            source = SPECS[table].schema.empty_table()
-        else:
-            columns = duckdb_columns(dataset.schema)
-            source = dataset if columns is None else dataset.scanner(columns=columns)
-        con.register(table, source)
+        con.register(table, duckdb_source(table, dataset))
     return con
 
 
@@ -529,5 +543,5 @@ def _remove_incomplete_videos(output: str, running: frozenset[str]) -> int:
             by_run.setdefault(run, []).append((video_id, uri))
     for run, pairs in by_run.items():
         for where in _video_filters(pairs):
-            videos.delete(f"run_id = {_quote(run)} AND {where}")
+            videos.delete(f"run_id = {sql_string(run)} AND {where}")
     return sum(len(pairs) for pairs in by_run.values())
