@@ -316,15 +316,19 @@ def _check_labels(con, labels: Sequence[str]) -> None:
 
 
 def index_classes(con) -> set[str]:
-    """Class names the index knows: its registered models' label lists and every label
-    in the videos' top-k (which covers models of one's own)."""
+    """Class names the index knows: its registered models' label lists and, where a
+    model of one's own made some of it, every label in the videos' top-k (a registered
+    model's top-k holds only its own classes: no scan of the videos then)."""
     from beam_pipeline.models.registry import registered
 
     models = {m for (m,) in con.execute("SELECT DISTINCT model FROM raw_videos").fetchall()}
     classes = set()
-    for name, spec in registered().items():
+    specs = registered()
+    for name, spec in specs.items():
         if name in models:
             classes.update(spec.labels)
+    if models <= set(specs):
+        return classes
     found = con.execute(
         "SELECT DISTINCT label FROM (SELECT unnest(labels) AS label FROM raw_videos)"
     ).fetchall()
@@ -464,11 +468,22 @@ def search_command(argv: list[str], prog: str) -> int:
             # Lance finds the clips of these labels through the table's label index, and
             # their videos' rows by video_id; the SQL below applies the exact rules to
             # those rows, not to a scan of every clip and video.
+            def kth_score(narrowed: dict):
+                # The score of the limit-th best moment in these rows (the last column).
+                from video_index.query import connect_tables
+
+                con = connect_tables(narrowed, **connect_kwargs(args))
+                params = {"min_score": args.min_score, "limit": args.limit}
+                rows = con.execute(search_sql(labels, kind, with_shots), params).fetchall()
+                return rows[-1][-1] if len(rows) >= args.limit else None
+
             return open_index(
                 args.output,
                 args,
                 lambda con: rank(con, labels, kind, with_shots),
-                narrow=lambda tables_at: label_candidates(tables_at, labels),
+                narrow=lambda tables_at: label_candidates(
+                    tables_at, labels, args.min_score, args.limit, kth_score
+                ),
             )
         return rank(con, labels, kind, with_shots)
 
@@ -552,6 +567,12 @@ def _tables_or_upgrade(output: str, prog: str, memory_limit: str = DEFAULT_MEMOR
         print(f"{prog}: upgraded {output} to {tables.format_version()} tables: {rows}")
     if not tables.has_tables(output):
         raise CommandError(f"no index at {output}")
+    try:
+        added = tables.add_first_columns(output)
+    except (OSError, tables.TableDamaged) as error:
+        raise CommandError(str(error).splitlines()[0]) from None
+    if added:
+        print(f"{prog}: added {', '.join(added)} (the top-1 of each row's lists)")
     return tables.file_count(output)
 
 
@@ -599,7 +620,9 @@ def refresh_similar_index(output: str, prog: str) -> None:
 
 def upgrade_command(argv: list[str], prog: str) -> int:
     """Convert an index in the old layout (Parquet run files per table) into the
-    index's tables, with the same standing rows; the Parquet files are left in place."""
+    index's tables, with the same standing rows; the Parquet files are left in place.
+    An index in tables gets the columns this version adds (the clips' top-1 label and
+    score, which search by label reads)."""
     p = index_parser(f"{prog} upgrade", upgrade_command.__doc__)
     add_memory_limit(p, "used while the standing rows are read")
     args = p.parse_args(argv)
@@ -607,7 +630,14 @@ def upgrade_command(argv: list[str], prog: str) -> int:
     from video_index import table as tables
 
     if tables.has_tables(args.output):
-        print(f"{args.output} is already in {tables.format_version()} tables: nothing to do")
+        try:
+            added = tables.add_first_columns(args.output)
+        except (OSError, tables.TableDamaged) as error:
+            raise CommandError(str(error).splitlines()[0]) from None
+        if added:
+            print(f"added {', '.join(added)} to {args.output} (the top-1 of each row's lists)")
+        else:
+            print(f"{args.output} is already in {tables.format_version()} tables: nothing to do")
         return 0
     _tables_or_upgrade(args.output, f"{prog} upgrade", args.memory_limit)
     return 0

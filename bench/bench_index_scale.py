@@ -48,6 +48,7 @@ from bench_query import MODEL, _lists, is_failure, timed  # noqa: E402
 
 from beam_pipeline.models.spec import packaged_labels  # noqa: E402
 from video_index.schemas import CLIPS, FAILURES, VIDEOS, clips_schema  # noqa: E402
+from video_index.table import SPECS, conform_rows  # noqa: E402
 
 RUN_A, RUN_B = "20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb"
 CLIP_S = 2.56
@@ -94,7 +95,8 @@ class Rows:
             "run_id": np.full(len(vid), run, dtype=object),
             **extra,
         }
-        return pa.table(columns, schema=schema)
+        # As a commit writes them: with the clips table's top-1 columns (schemas.TOP1).
+        return conform_rows(pa.table(columns, schema=schema), SPECS["clips"])
 
     def videos(self, ids: np.ndarray, run: str) -> pa.Table:
         n = len(ids)
@@ -139,6 +141,11 @@ class Rows:
         return pa.table(columns, schema=FAILURES)
 
 
+def _table_schema(schema: pa.Schema) -> pa.Schema:
+    """The clips table's schema for clip rows of ``schema`` (``Rows.clips``)."""
+    return conform_rows(schema.empty_table(), SPECS["clips"]).schema
+
+
 def _write(uri: str, schema: pa.Schema, tables, mode: str = "create") -> None:
     """Stream ``tables`` (an iterator of pa.Table) into the Lance dataset at ``uri``."""
     import lance
@@ -167,7 +174,8 @@ def build_labels(out: Path, videos: int, per_video: int, batch: int) -> dict:
     ok = first[~is_failure(first)]
     started = time.monotonic()
     uri = str(out)
-    _write(table_uri(uri, "clips"), CLIPS, (rows.clips(c, RUN_A) for c in _chunks(ok, batch)))
+    clips = _table_schema(CLIPS)
+    _write(table_uri(uri, "clips"), clips, (rows.clips(c, RUN_A) for c in _chunks(ok, batch)))
     _write(table_uri(uri, "videos"), VIDEOS, (rows.videos(c, RUN_A) for c in _chunks(ok, batch)))
     failed = first[is_failure(first)]
     _write(table_uri(str(out), "failures"), FAILURES, [rows.failures(failed, RUN_A)])
@@ -177,7 +185,7 @@ def build_labels(out: Path, videos: int, per_video: int, batch: int) -> dict:
     index_s = time.monotonic() - started
     tail = ids[late]
     late_clips = (rows.clips(c, RUN_B) for c in _chunks(tail, batch))
-    _write(table_uri(str(out), "clips"), CLIPS, late_clips, "append")
+    _write(table_uri(str(out), "clips"), clips, late_clips, "append")
     _write(table_uri(str(out), "videos"), VIDEOS, [rows.videos(tail, RUN_B)], "append")
     return {
         "videos": int(len(ok) + len(tail)),
@@ -206,6 +214,7 @@ def build_vectors(out: Path, clips: int, per_video: int, dim: int, batch: int) -
 
     rows = Rows(per_video, seed=1)
     schema = clips_schema(embedding_dim=dim)
+    table_schema = _table_schema(schema)
     rng = np.random.default_rng(2)
     centres = rng.standard_normal((2000, dim)).astype(np.float32)
 
@@ -220,13 +229,13 @@ def build_vectors(out: Path, clips: int, per_video: int, dim: int, batch: int) -
     late = 1000 // per_video
     ids = np.arange(videos + late)
     started = time.monotonic()
-    _write(table_uri(str(out), "clips"), schema, clip_tables(ids[:videos], RUN_A))
+    _write(table_uri(str(out), "clips"), table_schema, clip_tables(ids[:videos], RUN_A))
     _write(table_uri(str(out), "videos"), VIDEOS, [rows.videos(ids[:videos], RUN_A)])
     written_s = time.monotonic() - started
     started = time.monotonic()
     built = ensure_indexes(str(out), vectors=True, min_rows=0)
     index_s = time.monotonic() - started
-    _write(table_uri(str(out), "clips"), schema, clip_tables(ids[videos:], RUN_B), "append")
+    _write(table_uri(str(out), "clips"), table_schema, clip_tables(ids[videos:], RUN_B), "append")
     _write(table_uri(str(out), "videos"), VIDEOS, [rows.videos(ids[videos:], RUN_B)], "append")
     return {
         "clips": int(len(ids) * per_video),

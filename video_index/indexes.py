@@ -11,8 +11,9 @@ again: ``ensure_indexes`` at a run's end, or ``compact``.
 
 Indexes (measured in ``bench/bench_index_scale.py``, figures in ``docs/table-format.md``):
 
-- ``clips.labels``: ``LABEL_LIST`` (one bitmap of rows per class name): ``search`` by
-  label reads the rows whose top-k holds the class, not the 25M clips.
+- ``clips.top_label``: ``BITMAP`` (one bitmap of rows per class name) on the clips' top-1
+  label (``schemas.TOP1``): ``search`` by label reads the clips whose top-1 is the
+  class, not the 25M clips nor the top-k lists of the clips that merely hold it.
 - ``videos.video_id``, ``failures.video_id``, ``clips.video_id``: ``BTREE``: a video's
   rows (``similar``'s query clip, the standing check of its results) by lookup.
 - ``clips.embedding``: ``IVF_PQ`` with the cosine metric, once the table holds
@@ -22,9 +23,9 @@ Indexes (measured in ``bench/bench_index_scale.py``, figures in ``docs/table-for
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
-from video_index.schemas import EMBEDDING
+from video_index.schemas import CUE, EMBEDDING, SHOT_INDEX, TOP_LABEL, TOP_SCORE
 from video_index.table import open_table, sql_string
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 
 # (table, column, Lance scalar index type)
 SCALAR_INDEXES = (
-    ("clips", "labels", "LABEL_LIST"),
+    ("clips", TOP_LABEL, "BITMAP"),
     ("clips", "video_id", "BTREE"),
     ("videos", "video_id", "BTREE"),
     ("failures", "video_id", "BTREE"),
@@ -60,6 +61,11 @@ VECTOR_DIMS_PER_SUB_VECTOR = 16
 VECTOR_MIN_TRAIN_ROWS = 256
 
 
+# Indexes an older version built that no search reads now: dropped by ensure_indexes
+# (the LABEL_LIST on the top-k lists, before the top-1 ``top_label`` column held the search).
+# (table, column, the column whose index replaced it)
+OBSOLETE_INDEXES = (("clips", "labels", TOP_LABEL),)
+
 # More videos than this are found by a pass over the video_id column, not by lookups.
 _IN_LOOKUP_MAX = 2_000
 
@@ -73,16 +79,19 @@ def vector_index_name() -> str:
     return _name(EMBEDDING)
 
 
-def label_filter(labels: Sequence[str]) -> str:
+def label_filter(labels: Sequence[str], top1_column: bool = True) -> str:
     """The Lance filter of clips whose top-1 label is one of ``labels``.
 
-    ``array_has_any`` is what the ``LABEL_LIST`` index answers (clips with the class
-    anywhere in their top-k); Lance then checks the top-1 rule on those rows only.
-    Raises ValueError for no labels.
+    ``top1_column``: the clips table has the ``top_label`` column (``schemas.TOP1``), which
+    its ``BITMAP`` index answers. Without it (a table written before the column, not
+    yet upgraded): ``array_has_any`` on the top-k lists, which an older ``LABEL_LIST``
+    index answers, then the top-1 rule on those rows. Raises ValueError for no labels.
     """
     if not labels:
         raise ValueError("label_filter needs at least one label")
     names = ", ".join(sql_string(label) for label in labels)
+    if top1_column:
+        return f"{TOP_LABEL} IN ({names})"
     return f"array_has_any(labels, [{names}]) AND labels[1] IN ({names})"
 
 
@@ -116,26 +125,130 @@ def _search_columns(schema) -> list[str]:
     return [c for c in readable_columns(schema) if not pa.types.is_binary(schema.field(c).type)]
 
 
-def label_candidates(tables_at: dict, labels: Sequence[str]) -> dict:
-    """``tables_at`` (``video_index.table.snapshot``) narrowed for a search of
-    ``labels``: ``clips`` holds the clips whose top-1 label is one of them
-    (``label_filter``), and ``videos``, ``failures``, ``shots`` and ``cues`` the rows
-    of those clips' videos, each a ``pyarrow.Table`` read at the snapshot's version
-    (without float16 and binary columns: embeddings and thumbnails).
+# What a search by label reads of each table (beam_pipeline.query_cli.search_sql and
+# the standing rule, video_index.query): clips also their top-1 label and score.
+_SEARCH_COLUMNS = {
+    "clips": (
+        "video_id", "uri", "clip_index", "start_s", "end_s", "model", "run_id", SHOT_INDEX, CUE
+    ),  # fmt: skip
+    "videos": ("video_id", "uri", "run_id"),
+    "failures": ("video_id", "uri", "run_id"),
+    "shots": ("video_id", "uri", "shot_index", "start_s", "end_s", "kind", "run_id"),
+}
 
-    The standing rule then needs only those videos' rows: a search reads what its
-    answer is made of, not the archive (``video_index.query.connect(narrow=...)``).
+
+def label_candidates(
+    tables_at: dict,
+    labels: Sequence[str],
+    min_score: Optional[float] = None,
+    limit: Optional[int] = None,
+    kth_score: Optional[Callable[[dict], Optional[float]]] = None,
+) -> dict:
+    """``tables_at`` (``video_index.table.snapshot``) narrowed for a search of
+    ``labels``, each narrowed table a ``pyarrow.Table`` read at the snapshot's version:
+
+    - ``clips``: the clips whose top-1 label is one of ``labels`` and, given
+      ``min_score`` (0-1), whose top-1 score is at least that, found through the
+      ``top_label`` index (``label_filter``). Their ``labels`` and ``scores`` are cut to the
+      top-1 (one-element lists): all a search reads of them.
+    - ``videos``, ``failures``: those clips' videos' rows, with the columns of the
+      standing rule (video_id, uri, run_id); ``shots``: their shots, where the clips
+      carry ``shot_index`` (events stay inside their shot).
+
+    The other tables are left as they are (a search does not read them). The standing
+    rule then needs only those videos' rows: a search reads what its answer is made
+    of, not the archive (``video_index.query.connect(narrow=...)``). A clips table
+    without the ``top_label`` column (not yet upgraded) is searched through its top-k lists.
+
+    ``limit`` and ``kth_score``: the search keeps its ``limit`` best moments, and
+    ``kth_score(narrowed)`` gives the score of the ``limit``-th best moment in such
+    narrowed tables (None where there are fewer). A moment's score is the top-1 score of
+    one of its clips, so no moment of a video scores above that video's best candidate
+    clip (its bound; clips of runs that no longer stand only raise it). Then only the
+    clips of the videos with the best bounds are read, in rounds (the threshold
+    algorithm, Fagin et al., PODS 2001): the first ``limit`` videos, then every video
+    whose bound is at least the ``limit``-th moment's score, until none is left; the
+    moments of the videos never read cannot reach the answer, ties included.
     """
     clips = tables_at.get("clips")
     if clips is None:
         return tables_at
-    found = clips.to_table(columns=_search_columns(clips.schema), filter=label_filter(labels))
+    names = clips.schema.names
+    if not (TOP_LABEL in names and TOP_SCORE in names):
+        found = clips.to_table(
+            columns=_search_columns(clips.schema), filter=label_filter(labels, top1_column=False)
+        )
+        return _with_their_videos(tables_at, found)
+    where = label_filter(labels)
+    if min_score is not None:
+        # A pre-filter only: the search's SQL applies its own score rule after.
+        where += f" AND {TOP_SCORE} >= {float(min_score)!r}"
+    columns = [c for c in _SEARCH_COLUMNS["clips"] if c in names] + [TOP_LABEL, TOP_SCORE]
+
+    def narrowed(videos: Optional[list[str]] = None) -> dict:
+        only = f" AND video_id IN ({', '.join(sql_string(v) for v in videos)})" if videos else ""
+        found = _top1_as_lists(clips.to_table(columns=columns, filter=where + only))
+        return _with_their_videos(tables_at, found)
+
+    if limit is None or kth_score is None:
+        return narrowed()
+    bounds = _video_bounds(clips, where)
+    read = min(limit, len(bounds))
+    while read < len(bounds) and read <= _IN_LOOKUP_MAX:
+        tables = narrowed([video for video, _ in bounds[:read]])
+        kth = kth_score(tables)
+        if kth is None:  # fewer than limit moments yet
+            read = min(len(bounds), read * 4)
+            continue
+        more = sum(1 for _, bound in bounds[read:] if bound >= kth)
+        if not more:
+            return tables
+        read += more
+    return narrowed()
+
+
+def _video_bounds(clips, where: str) -> list[tuple[str, float]]:
+    """``(video_id, its best candidate clip's score)`` of each video with a clip that
+    matches ``where``, best first."""
+    best = (
+        clips.to_table(
+            columns=["video_id", TOP_SCORE], filter=f"{where} AND {TOP_SCORE} IS NOT NULL"
+        )
+        .group_by("video_id")
+        .aggregate([(TOP_SCORE, "max")])
+        .sort_by([(f"{TOP_SCORE}_max", "descending"), ("video_id", "ascending")])
+    )
+    return list(zip(best["video_id"].to_pylist(), best[f"{TOP_SCORE}_max"].to_pylist()))
+
+
+def _with_their_videos(tables_at: dict, found) -> dict:
+    """``tables_at`` with ``found`` as its clips and the rows of their videos."""
     videos = found.column("video_id").unique().to_pylist()
     narrowed = {**tables_at, "clips": found}
-    for table in ("videos", "failures", "shots", "cues"):
-        if tables_at.get(table) is not None:
-            narrowed[table] = rows_of_videos(tables_at[table], videos)
+    tables = ["videos", "failures"] + (["shots"] if SHOT_INDEX in found.column_names else [])
+    for table in tables:
+        dataset = tables_at.get(table)
+        if dataset is not None:
+            columns = [c for c in _SEARCH_COLUMNS[table] if c in dataset.schema.names]
+            narrowed[table] = rows_of_videos(dataset, videos, columns)
     return narrowed
+
+
+def _top1_as_lists(rows):
+    """``rows`` with ``top_label``/``top_score`` turned into one-element ``labels``/``scores``
+    lists (the columns the search's SQL reads as ``labels[1]``, ``scores[1]``)."""
+    import numpy as np
+    import pyarrow as pa
+
+    offsets = pa.array(np.arange(rows.num_rows + 1, dtype=np.int32))
+    lists = {
+        "labels": pa.ListArray.from_arrays(offsets, rows.column(TOP_LABEL).combine_chunks()),
+        "scores": pa.ListArray.from_arrays(offsets, rows.column(TOP_SCORE).combine_chunks()),
+    }
+    rows = rows.drop_columns([TOP_LABEL, TOP_SCORE])
+    for name, values in lists.items():
+        rows = rows.append_column(name, values)
+    return rows
 
 
 def _indexed(dataset) -> dict[str, str]:
@@ -151,7 +264,8 @@ def ensure_indexes(
     output: str, vectors: Optional[bool] = None, min_rows: Optional[int] = None
 ) -> dict[str, str]:
     """Build the missing indexes of ``output``'s Lance tables and fold rows added since
-    into the existing ones; returns ``"table.column" -> what was done`` (built, updated).
+    into the existing ones; returns ``"table.column" -> what was done`` (built, updated,
+    dropped: ``OBSOLETE_INDEXES`` once their successor column exists).
 
     A scalar index is built once its table holds ``min_rows`` rows (default
     ``SCALAR_MIN_ROWS``; 0: always). ``vectors``: None builds the vector index once the
@@ -161,6 +275,14 @@ def ensure_indexes(
     """
     min_rows = SCALAR_MIN_ROWS if min_rows is None else min_rows
     done: dict[str, str] = {}
+    for table, column, successor in OBSOLETE_INDEXES:
+        dataset = open_table(output, table)
+        if dataset is None or dataset.schema.get_field_index(successor) < 0:
+            continue
+        indexed = _indexed(dataset)
+        if column in indexed:
+            dataset.drop_index(indexed[column])
+            done[f"{table}.{column}"] = f"index dropped (searched by {successor} now)"
     for table, column, kind in SCALAR_INDEXES:
         dataset = open_table(output, table)
         if dataset is None:

@@ -99,6 +99,19 @@ CUES = pa.schema(
     ]
 )
 
+# The clips table adds two columns to the rows a run makes: ``top_label`` and
+# ``top_score``, a clip's top-1 (the first of ``labels`` and of ``scores``, null where
+# they are empty; not ``label``, the name SQL gives ``labels[1]`` by habit).
+# ``video_index.table`` writes them from the lists on every commit; Lance's BITMAP index
+# on ``top_label`` answers search by label with the clips whose top-1 it is
+# (``video_index.indexes``), so a search reads neither the top-k lists nor other clips.
+TOP_LABEL = "top_label"
+TOP_SCORE = "top_score"
+TOP1 = ((TOP_LABEL, "labels"), (TOP_SCORE, "scores"))
+CLIPS_TABLE = CLIPS.append(pa.field(TOP_LABEL, pa.string())).append(
+    pa.field(TOP_SCORE, pa.float32())
+)
+
 TABLES = {
     "videos": VIDEOS,
     "clips": CLIPS,

@@ -46,7 +46,7 @@ import pyarrow as pa
 warnings.filterwarnings("ignore", message="lance is not fork-safe", category=UserWarning)
 import pyarrow.parquet as pq
 
-from video_index.schemas import CLIPS, CUES, FAILURES, SHOTS, VIDEOS
+from video_index.schemas import CLIPS_TABLE, CUES, FAILURES, SHOTS, TOP1, VIDEOS
 from video_index.storage import filesystem, lance_options, retrying
 
 __all__ = [
@@ -57,7 +57,9 @@ __all__ = [
     "TableMismatch",
     "TableSpec",
     "commit_rows",
+    "add_first_columns",
     "ensure_tables",
+    "first_elements",
     "file_count",
     "format_version",
     "has_tables",
@@ -91,13 +93,16 @@ class TableSpec:
     name: str
     schema: pa.Schema
     key: tuple[str, ...]
+    # (column, list column): ``column`` holds the first element of ``list column``,
+    # written by ``conform_rows`` (``schemas.TOP1``: a clip's top-1 label and score).
+    first_of: tuple[tuple[str, str], ...] = ()
 
 
 SPECS = {
     spec.name: spec
     for spec in (
         TableSpec("videos", VIDEOS, ("video_id", "uri")),
-        TableSpec("clips", CLIPS, ("video_id", "uri", "clip_index")),
+        TableSpec("clips", CLIPS_TABLE, ("video_id", "uri", "clip_index"), TOP1),
         TableSpec("shots", SHOTS, ("video_id", "uri", "shot_index")),
         TableSpec("cues", CUES, ("video_id", "uri", "cue_index")),
         TableSpec("failures", FAILURES, ("video_id", "uri")),
@@ -138,8 +143,12 @@ def open_table(output: str, table: str, version: Optional[int] = None):
 
 def conform_rows(rows: pa.Table, spec: TableSpec, optional: Optional[dict] = None) -> pa.Table:
     """``rows`` with the spec's columns in order and type, then any optional columns
-    (in the types ``optional`` names, where it names them)."""
+    (in the types ``optional`` names, where it names them). The spec's ``first_of``
+    columns are made from their lists where ``rows`` lacks them."""
     optional = optional or {}
+    for column, source in spec.first_of:
+        if column not in rows.column_names and source in rows.column_names:
+            rows = rows.append_column(column, first_elements(rows.column(source)))
     extra = [
         pa.field(f.name, optional.get(f.name, f.type))
         for f in rows.schema
@@ -150,6 +159,57 @@ def conform_rows(rows: pa.Table, spec: TableSpec, optional: Optional[dict] = Non
         if field.name not in rows.column_names:
             rows = rows.append_column(field.name, pa.nulls(rows.num_rows, field.type))
     return rows.select(schema.names).cast(schema)
+
+
+def first_elements(lists) -> pa.Array:
+    """The first element of each list of ``lists`` (a list ``pyarrow`` array or chunked
+    array), null where a list is empty or null: an array of the lists' value type."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if isinstance(lists, pa.ChunkedArray):
+        lists = lists.combine_chunks()
+    present = pc.fill_null(pc.greater(pc.list_value_length(lists), 0), False).to_numpy(
+        zero_copy_only=False
+    )
+    firsts = pc.list_flatten(pc.list_slice(lists, 0, 1))
+    positions = np.zeros(len(lists), dtype=np.int64)
+    positions[present] = np.arange(int(present.sum()))
+    return firsts.take(pa.array(positions, mask=~present))
+
+
+def _add_columns(output: str, spec: TableSpec, fields: list[pa.Field]):
+    """Add ``fields`` to the spec's table and return it reopened. Older rows read a
+    plain column as null; a ``first_of`` column is computed by Lance from its list in
+    every row (an index written before the column existed)."""
+    first = dict(spec.first_of)
+    computed = {f.name: f"{first[f.name]}[1]" for f in fields if f.name in first}
+    plain = [f for f in fields if f.name not in first]
+    if plain:
+        open_table(output, spec.name).add_columns(plain)
+    if computed:
+        open_table(output, spec.name).add_columns(computed)
+    return open_table(output, spec.name)
+
+
+def add_first_columns(output: str) -> list[str]:
+    """Add the ``first_of`` columns (``schemas.TOP1``) that existing tables lack, one
+    commit per table; returns the ``table.column`` names added. Readers keep their
+    snapshot meanwhile."""
+    added = []
+    for table, spec in SPECS.items():
+        dataset = open_table(output, table)
+        if dataset is None:
+            continue
+        missing = [
+            spec.schema.field(column)
+            for column, _ in spec.first_of
+            if dataset.schema.get_field_index(column) < 0
+        ]
+        if missing:
+            _add_columns(output, spec, missing)
+            added += [f"{table}.{f.name}" for f in missing]
+    return added
 
 
 def commit_rows(output: str, table: str, rows: pa.Table) -> None:
@@ -178,8 +238,7 @@ def commit_rows(output: str, table: str, rows: pa.Table) -> None:
     if new_columns:
         # A run that writes an optional column the table lacks (thumbnails after a run
         # without): the older rows read it as null.
-        dataset.add_columns(new_columns)
-        dataset = open_table(output, table)
+        dataset = _add_columns(output, spec, new_columns)
     on = [*spec.key, "run_id"]
     dataset.merge_insert(on).when_not_matched_insert_all().execute(rows)
 
@@ -191,7 +250,8 @@ class TableMismatch(ValueError):
 
 def ensure_tables(output: str, schemas: Optional[dict[str, pa.Schema]] = None) -> None:
     """Create every table of ``SPECS`` that does not exist yet, empty, and add to each
-    the optional columns ``schemas[table]`` names (nulls in older rows).
+    the optional columns ``schemas[table]`` names (nulls in older rows) and the
+    ``first_of`` columns it lacks (``add_first_columns``).
 
     Called once by a run's launcher before any worker commits, so the workers' commits
     never change a schema, and every table is readable (by any engine) after any run,
@@ -216,7 +276,8 @@ def ensure_tables(output: str, schemas: Optional[dict[str, pa.Schema]] = None) -
                 )
         missing = [f for f in schema if dataset.schema.get_field_index(f.name) < 0]
         if missing:
-            dataset.add_columns(missing)
+            _add_columns(output, spec, missing)
+    add_first_columns(output)
 
 
 def file_count(output: str) -> int:
