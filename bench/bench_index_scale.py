@@ -15,7 +15,10 @@ of ``--batch-videos`` videos so memory stays flat:
 - ``vectors/``: ``--vector-clips`` clips of ``--dim``-d float16 embeddings (the I3D
   width, ``schemas.clips_schema``) in ``--vector-clips / C`` videos; each video's clips
   lie near one of 2,000 centres (noise 0.35 per dimension, then unit length). The
-  IVF_PQ index is built, then 1,000 clips are committed after the build.
+  IVF_PQ index is built, then 1,000 clips are committed after the build. With
+  ``--real-vectors`` (a ``.npy`` from ``bench_similar.py real``) the vectors are
+  ``bench_similar.synthetic``'s real-derived ones instead (groups of 20 around mixes of
+  two real I3D embeddings), their width the embeddings'.
 
 Then each measurement runs in its own process (``/usr/bin/time -v``: wall seconds,
 peak RSS): ``video-index search`` by label (events and ``--clips``) through the Lance
@@ -36,6 +39,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import pyarrow as pa
@@ -207,8 +211,12 @@ def _embeddings(rng, centres: np.ndarray, videos: np.ndarray, per_video: int) ->
     return vectors.astype(np.float16)
 
 
-def build_vectors(out: Path, clips: int, per_video: int, dim: int, batch: int) -> dict:
-    """The embeddings index: ``clips`` embedded clips, IVF_PQ, then 1,000 more clips."""
+def build_vectors(
+    out: Path, clips: int, per_video: int, dim: int, batch: int, real: Optional[str] = None
+) -> dict:
+    """The embeddings index: ``clips`` embedded clips, IVF_PQ, then 1,000 more clips.
+    ``real``: a ``.npy`` of real I3D embeddings (``bench_similar.py real``); the clips'
+    vectors are then ``bench_similar.synthetic``'s real-derived ones, not clusters."""
     from video_index.indexes import ensure_indexes
     from video_index.table import table_uri
 
@@ -217,10 +225,22 @@ def build_vectors(out: Path, clips: int, per_video: int, dim: int, batch: int) -
     table_schema = _table_schema(schema)
     rng = np.random.default_rng(2)
     centres = rng.standard_normal((2000, dim)).astype(np.float32)
+    base = None
+    if real:
+        from bench_similar import synthetic
+
+        base = np.load(real).astype(np.float32)
+        schema = clips_schema(embedding_dim=base.shape[1])
+        table_schema = _table_schema(schema)
+        dim = base.shape[1]
 
     def clip_tables(ids, run):
         for chunk in _chunks(ids, batch):
-            vectors = _embeddings(rng, centres, chunk, per_video)
+            if base is None:
+                vectors = _embeddings(rng, centres, chunk, per_video)
+            else:
+                start, count = int(chunk[0]) * per_video, len(chunk) * per_video
+                vectors = synthetic(base, count, seed=0, start=start).astype(np.float16)
             flat = pa.array(vectors.ravel(), pa.float16())
             embedding = pa.FixedSizeListArray.from_arrays(flat, dim)
             yield rows.clips(chunk, run, schema, embedding=embedding)
@@ -383,6 +403,11 @@ def main() -> None:
     parser.add_argument("--reuse", action="store_true", help="measure the indexes in --dir")
     parser.add_argument("--keep", action="store_true", help="keep the indexes afterwards")
     parser.add_argument("--build-only", action="store_true", help="build, measure nothing (keeps)")
+    parser.add_argument(
+        "--real-vectors",
+        default=None,
+        help="a .npy of real I3D embeddings (bench_similar.py real): real-derived vectors",
+    )
     args = parser.parse_args()
     root = Path(args.dir).resolve()
     if REPO in root.parents or root == REPO:
@@ -401,6 +426,7 @@ def main() -> None:
             built["vectors"] = build_vectors(
                 root / "vectors", args.vector_clips, args.clips_per_video, args.dim,
                 max(1, args.batch_videos // 10),  # 1024-d float32 vectors: 10x the bytes
+                args.real_vectors,
             )  # fmt: skip
             print(f"vectors index: {built['vectors']}", flush=True)
     if args.build_only:
