@@ -17,9 +17,8 @@ import pytest
 from transforms.manifest import ALL_FILES, list_input
 from transforms.records import Failure, VideoRef
 from transforms.video_io import VideoReader, measure_length
-from video_index.schemas import TABLES
 from video_index.storage import escape_local_path, escape_name, filesystem, local_path
-from video_index.table import ensure_tables
+from video_index.table import SPECS, ensure_tables
 
 
 def _encode(container, stream, num_frames: int, first_value: int = 0) -> None:
@@ -227,8 +226,8 @@ def test_every_table_is_readable_when_empty(tmp_path):
     out = tmp_path / "out"
     ensure_tables(str(out))
     ensure_tables(str(out))  # idempotent: one empty version per table
-    for table, schema in TABLES.items():
+    for table, spec in SPECS.items():
         dataset = lance.dataset(str(out / f"{table}.lance"))
-        assert dataset.schema == schema
+        assert dataset.schema == spec.schema
         assert dataset.count_rows() == 0 and dataset.version == 1
         assert duckdb.sql("SELECT count(*) FROM dataset").fetchall() == [(0,)]
