@@ -290,21 +290,30 @@ def _sql_list(values: Sequence[str]) -> str:
     return "(" + ", ".join(sql_string(v) for v in values) + ")"
 
 
-def _check_labels(con, labels: Sequence[str]) -> None:
-    """Raises CommandError for a ``--label`` that no model of the index has (a typo or
-    another case would otherwise read as "no moments"); checked only where every model
-    of the index is a registered one, whose classes are known without a scan."""
-    if not labels:
-        return
-    import difflib
-
+def _registered_classes(con) -> tuple[set[str], bool]:
+    """The class names of the index's registered models, and whether every model of the
+    index is a registered one (then those are all the classes its rows can hold)."""
     from beam_pipeline.models.registry import registered
 
     models = {m for (m,) in con.execute("SELECT DISTINCT model FROM raw_videos").fetchall()}
     specs = registered()
-    if not models or not models <= set(specs):
+    classes = {label for name in models & set(specs) for label in specs[name].labels}
+    return classes, bool(models) and models <= set(specs)
+
+
+def _check_labels(labels: Sequence[str], registered: tuple[set[str], bool]) -> None:
+    """Raises CommandError for a ``--label`` that no model of the index has (a typo or
+    another case would otherwise read as "no moments"); checked only where every model
+    of the index is a registered one (``registered``: ``_registered_classes``), whose
+    classes are known without a scan."""
+    if not labels:
         return
-    classes = sorted({label for m in models for label in specs[m].labels})
+    import difflib
+
+    known, complete = registered
+    if not complete:
+        return
+    classes = sorted(known)
     for label in labels:
         if label not in classes:
             close = difflib.get_close_matches(label.lower(), classes, n=1, cutoff=0.6)
@@ -315,19 +324,14 @@ def _check_labels(con, labels: Sequence[str]) -> None:
             )
 
 
-def index_classes(con) -> set[str]:
+def index_classes(con, registered: Optional[tuple[set[str], bool]] = None) -> set[str]:
     """Class names the index knows: its registered models' label lists and, where a
     model of one's own made some of it, every label in the videos' top-k (a registered
-    model's top-k holds only its own classes: no scan of the videos then)."""
-    from beam_pipeline.models.registry import registered
-
-    models = {m for (m,) in con.execute("SELECT DISTINCT model FROM raw_videos").fetchall()}
-    classes = set()
-    specs = registered()
-    for name, spec in specs.items():
-        if name in models:
-            classes.update(spec.labels)
-    if models <= set(specs):
+    model's top-k holds only its own classes: no scan of the videos then).
+    ``registered``: ``_registered_classes(con)`` where the caller has it already."""
+    classes, complete = registered or _registered_classes(con)
+    classes = set(classes)
+    if complete:
         return classes
     found = con.execute(
         "SELECT DISTINCT label FROM (SELECT unnest(labels) AS label FROM raw_videos)"
@@ -437,9 +441,10 @@ def search_command(argv: list[str], prog: str) -> int:
     args.segment_min_score = args.min_score  # events are built from the clips that pass
 
     def work(con):
-        _check_labels(con, args.label)
+        registered = _registered_classes(con)
+        _check_labels(args.label, registered)
         # The classes the index knows only matter to words; --label names them exactly.
-        known = index_classes(con) if args.query.strip() else set()
+        known = index_classes(con, registered) if args.query.strip() else set()
         choice = _choose(args.query, known)
         labels = sorted(set(args.label) | set(choice.labels))
         note = sys.stderr if args.format != "table" else sys.stdout
@@ -567,13 +572,22 @@ def _tables_or_upgrade(output: str, prog: str, memory_limit: str = DEFAULT_MEMOR
         print(f"{prog}: upgraded {output} to {tables.format_version()} tables: {rows}")
     if not tables.has_tables(output):
         raise CommandError(f"no index at {output}")
+    _add_first_columns(output, prog)
+    return tables.file_count(output)
+
+
+def _add_first_columns(output: str, prog: str) -> list[str]:
+    """``video_index.table.add_first_columns`` for a command, saying what it added;
+    errors become CommandError."""
+    from video_index import table as tables
+
     try:
         added = tables.add_first_columns(output)
     except (OSError, tables.TableDamaged) as error:
         raise CommandError(str(error).splitlines()[0]) from None
     if added:
-        print(f"{prog}: added {', '.join(added)} (the top-1 of each row's lists)")
-    return tables.file_count(output)
+        print(f"{prog}: added {', '.join(added)} to {output} (the top-1 of each row's lists)")
+    return added
 
 
 def compact_if_many_files(output: str, threshold: int, prog: str) -> None:
@@ -630,13 +644,7 @@ def upgrade_command(argv: list[str], prog: str) -> int:
     from video_index import table as tables
 
     if tables.has_tables(args.output):
-        try:
-            added = tables.add_first_columns(args.output)
-        except (OSError, tables.TableDamaged) as error:
-            raise CommandError(str(error).splitlines()[0]) from None
-        if added:
-            print(f"added {', '.join(added)} to {args.output} (the top-1 of each row's lists)")
-        else:
+        if not _add_first_columns(args.output, f"{prog} upgrade"):
             print(f"{args.output} is already in {tables.format_version()} tables: nothing to do")
         return 0
     _tables_or_upgrade(args.output, f"{prog} upgrade", args.memory_limit)

@@ -52,7 +52,7 @@ from bench_query import MODEL, _lists, is_failure, timed  # noqa: E402
 
 from beam_pipeline.models.spec import packaged_labels  # noqa: E402
 from video_index.schemas import CLIPS, FAILURES, VIDEOS, clips_schema  # noqa: E402
-from video_index.table import SPECS, conform_rows  # noqa: E402
+from video_index.table import SPECS, conform_rows, table_schema  # noqa: E402
 
 RUN_A, RUN_B = "20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb"
 CLIP_S = 2.56
@@ -145,11 +145,6 @@ class Rows:
         return pa.table(columns, schema=FAILURES)
 
 
-def _table_schema(schema: pa.Schema) -> pa.Schema:
-    """The clips table's schema for clip rows of ``schema`` (``Rows.clips``)."""
-    return conform_rows(schema.empty_table(), SPECS["clips"]).schema
-
-
 def _write(uri: str, schema: pa.Schema, tables, mode: str = "create") -> None:
     """Stream ``tables`` (an iterator of pa.Table) into the Lance dataset at ``uri``."""
     import lance
@@ -178,7 +173,7 @@ def build_labels(out: Path, videos: int, per_video: int, batch: int) -> dict:
     ok = first[~is_failure(first)]
     started = time.monotonic()
     uri = str(out)
-    clips = _table_schema(CLIPS)
+    clips = table_schema("clips")
     _write(table_uri(uri, "clips"), clips, (rows.clips(c, RUN_A) for c in _chunks(ok, batch)))
     _write(table_uri(uri, "videos"), VIDEOS, (rows.videos(c, RUN_A) for c in _chunks(ok, batch)))
     failed = first[is_failure(first)]
@@ -221,18 +216,17 @@ def build_vectors(
     from video_index.table import table_uri
 
     rows = Rows(per_video, seed=1)
-    schema = clips_schema(embedding_dim=dim)
-    table_schema = _table_schema(schema)
     rng = np.random.default_rng(2)
-    centres = rng.standard_normal((2000, dim)).astype(np.float32)
-    base = None
     if real:
         from bench_similar import synthetic
 
         base = np.load(real).astype(np.float32)
-        schema = clips_schema(embedding_dim=base.shape[1])
-        table_schema = _table_schema(schema)
         dim = base.shape[1]
+    else:
+        base = None
+        centres = rng.standard_normal((2000, dim)).astype(np.float32)
+    schema = clips_schema(embedding_dim=dim)
+    clips_table = table_schema("clips", schema)
 
     def clip_tables(ids, run):
         for chunk in _chunks(ids, batch):
@@ -249,13 +243,13 @@ def build_vectors(
     late = 1000 // per_video
     ids = np.arange(videos + late)
     started = time.monotonic()
-    _write(table_uri(str(out), "clips"), table_schema, clip_tables(ids[:videos], RUN_A))
+    _write(table_uri(str(out), "clips"), clips_table, clip_tables(ids[:videos], RUN_A))
     _write(table_uri(str(out), "videos"), VIDEOS, [rows.videos(ids[:videos], RUN_A)])
     written_s = time.monotonic() - started
     started = time.monotonic()
     built = ensure_indexes(str(out), vectors=True, min_rows=0)
     index_s = time.monotonic() - started
-    _write(table_uri(str(out), "clips"), table_schema, clip_tables(ids[videos:], RUN_B), "append")
+    _write(table_uri(str(out), "clips"), clips_table, clip_tables(ids[videos:], RUN_B), "append")
     _write(table_uri(str(out), "videos"), VIDEOS, [rows.videos(ids[videos:], RUN_B)], "append")
     return {
         "clips": int(len(ids) * per_video),

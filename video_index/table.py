@@ -60,6 +60,7 @@ __all__ = [
     "add_first_columns",
     "ensure_tables",
     "first_elements",
+    "table_schema",
     "file_count",
     "format_version",
     "has_tables",
@@ -161,6 +162,14 @@ def conform_rows(rows: pa.Table, spec: TableSpec, optional: Optional[dict] = Non
     return rows.select(schema.names).cast(schema)
 
 
+def table_schema(table: str, rows: Optional[pa.Schema] = None) -> pa.Schema:
+    """The schema ``table`` has for rows of schema ``rows`` (default: the spec's): the
+    spec's columns, its ``first_of`` columns, then the optional ones ``rows`` adds (a
+    run's ``schemas.clips_schema``), as ``commit_rows`` writes them."""
+    spec = SPECS[table]
+    return conform_rows((rows or spec.schema).empty_table(), spec).schema
+
+
 def first_elements(lists) -> pa.Array:
     """The first element of each list of ``lists`` (a list ``pyarrow`` array or chunked
     array), null where a list is empty or null: an array of the lists' value type."""
@@ -251,7 +260,8 @@ class TableMismatch(ValueError):
 def ensure_tables(output: str, schemas: Optional[dict[str, pa.Schema]] = None) -> None:
     """Create every table of ``SPECS`` that does not exist yet, empty, and add to each
     the optional columns ``schemas[table]`` names (nulls in older rows) and the
-    ``first_of`` columns it lacks (``add_first_columns``).
+    ``first_of`` columns it lacks (computed from older rows' lists): each table gets
+    ``table_schema(table, schemas.get(table))``.
 
     Called once by a run's launcher before any worker commits, so the workers' commits
     never change a schema, and every table is readable (by any engine) after any run,
@@ -261,7 +271,7 @@ def ensure_tables(output: str, schemas: Optional[dict[str, pa.Schema]] = None) -
     """
     schemas = schemas or {}
     for table, spec in SPECS.items():
-        schema = schemas.get(table, spec.schema)
+        schema = table_schema(table, schemas.get(table))
         dataset = open_table(output, table)
         if dataset is None:
             commit_rows(output, table, schema.empty_table())
@@ -277,7 +287,6 @@ def ensure_tables(output: str, schemas: Optional[dict[str, pa.Schema]] = None) -
         missing = [f for f in schema if dataset.schema.get_field_index(f.name) < 0]
         if missing:
             _add_columns(output, spec, missing)
-    add_first_columns(output)
 
 
 def file_count(output: str) -> int:
